@@ -1,0 +1,201 @@
+//! Settings read from the environment once per cold start and checked there, so a bad value fails
+//! the init with one clear line instead of failing requests later.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where users are stored (`AUTH_STORE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreConfig {
+    /// `sqlite:PATH`: an SQLite file, created with its schema when missing.
+    Sqlite(PathBuf),
+}
+
+/// Where the signing key comes from (`AUTH_SIGNING_KEY`, `AUTH_PUBLIC_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyConfig {
+    /// `file:PATH`: a PEM file (PKCS#1 or PKCS#8).
+    File(PathBuf),
+}
+
+/// Every setting of the service, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `AUTH_STORE`, default `sqlite:users.db`.
+    pub store: StoreConfig,
+    /// `AUTH_SIGNING_KEY`: the RSA private key that signs tokens. Required.
+    pub signing_key: KeyConfig,
+    /// `AUTH_PUBLIC_KEY`: the matching public key. Functions that only verify (`me`, `jwks`) read it
+    /// instead of the private key when it is set.
+    pub public_key: Option<KeyConfig>,
+    /// `AUTH_ISSUER`: the `iss` claim, also the base of the discovery URLs.
+    pub issuer: String,
+    /// `AUTH_AUDIENCE`: the `aud` claim.
+    pub audience: String,
+    /// `AUTH_TOKEN_TTL_SECONDS`, default 1800.
+    pub token_ttl: Duration,
+    /// `AUTH_BCRYPT_COST`, default 12.
+    pub bcrypt_cost: u32,
+}
+
+/// A setting that is missing or malformed, named so the operator can fix it.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("invalid configuration: {name}: {reason}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub name: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+fn err(name: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        name,
+        reason: reason.into(),
+    }
+}
+
+/// Default issuer when `AUTH_ISSUER` is unset: the local `cargo lambda watch` address.
+pub const DEFAULT_ISSUER: &str = "http://localhost:9000";
+/// Default audience when `AUTH_AUDIENCE` is unset.
+pub const DEFAULT_AUDIENCE: &str = "jwt-auth-api";
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let store = parse_store(&get("AUTH_STORE").unwrap_or_else(|| "sqlite:users.db".into()))?;
+        let signing_key = parse_key(
+            "AUTH_SIGNING_KEY",
+            &get("AUTH_SIGNING_KEY")
+                .ok_or_else(|| err("AUTH_SIGNING_KEY", "is required (file:PATH to a PEM key)"))?,
+        )?;
+        let public_key = get("AUTH_PUBLIC_KEY")
+            .map(|v| parse_key("AUTH_PUBLIC_KEY", &v))
+            .transpose()?;
+
+        let issuer = get("AUTH_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into());
+        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
+            || issuer.ends_with('/')
+            || issuer.contains(['?', '#', ' '])
+        {
+            return Err(err(
+                "AUTH_ISSUER",
+                "must be an http(s) URL without a trailing slash, query or fragment",
+            ));
+        }
+        let audience = get("AUTH_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into());
+
+        let ttl: u64 = parse_number(
+            "AUTH_TOKEN_TTL_SECONDS",
+            get("AUTH_TOKEN_TTL_SECONDS"),
+            1800,
+        )?;
+        if !(60..=86_400).contains(&ttl) {
+            return Err(err(
+                "AUTH_TOKEN_TTL_SECONDS",
+                "must be between 60 and 86400",
+            ));
+        }
+        let bcrypt_cost: u32 = parse_number("AUTH_BCRYPT_COST", get("AUTH_BCRYPT_COST"), 12)?;
+        if !(4..=31).contains(&bcrypt_cost) {
+            return Err(err("AUTH_BCRYPT_COST", "must be between 4 and 31"));
+        }
+
+        Ok(Config {
+            store,
+            signing_key,
+            public_key,
+            issuer,
+            audience,
+            token_ttl: Duration::from_secs(ttl),
+            bcrypt_cost,
+        })
+    }
+
+    /// The key a verify-only function should load: the public key when configured.
+    pub fn verification_key(&self) -> &KeyConfig {
+        self.public_key.as_ref().unwrap_or(&self.signing_key)
+    }
+}
+
+fn parse_number<T: std::str::FromStr>(
+    name: &'static str,
+    value: Option<String>,
+    default: T,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| err(name, format!("expected a whole number, got {v:?}"))),
+    }
+}
+
+fn parse_store(value: &str) -> Result<StoreConfig, ConfigError> {
+    match value.split_once(':') {
+        Some(("sqlite", path)) if !path.is_empty() => Ok(StoreConfig::Sqlite(PathBuf::from(path))),
+        _ => Err(err("AUTH_STORE", "expected sqlite:PATH")),
+    }
+}
+
+fn parse_key(name: &'static str, value: &str) -> Result<KeyConfig, ConfigError> {
+    match value.split_once(':') {
+        Some(("file", path)) if !path.is_empty() => Ok(KeyConfig::File(PathBuf::from(path))),
+        _ => Err(err(name, "expected file:PATH")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_key_is_given() {
+        let c = config(&[("AUTH_SIGNING_KEY", "file:k.pem")]).unwrap();
+        assert_eq!(c.store, StoreConfig::Sqlite("users.db".into()));
+        assert_eq!(c.token_ttl, Duration::from_secs(1800));
+        assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(c.issuer, DEFAULT_ISSUER);
+        assert_eq!(c.verification_key(), &KeyConfig::File("k.pem".into()));
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let key = ("AUTH_SIGNING_KEY", "file:k.pem");
+        for (pairs, name) in [
+            (vec![], "AUTH_SIGNING_KEY"),
+            (vec![("AUTH_SIGNING_KEY", "k.pem")], "AUTH_SIGNING_KEY"),
+            (vec![key, ("AUTH_STORE", "postgres://x")], "AUTH_STORE"),
+            (vec![key, ("AUTH_BCRYPT_COST", "3")], "AUTH_BCRYPT_COST"),
+            (
+                vec![key, ("AUTH_BCRYPT_COST", "twelve")],
+                "AUTH_BCRYPT_COST",
+            ),
+            (
+                vec![key, ("AUTH_TOKEN_TTL_SECONDS", "5")],
+                "AUTH_TOKEN_TTL_SECONDS",
+            ),
+            (vec![key, ("AUTH_ISSUER", "example.com")], "AUTH_ISSUER"),
+            (vec![key, ("AUTH_ISSUER", "https://x/")], "AUTH_ISSUER"),
+        ] {
+            assert_eq!(config(&pairs).unwrap_err().name, name, "{pairs:?}");
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`: the public key and
+//! the issuer metadata that API Gateway's JWT authorizer and JWT libraries use to verify tokens.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http;
+use crate::state::DiscoveryState;
+
+/// How long clients may cache the key set and metadata.
+const CACHE: &str = "public, max-age=300";
+
+/// Handles one request; every failure becomes its problem response.
+pub async fn handle(state: &DiscoveryState, req: Request) -> Response<Body> {
+    discovery(state, &req).unwrap_or_else(ApiError::into_response)
+}
+
+fn discovery(state: &DiscoveryState, req: &Request) -> Result<Response<Body>, ApiError> {
+    let path = http::path(req);
+    if path.ends_with("/.well-known/jwks.json") {
+        http::require_method(req, "GET")?;
+        Ok(http::json_cached(
+            StatusCode::OK,
+            &json!({"keys": [state.key.jwk()]}),
+            CACHE,
+        ))
+    } else if path.ends_with("/.well-known/openid-configuration") {
+        http::require_method(req, "GET")?;
+        let issuer = &state.issuer;
+        Ok(http::json_cached(
+            StatusCode::OK,
+            &json!({
+                "issuer": issuer,
+                "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+                "token_endpoint": format!("{issuer}/login"),
+                "grant_types_supported": ["password"],
+                "token_endpoint_auth_methods_supported": ["none"],
+                "response_types_supported": ["token"],
+                "subject_types_supported": ["public"],
+                "id_token_signing_alg_values_supported": ["RS256"],
+                "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
+                "claims_supported": ["iss", "aud", "sub", "exp", "iat", "jti"],
+            }),
+            CACHE,
+        ))
+    } else {
+        Err(ApiError::NotFound(path.to_string()))
+    }
+}

@@ -1,0 +1,191 @@
+//! Translating HTTP to and from the domain: body limits, content types, JSON and form fields,
+//! bearer tokens, and JSON responses.
+
+use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::{Map, Value};
+
+use crate::error::ApiError;
+use crate::token::{INVALID_TOKEN, MAX_TOKEN_BYTES};
+
+/// Largest request body accepted (API Gateway itself allows far more).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The body formats the service reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/json` (or any `+json` type).
+    Json,
+    /// `application/x-www-form-urlencoded`, as OAuth2 clients send the password grant.
+    Form,
+}
+
+/// Refuses any method but `allowed` (`"GET"`, `"POST"`) with a 405.
+pub fn require_method(req: &Request, allowed: &'static str) -> Result<(), ApiError> {
+    if req.method().as_str() == allowed {
+        Ok(())
+    } else {
+        Err(ApiError::MethodNotAllowed(allowed))
+    }
+}
+
+/// The request path as the client sent it (without an API Gateway stage prefix).
+pub fn path(req: &Request) -> &str {
+    let raw = req.raw_http_path();
+    if raw.is_empty() {
+        req.uri().path()
+    } else {
+        raw
+    }
+}
+
+fn media_type(req: &Request) -> Option<String> {
+    let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+/// Reads the body as one of `accepted` formats, checking size and emptiness first.
+pub fn read_fields(req: &Request, accepted: &[BodyFormat]) -> Result<Fields, ApiError> {
+    let bytes: &[u8] = match req.body() {
+        Body::Empty => &[],
+        Body::Text(t) => t.as_bytes(),
+        Body::Binary(b) => b,
+        _ => &[],
+    };
+    if bytes.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
+    }
+    let wanted = accepted
+        .iter()
+        .map(|f| match f {
+            BodyFormat::Json => "application/json",
+            BodyFormat::Form => "application/x-www-form-urlencoded",
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let format = match media_type(req).as_deref() {
+        Some("application/json") => BodyFormat::Json,
+        Some(t) if t.starts_with("application/") && t.ends_with("+json") => BodyFormat::Json,
+        Some("application/x-www-form-urlencoded") => BodyFormat::Form,
+        Some(other) => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type {other} is not supported; send {wanted}"
+            )));
+        }
+        None => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "Content-Type is missing; send {wanted}"
+            )));
+        }
+    };
+    if !accepted.contains(&format) {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "this endpoint takes {wanted}"
+        )));
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest("Request body is empty".into()));
+    }
+    match format {
+        BodyFormat::Json => parse_json(bytes),
+        BodyFormat::Form => parse_form(bytes),
+    }
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(Fields(map)),
+        Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
+        Err(e) => Err(ApiError::BadRequest(format!(
+            "Malformed JSON body at line {} column {}",
+            e.line(),
+            e.column()
+        ))),
+    }
+}
+
+fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(bytes)
+        .map_err(|_| ApiError::BadRequest("Malformed form body".into()))?;
+    let mut map = Map::new();
+    for (k, v) in pairs {
+        if map.insert(k.clone(), Value::String(v)).is_some() {
+            return Err(ApiError::validation(&k, "must be given only once"));
+        }
+    }
+    Ok(Fields(map))
+}
+
+/// The fields of a JSON object or form body.
+#[derive(Debug)]
+pub struct Fields(Map<String, Value>);
+
+impl Fields {
+    /// A required string field.
+    pub fn string(&self, name: &str) -> Result<&str, ApiError> {
+        match self.0.get(name) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err(ApiError::validation(name, "field required")),
+            Some(_) => Err(ApiError::validation(name, "must be a string")),
+        }
+    }
+
+    /// An optional string field (absent or null is `None`).
+    pub fn optional_string(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        match self.0.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(ApiError::validation(name, "must be a string or null")),
+        }
+    }
+}
+
+/// The bearer token of the `Authorization` header (scheme case-insensitive, RFC 6750).
+pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or(ApiError::InvalidToken("Not authenticated"))?
+        .to_str()
+        .map_err(|_| ApiError::InvalidToken(INVALID_TOKEN))?;
+    let (scheme, token) = value
+        .trim()
+        .split_once(' ')
+        .ok_or(ApiError::InvalidToken("Not authenticated"))?;
+    let token = token.trim_start();
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(ApiError::InvalidToken("Not authenticated"));
+    }
+    if token.is_empty() || token.len() > MAX_TOKEN_BYTES || token.contains(char::is_whitespace) {
+        return Err(ApiError::InvalidToken(INVALID_TOKEN));
+    }
+    Ok(token)
+}
+
+/// A JSON response with `Cache-Control: no-store` (RFC 6749 §5.1 for tokens, sensible for profiles).
+pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
+    json_cached(status, body, "no-store")
+}
+
+/// A JSON response with the given `Cache-Control`.
+pub fn json_cached(
+    status: StatusCode,
+    body: &Value,
+    cache_control: &'static str,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::Text(body.to_string()));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(cache_control),
+    );
+    if cache_control == "no-store" {
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    }
+    resp
+}

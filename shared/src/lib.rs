@@ -1,0 +1,21 @@
+//! Everything the auth Lambda functions share: configuration, the error model, password hashing,
+//! token issue and verification, the storage and signing traits with their backends, and the
+//! handlers that translate HTTP requests into calls on them.
+//!
+//! Each binary in `functions/` builds its state once per cold start (see [`state`]) and hands every
+//! request to one handler in [`handlers`].
+
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod http;
+pub mod password;
+pub mod policy;
+pub mod signer;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+
+pub use config::Config;
+pub use error::ApiError;

@@ -1,0 +1,211 @@
+//! What the service accepts as a username and a password (NIST SP 800-63B, OWASP ASVS V2).
+//!
+//! Every limit is a constant here and documented in the README.
+
+use unicode_normalization::UnicodeNormalization;
+
+use crate::error::ApiError;
+
+/// Shortest username, in characters.
+pub const USERNAME_MIN_CHARS: usize = 3;
+/// Longest username, in characters.
+pub const USERNAME_MAX_CHARS: usize = 64;
+/// Shortest password, in Unicode code points (NIST: at least 8).
+pub const PASSWORD_MIN_CHARS: usize = 8;
+/// Longest password, in Unicode code points (NIST: allow at least 64).
+pub const PASSWORD_MAX_CHARS: usize = 256;
+/// Longest full name, in characters.
+pub const FULL_NAME_MAX_CHARS: usize = 128;
+/// zxcvbn scores below this (fewer than ~10^6 guesses: common, breached or trivial) are refused.
+pub const PASSWORD_MIN_SCORE: u8 = 2;
+/// Only this many leading characters are given to zxcvbn, whose cost grows with length.
+const STRENGTH_CHECK_CHARS: usize = 100;
+
+/// A username as shown (NFKC, as first registered) and its unique, case-insensitive key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Username {
+    /// NFKC form, case preserved: what `/me` shows.
+    pub display: String,
+    /// NFKC of the lower-cased display form: what uniqueness and lookups use.
+    pub key: String,
+}
+
+/// Characters that render as nothing or reorder text: refused to stop look-alike names.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}'
+        | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFB}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The lookup key of a username, for logins: no validation, so an invalid name simply finds no one.
+pub fn username_key(raw: &str) -> String {
+    let display: String = raw.nfkc().collect();
+    display.to_lowercase().nfkc().collect()
+}
+
+/// Validates and normalises a username for registration.
+pub fn username(raw: &str) -> Result<Username, ApiError> {
+    let fail = |reason: &str| Err(ApiError::validation("username", reason));
+    let display: String = raw.nfkc().collect();
+    let len = display.chars().count();
+    if len < USERNAME_MIN_CHARS || len > USERNAME_MAX_CHARS {
+        return fail(&format!(
+            "must be {USERNAME_MIN_CHARS} to {USERNAME_MAX_CHARS} characters long"
+        ));
+    }
+    if display.chars().any(char::is_whitespace) {
+        return fail("must not contain spaces or other whitespace");
+    }
+    if display.chars().any(char::is_control) {
+        return fail("must not contain control characters");
+    }
+    if display.chars().any(is_invisible) {
+        return fail("must not contain invisible or text-direction characters");
+    }
+    let key = username_key(&display);
+    Ok(Username { display, key })
+}
+
+/// Validates a full name: optional, bounded, printable.
+pub fn full_name(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let name: String = raw.nfkc().collect();
+    let name = name.trim();
+    if name.chars().count() > FULL_NAME_MAX_CHARS {
+        return Err(ApiError::validation(
+            "full_name",
+            format!("must be at most {FULL_NAME_MAX_CHARS} characters long"),
+        ));
+    }
+    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+        return Err(ApiError::validation(
+            "full_name",
+            "must not contain control or invisible characters",
+        ));
+    }
+    Ok((!name.is_empty()).then(|| name.to_string()))
+}
+
+/// Checks a new password: length in code points, not the username, not common or guessable.
+/// No composition rules. Lengths count code points after NFKC normalisation.
+pub fn password(raw: &str, username: &Username, full_name: Option<&str>) -> Result<(), ApiError> {
+    let password = &crate::password::normalize(raw);
+    let fail = |reason: String| Err(ApiError::validation("password", reason));
+    let len = password.chars().count();
+    if len < PASSWORD_MIN_CHARS {
+        return fail(format!(
+            "must be at least {PASSWORD_MIN_CHARS} characters long"
+        ));
+    }
+    if len > PASSWORD_MAX_CHARS {
+        return fail(format!(
+            "must be at most {PASSWORD_MAX_CHARS} characters long"
+        ));
+    }
+    if username_key(password) == username.key {
+        return fail("must not be the username".into());
+    }
+    let checked: String = password.chars().take(STRENGTH_CHECK_CHARS).collect();
+    let mut inputs = vec![username.display.as_str()];
+    inputs.extend(full_name);
+    let estimate = zxcvbn::zxcvbn(&checked, &inputs);
+    if u8::from(estimate.score()) < PASSWORD_MIN_SCORE {
+        let why = estimate
+            .feedback()
+            .and_then(|f| f.warning())
+            .map(|w| w.to_string())
+            .unwrap_or_else(|| "This password is too easy to guess.".into());
+        return fail(format!(
+            "is too common or easy to guess ({}); try a longer phrase of unrelated words",
+            why.trim_end_matches('.')
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(e: ApiError) -> String {
+        match e {
+            ApiError::Validation { reason, .. } => reason,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn usernames_are_unique_without_regard_to_case_or_width() {
+        let a = username("Emma").unwrap();
+        assert_eq!(a.display, "Emma");
+        assert_eq!(a.key, username("EMMA").unwrap().key);
+        // Full-width letters normalise (NFKC) to the same account.
+        assert_eq!(a.key, username("Ｅｍｍａ").unwrap().key);
+    }
+
+    #[test]
+    fn usernames_with_hidden_or_spacing_characters_are_refused() {
+        for (raw, why) in [
+            ("em ma", "whitespace"),
+            (" emma", "whitespace"),
+            ("emma\t", "whitespace"),
+            ("em\u{0007}ma", "control"),
+            ("em\u{200B}ma", "invisible"),
+            ("em\u{202E}ma", "direction"),
+            ("ab", "3 to 64"),
+        ] {
+            assert!(reason(username(raw).unwrap_err()).contains(why), "{raw:?}");
+        }
+        assert!(username(&"a".repeat(65)).is_err());
+        assert!(
+            username(&"é".repeat(64)).is_ok(),
+            "length counts characters, not bytes"
+        );
+    }
+
+    #[test]
+    fn the_tutorials_example_password_is_refused_as_common() {
+        let emma = username("emma").unwrap();
+        let why = reason(password("123456", &emma, None).unwrap_err());
+        assert!(why.contains("at least 8"), "{why}");
+        for common in ["12345678", "password1", "qwertyuiop"] {
+            let why = reason(password(common, &emma, None).unwrap_err());
+            assert!(why.contains("too common"), "{common}: {why}");
+        }
+    }
+
+    #[test]
+    fn the_username_is_not_a_password() {
+        let u = username("Kestrel-Harbour-42").unwrap();
+        let why = reason(password("kestrel-harbour-42", &u, None).unwrap_err());
+        assert!(why.contains("username"), "{why}");
+    }
+
+    #[test]
+    fn long_unicode_passphrases_are_accepted_up_to_the_limit() {
+        let u = username("emma").unwrap();
+        assert!(password("velvet tundra marmalade", &u, None).is_ok());
+        let long: String = "ключ-🔑-鍵-"
+            .chars()
+            .cycle()
+            .take(PASSWORD_MAX_CHARS)
+            .collect();
+        assert!(password(&long, &u, None).is_ok());
+        let too_long: String = "x".repeat(PASSWORD_MAX_CHARS + 1);
+        assert!(reason(password(&too_long, &u, None).unwrap_err()).contains("at most"));
+    }
+
+    #[test]
+    fn full_names_are_optional_bounded_and_trimmed() {
+        assert_eq!(full_name(None).unwrap(), None);
+        assert_eq!(full_name(Some("  ")).unwrap(), None);
+        assert_eq!(
+            full_name(Some(" Emma Doe ")).unwrap().as_deref(),
+            Some("Emma Doe")
+        );
+        assert!(full_name(Some(&"n".repeat(129))).is_err());
+        assert!(full_name(Some("a\u{202E}b")).is_err());
+    }
+}

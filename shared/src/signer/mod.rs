@@ -1,0 +1,159 @@
+//! Token signing behind one trait, so the private key can live in a PEM file (local runs) or in a
+//! key service, while verification and the JWKS only ever need the public half.
+
+mod local;
+
+use std::future::Future;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::DecodingKey;
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, CommonParameters, Jwk, KeyAlgorithm, PublicKeyUse, RSAKeyParameters,
+    ThumbprintHash,
+};
+use rsa::RsaPublicKey;
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::traits::PublicKeyParts;
+
+pub use local::LocalSigner;
+
+/// Smallest RSA modulus accepted, in bits.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// Signing failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The key service could not be reached or refused for now: a 503.
+    #[error("signer unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a 500.
+    #[error("signing failed: {0}")]
+    Fault(String),
+}
+
+/// A key could not be loaded at cold start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot load key from {source_name}: {reason}")]
+pub struct KeyError {
+    /// Where the key was read from.
+    pub source_name: String,
+    /// What is wrong with it (never the key material).
+    pub reason: String,
+}
+
+/// Signs RS256 JWS inputs with a key whose public half is known.
+pub trait Signer: Send + Sync {
+    /// The public half: `kid`, JWK and verification key.
+    fn public_key(&self) -> &PublicKey;
+
+    /// Signs `message` (`base64url(header) "." base64url(claims)`) with RSASSA-PKCS1-v1_5 SHA-256
+    /// and returns the base64url signature segment.
+    fn sign(&self, message: &[u8]) -> impl Future<Output = Result<String, SignError>> + Send;
+}
+
+/// The public half of the signing key, in every form callers need.
+#[derive(Clone)]
+pub struct PublicKey {
+    kid: String,
+    jwk: Jwk,
+    decoding: DecodingKey,
+}
+
+impl std::fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicKey").field("kid", &self.kid).finish()
+    }
+}
+
+impl PublicKey {
+    /// Builds the JWK and its RFC 7638 thumbprint (`kid`) from an RSA public key.
+    pub fn from_rsa(key: &RsaPublicKey) -> Result<Self, String> {
+        if key.n().bits() < MIN_RSA_BITS {
+            return Err(format!("RSA key must be at least {MIN_RSA_BITS} bits"));
+        }
+        let n = URL_SAFE_NO_PAD.encode(key.n().to_bytes_be());
+        let e = URL_SAFE_NO_PAD.encode(key.e().to_bytes_be());
+        let decoding = DecodingKey::from_rsa_components(&n, &e).map_err(|e| e.to_string())?;
+        let mut jwk = Jwk {
+            common: CommonParameters::default(),
+            algorithm: AlgorithmParameters::RSA(RSAKeyParameters {
+                n,
+                e,
+                ..Default::default()
+            }),
+        };
+        let kid = jwk
+            .thumbprint(ThumbprintHash::SHA256)
+            .map_err(|e| e.to_string())?;
+        jwk.common = CommonParameters {
+            public_key_use: Some(PublicKeyUse::Signature),
+            key_algorithm: Some(KeyAlgorithm::RS256),
+            key_id: Some(kid.clone()),
+            ..Default::default()
+        };
+        Ok(PublicKey { kid, jwk, decoding })
+    }
+
+    /// Reads a public key PEM (SPKI or PKCS#1), or derives it from a private key PEM.
+    pub fn from_pem_file(path: &Path) -> Result<Self, KeyError> {
+        let error = |reason: String| KeyError {
+            source_name: path.display().to_string(),
+            reason,
+        };
+        let pem = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+        let key = if pem.contains("PRIVATE KEY") {
+            local::parse_private_pem(&pem)
+                .map_err(error)?
+                .to_public_key()
+        } else {
+            RsaPublicKey::from_public_key_pem(&pem)
+                .or_else(|_| RsaPublicKey::from_pkcs1_pem(&pem))
+                .map_err(|_| error("not an RSA public key PEM".into()))?
+        };
+        Self::from_rsa(&key).map_err(error)
+    }
+
+    /// Reads a DER `SubjectPublicKeyInfo`, as key services return it.
+    pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
+        let key = RsaPublicKey::from_public_key_der(der).map_err(|e| e.to_string())?;
+        Self::from_rsa(&key)
+    }
+
+    /// The key id: the RFC 7638 SHA-256 thumbprint, base64url.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The JWK (RFC 7517) with `kid`, `use: sig` and `alg: RS256`.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// The key for `jsonwebtoken::decode`.
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+/// The configured signer, chosen at cold start.
+pub enum AnySigner {
+    /// A PEM private key read from a file.
+    Local(LocalSigner),
+}
+
+impl Signer for AnySigner {
+    fn public_key(&self) -> &PublicKey {
+        match self {
+            AnySigner::Local(s) => s.public_key(),
+        }
+    }
+
+    async fn sign(&self, message: &[u8]) -> Result<String, SignError> {
+        match self {
+            AnySigner::Local(s) => s.sign(message).await,
+        }
+    }
+}

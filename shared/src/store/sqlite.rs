@@ -1,0 +1,418 @@
+//! The SQLite store: the embedded default, and a drop-in for the FastAPI tutorial's `users.db`.
+//!
+//! The tutorial's table is `users(username TEXT PRIMARY KEY, hashed_password TEXT, full_name TEXT)`.
+//! Opening such a file adds the columns this service needs (a random `user_id`, the
+//! case-insensitive `username_key`, failure counters) in one transaction, keeping every row and
+//! hash, so its users log in unchanged. WAL and a busy timeout let several function processes
+//! share the file under `cargo lambda watch`.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    CredentialStore, Credentials, NewUser, Profile, ProfileReader, StoreError, UserWriter,
+};
+use crate::policy;
+
+/// Schema version written to `PRAGMA user_version` once migrated.
+const SCHEMA_VERSION: i64 = 1;
+/// How long a writer waits for another process's lock before the request gets a 503.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A user store in one SQLite file.
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+fn classify(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::Duplicate,
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Fault(e.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the file at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        }
+        let conn = Connection::open(path).map_err(classify)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(classify)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(classify)?;
+        let store = SqliteStore {
+            conn: Mutex::new(conn),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.lock();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(classify)?;
+        if version >= SCHEMA_VERSION {
+            return Ok(());
+        }
+        // IMMEDIATE: of several cold starts racing on a new file, one migrates, the others wait.
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(classify)?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(classify)?;
+        if version < SCHEMA_VERSION {
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS users (
+                     username TEXT PRIMARY KEY,
+                     hashed_password TEXT,
+                     full_name TEXT
+                 );",
+            )
+            .map_err(classify)?;
+            let existing: Vec<String> = {
+                let mut stmt = tx.prepare("PRAGMA table_info(users)").map_err(classify)?;
+                stmt.query_map([], |r| r.get::<_, String>(1))
+                    .map_err(classify)?
+                    .collect::<Result<_, _>>()
+                    .map_err(classify)?
+            };
+            for (column, ddl) in [
+                ("user_id", "ALTER TABLE users ADD COLUMN user_id TEXT"),
+                (
+                    "username_key",
+                    "ALTER TABLE users ADD COLUMN username_key TEXT",
+                ),
+                (
+                    "failed_logins",
+                    "ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0",
+                ),
+                (
+                    "last_failed_at",
+                    "ALTER TABLE users ADD COLUMN last_failed_at INTEGER",
+                ),
+            ] {
+                if !existing.iter().any(|c| c == column) {
+                    tx.execute(ddl, []).map_err(classify)?;
+                }
+            }
+            tx.execute(
+                "UPDATE users SET user_id = lower(hex(randomblob(16))) WHERE user_id IS NULL",
+                [],
+            )
+            .map_err(classify)?;
+            // Keys of tutorial rows are computed here (NFKC + lower case); two tutorial names
+            // that differ only by case keep their rows, the later one under a key no login
+            // produces, so the unique index can be built without dropping anything.
+            let legacy: Vec<(String, String)> = {
+                let mut stmt = tx
+                    .prepare("SELECT rowid, username FROM users WHERE username_key IS NULL ORDER BY rowid")
+                    .map_err(classify)?;
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?.to_string(), r.get(1)?)))
+                    .map_err(classify)?
+                    .collect::<Result<_, _>>()
+                    .map_err(classify)?
+            };
+            for (rowid, username) in legacy {
+                let key = policy::username_key(&username);
+                let taken: bool = tx
+                    .query_row(
+                        "SELECT EXISTS(SELECT 1 FROM users WHERE username_key = ?1)",
+                        [&key],
+                        |r| r.get(0),
+                    )
+                    .map_err(classify)?;
+                let key = if taken {
+                    format!("\u{0}legacy:{username}")
+                } else {
+                    key
+                };
+                tx.execute(
+                    "UPDATE users SET username_key = ?1 WHERE rowid = ?2",
+                    params![key, rowid],
+                )
+                .map_err(classify)?;
+            }
+            tx.execute_batch(&format!(
+                "CREATE UNIQUE INDEX IF NOT EXISTS users_user_id ON users(user_id);
+                 CREATE UNIQUE INDEX IF NOT EXISTS users_username_key ON users(username_key);
+                 PRAGMA user_version = {SCHEMA_VERSION};"
+            ))
+            .map_err(classify)?;
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave the connection half-used: every statement
+        // is self-contained, so a poisoned lock is still safe to reuse.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl UserWriter for SqliteStore {
+    async fn create(&self, user: &NewUser) -> Result<(), StoreError> {
+        self.lock()
+            .execute(
+                "INSERT INTO users (username, hashed_password, full_name, user_id, username_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    user.username,
+                    user.password_hash,
+                    user.full_name,
+                    user.id,
+                    user.username_key
+                ],
+            )
+            .map(|_| ())
+            .map_err(classify)
+    }
+}
+
+impl CredentialStore for SqliteStore {
+    async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT user_id, hashed_password, failed_logins, last_failed_at
+                 FROM users WHERE username_key = ?1",
+                [username_key],
+                |r| {
+                    Ok(Credentials {
+                        id: r.get(0)?,
+                        password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                        failed_logins: r.get(2)?,
+                        last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+                    })
+                },
+            )
+            .optional()
+            .map_err(classify)
+    }
+
+    async fn record_failure(&self, id: &str, at: u64) -> Result<u32, StoreError> {
+        self.lock()
+            .query_row(
+                "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?2
+                 WHERE user_id = ?1 RETURNING failed_logins",
+                params![id, i64::try_from(at).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|count| count.unwrap_or(0))
+            .map_err(classify)
+    }
+
+    async fn record_success(
+        &self,
+        id: &str,
+        rehash: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "UPDATE users SET failed_logins = 0, last_failed_at = NULL
+             WHERE user_id = ?1 AND (failed_logins != 0 OR last_failed_at IS NOT NULL)",
+            [id],
+        )
+        .map_err(classify)?;
+        if let Some((old, new)) = rehash {
+            conn.execute(
+                "UPDATE users SET hashed_password = ?3 WHERE user_id = ?1 AND hashed_password = ?2",
+                params![id, old, new],
+            )
+            .map_err(classify)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProfileReader for SqliteStore {
+    async fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT username, full_name FROM users WHERE user_id = ?1",
+                [id],
+                |r| {
+                    Ok(Profile {
+                        username: r.get(0)?,
+                        full_name: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(classify)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::password::{PasswordHasher, Verification};
+    use crate::store::contract;
+
+    fn temp_store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn contract_create_and_read() {
+        let (_dir, store) = temp_store();
+        contract::create_and_read(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_duplicates_are_refused_whatever_the_case() {
+        let (_dir, store) = temp_store();
+        contract::duplicates_are_refused(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_failures_count_and_reset() {
+        let (_dir, store) = temp_store();
+        contract::failures_count_and_reset(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_rehash_only_replaces_the_hash_it_read() {
+        let (_dir, store) = temp_store();
+        contract::rehash_is_conditional(&store).await;
+    }
+
+    #[tokio::test]
+    async fn contract_sql_looking_input_is_just_data() {
+        let (_dir, store) = temp_store();
+        contract::sql_looking_input_is_data(&store).await;
+    }
+
+    #[test]
+    fn of_many_concurrent_registrations_of_one_name_exactly_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        SqliteStore::open(&path).unwrap();
+        // One connection per thread, as separate Lambda processes would have.
+        let wins: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let path = path.clone();
+                    s.spawn(move || {
+                        let store = SqliteStore::open(&path).unwrap();
+                        let user = contract::new_user(
+                            &format!("racer-{i}"),
+                            if i % 2 == 0 { "Racer" } else { "RACER" },
+                        );
+                        let rt = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .unwrap();
+                        match rt.block_on(store.create(&user)) {
+                            Ok(()) => 1,
+                            Err(StoreError::Duplicate) => 0,
+                            Err(e) => panic!("unexpected {e}"),
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(wins, 1);
+    }
+
+    #[tokio::test]
+    async fn a_tutorial_users_db_is_migrated_in_place_and_its_users_log_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("users.db");
+        let legacy_hash = bcrypt::hash("tutorial-secret", 4).unwrap();
+        {
+            // Exactly the FastAPI tutorial's schema and rows.
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE users (username TEXT PRIMARY KEY, hashed_password TEXT, full_name TEXT);",
+            )
+            .unwrap();
+            for (name, full) in [
+                ("johndoe", Some("John Doe")),
+                ("Alice", None),
+                ("alice", Some("Other Alice")),
+            ] {
+                conn.execute(
+                    "INSERT INTO users (username, hashed_password, full_name) VALUES (?1, ?2, ?3)",
+                    params![name, legacy_hash, full],
+                )
+                .unwrap();
+            }
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        let creds = store
+            .credentials("johndoe")
+            .await
+            .unwrap()
+            .expect("row kept");
+        assert_eq!(creds.id.len(), 32);
+        assert_eq!(
+            PasswordHasher::new(4).verify("tutorial-secret", &creds.password_hash),
+            Verification::Match { needs_rehash: true }
+        );
+        let profile = store.profile(&creds.id).await.unwrap().unwrap();
+        assert_eq!(
+            profile,
+            Profile {
+                username: "johndoe".into(),
+                full_name: Some("John Doe".into())
+            }
+        );
+        // Two tutorial rows differing only by case both survive; the first keeps the login.
+        let count: i64 = store
+            .lock()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(count, 3);
+        let alice = store.credentials("alice").await.unwrap().unwrap();
+        assert_eq!(
+            store.profile(&alice.id).await.unwrap().unwrap().username,
+            "Alice"
+        );
+        // Reopening is a no-op: ids are stable.
+        drop(store);
+        let again = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            again.credentials("johndoe").await.unwrap().unwrap().id,
+            creds.id
+        );
+        // The tutorial's own app can still read its table.
+        let conn = Connection::open(&path).unwrap();
+        let hash: String = conn
+            .query_row(
+                "SELECT hashed_password FROM users WHERE username = 'johndoe'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(hash, legacy_hash);
+    }
+
+    #[tokio::test]
+    async fn a_new_file_uses_wal() {
+        let (_dir, store) = temp_store();
+        let mode: String = store
+            .lock()
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+}

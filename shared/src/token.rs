@@ -1,0 +1,400 @@
+//! Access tokens: RS256 JWTs with the RFC 9068 `typ: at+jwt`, issued through a [`Signer`] and
+//! verified with the algorithm pinned, the `kid`, `typ`, `iss`, `aud` and `exp` all checked
+//! (RFC 8725).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::signer::{PublicKey, SignError, Signer};
+
+/// The `typ` header of access tokens (RFC 9068).
+pub const TOKEN_TYPE: &str = "at+jwt";
+/// Longest bearer token looked at; anything longer is refused unparsed.
+pub const MAX_TOKEN_BYTES: usize = 4096;
+/// Clock skew tolerated on `exp`, in seconds.
+const LEEWAY_SECONDS: u64 = 5;
+
+/// The claims of an access token.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    /// Issuer: `AUTH_ISSUER`.
+    pub iss: String,
+    /// Audience: `AUTH_AUDIENCE`.
+    pub aud: String,
+    /// The user's random, immutable id (never the username, which a later account may reuse).
+    pub sub: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at, seconds since the epoch.
+    pub iat: u64,
+    /// Unique token id.
+    pub jti: String,
+}
+
+/// A freshly issued token.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The compact JWS.
+    pub access_token: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Why a token was refused; only the client-facing detail differs.
+fn invalid(detail: &'static str) -> ApiError {
+    ApiError::InvalidToken(detail)
+}
+
+/// Detail for any token that is not acceptable.
+pub const INVALID_TOKEN: &str = "Could not validate credentials";
+
+/// Seconds since the Unix epoch.
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Issues tokens for one issuer and audience.
+pub struct TokenIssuer<S> {
+    signer: S,
+    issuer: String,
+    audience: String,
+    ttl: Duration,
+}
+
+impl<S: Signer> TokenIssuer<S> {
+    /// An issuer signing with `signer`.
+    pub fn new(signer: S, issuer: &str, audience: &str, ttl: Duration) -> Self {
+        TokenIssuer {
+            signer,
+            issuer: issuer.into(),
+            audience: audience.into(),
+            ttl,
+        }
+    }
+
+    /// The signer's public key.
+    pub fn public_key(&self) -> &PublicKey {
+        self.signer.public_key()
+    }
+
+    /// Issues a token for `user_id` now.
+    pub async fn issue(&self, user_id: &str) -> Result<IssuedToken, SignError> {
+        self.issue_at(user_id, now()).await
+    }
+
+    /// Issues a token for `user_id` as if the time were `iat` (tests use past times).
+    pub async fn issue_at(&self, user_id: &str, iat: u64) -> Result<IssuedToken, SignError> {
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
+            sub: user_id.into(),
+            iat,
+            exp: iat + self.ttl.as_secs(),
+            jti: uuid::Uuid::new_v4().to_string(),
+        };
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some(TOKEN_TYPE.into());
+        header.kid = Some(self.signer.public_key().kid().into());
+        let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
+        let signature = self.signer.sign(signing_input.as_bytes()).await?;
+        Ok(IssuedToken {
+            access_token: format!("{signing_input}.{signature}"),
+            expires_in: self.ttl.as_secs(),
+        })
+    }
+}
+
+fn b64_json<T: Serialize>(value: &T) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("headers and claims always serialise"))
+}
+
+/// Verifies tokens against one public key, issuer and audience.
+#[derive(Debug, Clone)]
+pub struct TokenVerifier {
+    key: PublicKey,
+    validation: Validation,
+}
+
+impl TokenVerifier {
+    /// A verifier accepting only RS256 tokens signed by `key` for `issuer` and `audience`.
+    pub fn new(key: PublicKey, issuer: &str, audience: &str) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECONDS;
+        TokenVerifier { key, validation }
+    }
+
+    /// The public key tokens must be signed with.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.key
+    }
+
+    /// Checks a compact JWS and returns its claims. The header is untrusted input: only
+    /// `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
+            return Err(invalid(INVALID_TOKEN));
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid(INVALID_TOKEN))?;
+        let typ_ok = header.typ.as_deref().is_some_and(|t| {
+            t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
+        });
+        if header.alg != Algorithm::RS256
+            || !typ_ok
+            || header.kid.as_deref() != Some(self.key.kid())
+        {
+            return Err(invalid(INVALID_TOKEN));
+        }
+        jsonwebtoken::decode::<Claims>(token, self.key.decoding_key(), &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => invalid("Token has expired"),
+                _ => invalid(INVALID_TOKEN),
+            })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::signer::LocalSigner;
+    use jsonwebtoken::{EncodingKey, encode};
+    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+    use std::sync::OnceLock;
+
+    const ISS: &str = "https://auth.example.test";
+    const AUD: &str = "api.example.test";
+
+    /// A 2048-bit key generated once per test run; never written anywhere.
+    pub(crate) fn test_key_pem() -> &'static str {
+        static PEM: OnceLock<String> = OnceLock::new();
+        PEM.get_or_init(|| {
+            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+        })
+    }
+
+    fn other_key_pem() -> &'static str {
+        static PEM: OnceLock<String> = OnceLock::new();
+        PEM.get_or_init(|| {
+            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
+            key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
+        })
+    }
+
+    fn issuer() -> TokenIssuer<LocalSigner> {
+        let signer = LocalSigner::from_pem(test_key_pem()).unwrap();
+        TokenIssuer::new(signer, ISS, AUD, Duration::from_secs(1800))
+    }
+
+    fn verifier(issuer: &TokenIssuer<LocalSigner>) -> TokenVerifier {
+        TokenVerifier::new(issuer.public_key().clone(), ISS, AUD)
+    }
+
+    fn assert_refused(v: &TokenVerifier, token: &str, why: &str) {
+        match v.verify(token) {
+            Err(ApiError::InvalidToken(_)) => {}
+            other => panic!("{why}: expected refusal, got {other:?}"),
+        }
+    }
+
+    fn b64(v: &serde_json::Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    /// A token with any header and claims, validly signed with the service's own key.
+    async fn signed_by_us(header: &serde_json::Value, claims: &serde_json::Value) -> String {
+        let s = LocalSigner::from_pem(test_key_pem()).unwrap();
+        let input = format!("{}.{}", b64(header), b64(claims));
+        let sig = s.sign(input.as_bytes()).await.unwrap();
+        format!("{input}.{sig}")
+    }
+
+    fn claims_now(sub: &str) -> serde_json::Value {
+        let t = now();
+        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": t, "exp": t + 600, "jti": "x"})
+    }
+
+    #[tokio::test]
+    async fn an_issued_token_verifies_and_has_the_rfc9068_shape() {
+        let i = issuer();
+        let t = i.issue("user-1").await.unwrap();
+        assert_eq!(t.expires_in, 1800);
+        let header = jsonwebtoken::decode_header(&t.access_token).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(i.public_key().kid()));
+        let claims = verifier(&i).verify(&t.access_token).unwrap();
+        assert_eq!(
+            (
+                claims.sub.as_str(),
+                claims.iss.as_str(),
+                claims.aud.as_str()
+            ),
+            ("user-1", ISS, AUD)
+        );
+        assert_eq!(claims.exp - claims.iat, 1800);
+        assert_eq!(claims.jti.len(), 36);
+    }
+
+    #[test]
+    fn the_kid_is_the_rfc7638_thumbprint() {
+        use sha2::{Digest, Sha256};
+        let i = issuer();
+        let jwk = serde_json::to_value(i.public_key().jwk()).unwrap();
+        let canonical = format!(
+            r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+            jwk["e"].as_str().unwrap(),
+            jwk["n"].as_str().unwrap()
+        );
+        let expected = URL_SAFE_NO_PAD.encode(Sha256::digest(canonical.as_bytes()));
+        assert_eq!(i.public_key().kid(), expected);
+        assert_eq!(jwk["kid"], expected);
+        assert_eq!(jwk["alg"], "RS256");
+        assert_eq!(jwk["use"], "sig");
+    }
+
+    #[tokio::test]
+    async fn expired_tokens_are_refused() {
+        let i = issuer();
+        let old = i.issue_at("user-1", now() - 3600).await.unwrap();
+        assert!(matches!(
+            verifier(&i).verify(&old.access_token),
+            Err(ApiError::InvalidToken("Token has expired"))
+        ));
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let i = issuer();
+        let header =
+            serde_json::json!({"alg": "none", "typ": "at+jwt", "kid": i.public_key().kid()});
+        let token = format!("{}.{}.", b64(&header), b64(&claims_now("user-1")));
+        assert_refused(&verifier(&i), &token, "alg none");
+    }
+
+    #[test]
+    fn hs256_keyed_with_our_public_key_is_refused() {
+        let i = issuer();
+        let pubkey = rsa::RsaPrivateKey::from_pkcs8_pem(test_key_pem())
+            .unwrap()
+            .to_public_key();
+        let public_pem = pubkey.to_public_key_pem(LineEnding::LF).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.typ = Some("at+jwt".into());
+        header.kid = Some(i.public_key().kid().into());
+        let token = encode(
+            &header,
+            &claims_now("user-1"),
+            &EncodingKey::from_secret(public_pem.as_bytes()),
+        )
+        .unwrap();
+        assert_refused(&verifier(&i), &token, "HS256 with public key");
+    }
+
+    #[tokio::test]
+    async fn tampered_payloads_are_refused() {
+        let i = issuer();
+        let t = i.issue("user-1").await.unwrap().access_token;
+        let parts: Vec<&str> = t.split('.').collect();
+        let mut claims: serde_json::Value =
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        claims["sub"] = "admin".into();
+        let forged = format!("{}.{}.{}", parts[0], b64(&claims), parts[2]);
+        assert_refused(&verifier(&i), &forged, "tampered payload");
+    }
+
+    #[tokio::test]
+    async fn tokens_of_another_key_or_an_unknown_kid_are_refused() {
+        let i = issuer();
+        let foreign = TokenIssuer::new(
+            LocalSigner::from_pem(other_key_pem()).unwrap(),
+            ISS,
+            AUD,
+            Duration::from_secs(600),
+        );
+        assert_refused(
+            &verifier(&i),
+            &foreign.issue("user-1").await.unwrap().access_token,
+            "foreign key",
+        );
+        // Signed with our key but naming a kid we do not publish.
+        let header =
+            serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": "../../etc/passwd"});
+        assert_refused(
+            &verifier(&i),
+            &signed_by_us(&header, &claims_now("user-1")).await,
+            "unknown kid",
+        );
+        // A header with no kid at all.
+        let header = serde_json::json!({"alg": "RS256", "typ": "at+jwt"});
+        assert_refused(
+            &verifier(&i),
+            &signed_by_us(&header, &claims_now("user-1")).await,
+            "no kid",
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_issuer_audience_or_type_is_refused() {
+        let signer = || LocalSigner::from_pem(test_key_pem()).unwrap();
+        let ttl = Duration::from_secs(600);
+        let v = verifier(&issuer());
+        let wrong_iss = TokenIssuer::new(signer(), "https://evil.example", AUD, ttl);
+        assert_refused(
+            &v,
+            &wrong_iss.issue("u").await.unwrap().access_token,
+            "wrong iss",
+        );
+        let wrong_aud = TokenIssuer::new(signer(), ISS, "other-api", ttl);
+        assert_refused(
+            &v,
+            &wrong_aud.issue("u").await.unwrap().access_token,
+            "wrong aud",
+        );
+
+        // Right key, kid, iss and aud, but typ JWT (an ID token or another kind of JWT).
+        let kid = signer().public_key().kid().to_string();
+        let header = serde_json::json!({"alg": "RS256", "typ": "JWT", "kid": kid});
+        assert_refused(
+            &v,
+            &signed_by_us(&header, &claims_now("u")).await,
+            "typ JWT",
+        );
+        let header = serde_json::json!({"alg": "RS256", "kid": kid});
+        assert_refused(&v, &signed_by_us(&header, &claims_now("u")).await, "no typ");
+        // The same header with typ at+jwt passes, so the refusals above are about typ alone.
+        let header = serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
+        assert!(
+            v.verify(&signed_by_us(&header, &claims_now("u")).await)
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn garbage_is_refused_without_panicking() {
+        let v = verifier(&issuer());
+        for t in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "eyJ.eyJ.sig",
+            &"a".repeat(5000),
+            "💥.💥.💥",
+        ] {
+            assert_refused(&v, t, t);
+        }
+    }
+}

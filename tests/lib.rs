@@ -1,0 +1,1 @@
+//! Integration tests live under `api/` and `e2e.rs`.
