@@ -50,7 +50,7 @@ pub fn username(raw: &str) -> Result<Username, ApiError> {
     let fail = |reason: &str| Err(ApiError::validation("username", reason));
     let display: String = raw.nfkc().collect();
     let len = display.chars().count();
-    if len < USERNAME_MIN_CHARS || len > USERNAME_MAX_CHARS {
+    if !(USERNAME_MIN_CHARS..=USERNAME_MAX_CHARS).contains(&len) {
         return fail(&format!(
             "must be {USERNAME_MIN_CHARS} to {USERNAME_MAX_CHARS} characters long"
         ));

@@ -1,0 +1,10 @@
+//! Handler tests: each function's handler driven in-process with real event shapes and a real
+//! SQLite file, exactly as the Lambda runtime would call it.
+
+mod helpers;
+
+mod discovery;
+mod events;
+mod login;
+mod me;
+mod register;

@@ -1,0 +1,93 @@
+//! `GET /me`: every way a bearer token can be missing, wrong, or orphaned.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+use crate::helpers::{GOOD_PASSWORD, TestApp};
+
+fn assert_invalid_token(reply: &crate::helpers::Reply) {
+    reply.problem(401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        r#"Bearer error="invalid_token""#
+    );
+}
+
+#[tokio::test]
+async fn the_scheme_is_case_insensitive() {
+    let app = TestApp::new().await;
+    app.register("emma", GOOD_PASSWORD).await;
+    let token = app.token("emma", GOOD_PASSWORD).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let reply = app.me_with(Some(&format!("{scheme} {token}"))).await;
+        assert_eq!(reply.status, 200, "{scheme}");
+        assert_eq!(reply.header("cache-control"), "no-store");
+    }
+}
+
+#[tokio::test]
+async fn missing_or_malformed_credentials_are_401_invalid_token() {
+    let app = TestApp::new().await;
+    app.register("emma", GOOD_PASSWORD).await;
+    let token = app.token("emma", GOOD_PASSWORD).await;
+    let reply = app.me_with(None).await;
+    assert_invalid_token(&reply);
+    assert_eq!(reply.body["detail"], "Not authenticated");
+    for header in [
+        "".to_string(),
+        "Bearer".to_string(),
+        "Bearer ".to_string(),
+        format!("Basic {token}"),
+        format!("Token {token}"),
+        format!("Bearer {token} extra"),
+        "Bearer not-a-jwt".to_string(),
+        format!("Bearer {}", "a".repeat(10_000)),
+    ] {
+        assert_invalid_token(&app.me_with(Some(&header)).await);
+    }
+}
+
+#[tokio::test]
+async fn a_tampered_token_is_refused() {
+    let app = TestApp::new().await;
+    app.register("emma", GOOD_PASSWORD).await;
+    app.register("mallory", GOOD_PASSWORD).await;
+    let emma = app.token("emma", GOOD_PASSWORD).await;
+    let mallory = app.token("mallory", GOOD_PASSWORD).await;
+    // Mallory's signature on Emma's claims.
+    let e: Vec<&str> = emma.split('.').collect();
+    let m: Vec<&str> = mallory.split('.').collect();
+    assert_invalid_token(&app.me(&format!("{}.{}.{}", e[0], e[1], m[2])).await);
+    // A flipped signature byte.
+    let mut sig = URL_SAFE_NO_PAD.decode(e[2]).unwrap();
+    sig[0] ^= 1;
+    let forged = format!("{}.{}.{}", e[0], e[1], URL_SAFE_NO_PAD.encode(sig));
+    assert_invalid_token(&app.me(&forged).await);
+}
+
+#[tokio::test]
+async fn a_token_of_a_deleted_user_is_refused() {
+    let app = TestApp::new().await;
+    app.register("leaver", GOOD_PASSWORD).await;
+    let token = app.token("leaver", GOOD_PASSWORD).await;
+    assert_eq!(app.me(&token).await.status, 200);
+    app.db().execute("DELETE FROM users", []).unwrap();
+    assert_invalid_token(&app.me(&token).await);
+}
+
+#[tokio::test]
+async fn an_old_token_does_not_reach_a_new_account_of_the_same_name() {
+    let app = TestApp::new().await;
+    app.register("reused", GOOD_PASSWORD).await;
+    let old = app.token("reused", GOOD_PASSWORD).await;
+    app.db().execute("DELETE FROM users", []).unwrap();
+    assert_eq!(
+        app.register("reused", "a-different-long-passphrase")
+            .await
+            .status,
+        201
+    );
+    assert_invalid_token(&app.me(&old).await);
+    let new = app.token("reused", "a-different-long-passphrase").await;
+    assert_eq!(app.me(&new).await.status, 200);
+}

@@ -1,0 +1,275 @@
+//! End to end: the four functions under `cargo lambda watch` on a free port, with a temporary
+//! database and key, driven over real HTTP; then `cargo lambda invoke --data-file` on a fixture.
+//!
+//! Needs `cargo lambda` on PATH (`make test` installs it into `.venv/`).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{fixture, write_test_keys};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "velvet-tundra-marmalade-42";
+const ISSUER: &str = "http://localhost:1";
+const AUDIENCE: &str = "e2e-api";
+/// The first request waits for the debug build of all four functions.
+const STARTUP_LIMIT: Duration = Duration::from_secs(900);
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `cargo lambda watch` in its own process group, stopped with everything it started on drop.
+struct Watch {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Watch {
+    fn start(dir: &Path) -> Watch {
+        let (private, public) = write_test_keys(dir);
+        let port = free_port();
+        let log = dir.join("watch.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new("cargo")
+            .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
+            .args(["--invoke-port", &port.to_string()])
+            .current_dir(workspace_root())
+            .env(
+                "AUTH_STORE",
+                format!("sqlite:{}", dir.join("users.db").display()),
+            )
+            .env("AUTH_SIGNING_KEY", format!("file:{}", private.display()))
+            .env("AUTH_PUBLIC_KEY", format!("file:{}", public.display()))
+            .env("AUTH_ISSUER", ISSUER)
+            .env("AUTH_AUDIENCE", AUDIENCE)
+            .env("AUTH_BCRYPT_COST", "4")
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("cargo lambda is installed (make test installs it)");
+        Watch { child, port, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn log_text(&self) -> String {
+        let mut text = String::new();
+        std::fs::File::open(&self.log)
+            .unwrap()
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(STARTUP_LIMIT))
+        .build()
+        .into()
+}
+
+struct Reply {
+    status: u16,
+    headers: ureq::http::HeaderMap,
+    body: Value,
+}
+
+fn reply(resp: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Reply {
+    let mut resp = resp.expect("HTTP exchange");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.body_mut().read_to_string().unwrap();
+    Reply {
+        status,
+        headers,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+/// Waits until every function answers (each first request compiles and starts it).
+fn wait_until_ready(watch: &mut Watch, http: &ureq::Agent) {
+    let deadline = Instant::now() + STARTUP_LIMIT;
+    loop {
+        if let Ok(Some(status)) = watch.child.try_wait() {
+            panic!(
+                "cargo lambda watch exited ({status}):\n{}",
+                watch.log_text()
+            );
+        }
+        match http.get(watch.url("/.well-known/jwks.json")).call() {
+            Ok(r) if r.status() == 200 => return,
+            _ if Instant::now() > deadline => panic!("watch never answered:\n{}", watch.log_text()),
+            _ => std::thread::sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+#[test]
+fn register_login_me_over_http_and_invoke_a_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::start(dir.path());
+    let http = agent();
+    wait_until_ready(&mut watch, &http);
+
+    // Register (201), then a duplicate in another case (409).
+    let r = reply(http.post(watch.url("/register")).send_json(json!({
+        "username": "Emma", "password": PASSWORD, "full_name": "Emma Doe"
+    })));
+    assert_eq!(
+        (r.status, &r.body),
+        (201, &json!({"message": "User registered successfully"}))
+    );
+    let r = reply(http.post(watch.url("/register")).send_json(json!({
+        "username": "EMMA", "password": PASSWORD
+    })));
+    assert_eq!(r.status, 409);
+    assert_eq!(r.headers["content-type"], "application/problem+json");
+
+    // Log in with the OAuth2 form, as Swagger UI sends it, and with JSON.
+    let form = reply(http.post(watch.url("/login")).send_form([
+        ("grant_type", "password"),
+        ("username", "emma"),
+        ("password", PASSWORD),
+        ("scope", ""),
+    ]));
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert_eq!(form.headers["cache-control"], "no-store");
+    let token = form.body["access_token"].as_str().unwrap().to_string();
+    let json_login = reply(http.post(watch.url("/login")).send_json(json!({
+        "username": "Emma", "password": PASSWORD
+    })));
+    assert_eq!(json_login.status, 200);
+    assert_eq!(json_login.body["token_type"], "bearer");
+
+    // A wrong password: 401 with the challenge.
+    let wrong = reply(
+        http.post(watch.url("/login"))
+            .send_form([("username", "emma"), ("password", "nope-nope-nope")]),
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.headers["www-authenticate"], "Bearer");
+    assert_eq!(wrong.body["detail"], "Incorrect username or password");
+
+    // /me with the token; without it, 401.
+    let me = reply(
+        http.get(watch.url("/me"))
+            .header("Authorization", format!("Bearer {token}"))
+            .call(),
+    );
+    assert_eq!(
+        (me.status, &me.body),
+        (200, &json!({"username": "Emma", "full_name": "Emma Doe"}))
+    );
+    let anon = reply(http.get(watch.url("/me")).call());
+    assert_eq!(anon.status, 401);
+    assert_eq!(
+        anon.headers["www-authenticate"],
+        r#"Bearer error="invalid_token""#
+    );
+
+    // The published JWKS alone verifies the token.
+    let discovery = reply(
+        http.get(watch.url("/.well-known/openid-configuration"))
+            .call(),
+    );
+    assert_eq!(discovery.body["issuer"], ISSUER);
+    let jwks = reply(http.get(watch.url("/.well-known/jwks.json")).call());
+    let set: JwkSet = serde_json::from_value(jwks.body).unwrap();
+    let kid = decode_header(&token).unwrap().kid.unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    let key = DecodingKey::from_jwk(set.find(&kid).expect("kid published")).unwrap();
+    decode::<Value>(&token, &key, &validation).expect("token verifies with the JWKS");
+
+    // `cargo lambda invoke --data-file` with a real HTTP API event.
+    let event = dir.path().join("me-event.json");
+    std::fs::write(&event, fixture("v2_me", &[("TOKEN", &token)])).unwrap();
+    let out = Command::new("cargo")
+        .args(["lambda", "invoke", "me", "--data-file"])
+        .arg(&event)
+        .args([
+            "--invoke-address",
+            "127.0.0.1",
+            "--invoke-port",
+            &watch.port.to_string(),
+        ])
+        .current_dir(workspace_root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response: Value = serde_json::from_slice(&out.stdout).expect("invoke prints the response");
+    assert_eq!(response["statusCode"], 200, "{response}");
+    let body: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["username"], "Emma");
+
+    // Nothing secret reached the logs, though every function logged at debug level.
+    let log = watch.log_text();
+    assert!(
+        log.contains("login succeeded"),
+        "functions' logs are captured:\n{log}"
+    );
+    let hash: String = rusqlite::Connection::open(dir.path().join("users.db"))
+        .unwrap()
+        .query_row("SELECT hashed_password FROM users", [], |r| r.get(0))
+        .unwrap();
+    let signature = token.rsplit('.').next().unwrap();
+    for (what, secret) in [
+        ("password", PASSWORD),
+        ("token", signature),
+        ("hash", &hash[30..]),
+    ] {
+        assert!(!log.contains(secret), "the {what} appears in the logs");
+    }
+    let private_key = std::fs::read_to_string(dir.path().join("signing-key.pem")).unwrap();
+    assert!(
+        !log.contains(private_key.lines().nth(1).unwrap()),
+        "the key appears in the logs"
+    );
+}
