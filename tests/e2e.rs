@@ -8,9 +8,10 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use integration_tests::{fixture, write_test_keys};
+use integration_tests::{fixture, moto, write_test_keys};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
@@ -43,9 +44,25 @@ struct Watch {
     log: PathBuf,
 }
 
+/// One watch at a time: each compiles into the same target folder.
+static ONE_WATCH: Mutex<()> = Mutex::new(());
+
+/// SQLite in `dir` and a fresh PEM key pair there.
+fn sqlite_env(dir: &Path) -> Vec<(&'static str, String)> {
+    let (private, public) = write_test_keys(dir);
+    vec![
+        (
+            "AUTH_STORE",
+            format!("sqlite:{}", dir.join("users.db").display()),
+        ),
+        ("AUTH_SIGNING_KEY", format!("file:{}", private.display())),
+        ("AUTH_PUBLIC_KEY", format!("file:{}", public.display())),
+    ]
+}
+
 impl Watch {
-    fn start(dir: &Path) -> Watch {
-        let (private, public) = write_test_keys(dir);
+    /// Starts the functions with the `backend` settings (store, keys, AWS endpoint).
+    fn start(dir: &Path, backend: &[(&'static str, String)]) -> Watch {
         let port = free_port();
         let log = dir.join("watch.log");
         let out = std::fs::File::create(&log).unwrap();
@@ -53,12 +70,7 @@ impl Watch {
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .current_dir(workspace_root())
-            .env(
-                "AUTH_STORE",
-                format!("sqlite:{}", dir.join("users.db").display()),
-            )
-            .env("AUTH_SIGNING_KEY", format!("file:{}", private.display()))
-            .env("AUTH_PUBLIC_KEY", format!("file:{}", public.display()))
+            .envs(backend.iter().map(|(k, v)| (k, v)))
             .env("AUTH_ISSUER", ISSUER)
             .env("AUTH_AUDIENCE", AUDIENCE)
             .env("AUTH_BCRYPT_COST", "4")
@@ -146,13 +158,11 @@ fn wait_until_ready(watch: &mut Watch, http: &ureq::Agent) {
     }
 }
 
-#[test]
-fn register_login_me_over_http_and_invoke_a_fixture() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut watch = Watch::start(dir.path());
+/// register → login (form and JSON) → me over HTTP, and the JWKS verifies the token.
+/// Returns the token.
+fn flow(watch: &mut Watch) -> String {
     let http = agent();
-    wait_until_ready(&mut watch, &http);
-
+    wait_until_ready(watch, &http);
     // Register (201), then a duplicate in another case (409).
     let r = reply(http.post(watch.url("/register")).send_json(json!({
         "username": "Emma", "password": PASSWORD, "full_name": "Emma Doe"
@@ -224,6 +234,16 @@ fn register_login_me_over_http_and_invoke_a_fixture() {
     let key = DecodingKey::from_jwk(set.find(&kid).expect("kid published")).unwrap();
     decode::<Value>(&token, &key, &validation).expect("token verifies with the JWKS");
 
+    token
+}
+
+#[test]
+fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
+    let _one = ONE_WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::start(dir.path(), &sqlite_env(dir.path()));
+    let token = flow(&mut watch);
+
     // `cargo lambda invoke --data-file` with a real HTTP API event.
     let event = dir.path().join("me-event.json");
     std::fs::write(&event, fixture("v2_me", &[("TOKEN", &token)])).unwrap();
@@ -272,4 +292,28 @@ fn register_login_me_over_http_and_invoke_a_fixture() {
         !log.contains(private_key.lines().nth(1).unwrap()),
         "the key appears in the logs"
     );
+}
+
+#[test]
+fn dynamodb_and_kms_register_login_me_over_http() {
+    let _one = ONE_WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (table, key_id) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let config = moto::sdk_config().await;
+        (
+            moto::create_users_table(&config).await,
+            moto::create_signing_key(&config).await,
+        )
+    });
+    let mut env = moto::process_env();
+    env.push(("AUTH_STORE", format!("dynamodb:{table}")));
+    env.push(("AUTH_SIGNING_KEY", format!("kms:{key_id}")));
+    let mut watch = Watch::start(dir.path(), &env);
+    let token = flow(&mut watch);
+    assert_eq!(
+        decode_header(&token).unwrap().typ.as_deref(),
+        Some("at+jwt")
+    );
+    let log = watch.log_text();
+    assert!(!log.contains(PASSWORD), "the password appears in the logs");
 }

@@ -86,3 +86,84 @@ pub fn write_test_keys(dir: &Path) -> (PathBuf, PathBuf) {
     .unwrap();
     (private, public)
 }
+
+/// moto_server, started by `make test` (`scripts/with_moto.sh`) on a free loopback port and
+/// named by `MOTO_ENDPOINT`: DynamoDB and KMS for the AWS backends' tests.
+pub mod moto {
+    use aws_config::{BehaviorVersion, Region, SdkConfig};
+    use aws_sdk_dynamodb::config::Credentials;
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+
+    /// The moto endpoint; tests that need it fail (never skip) without it.
+    pub fn endpoint() -> String {
+        std::env::var("MOTO_ENDPOINT").expect(
+            "MOTO_ENDPOINT is not set: run the tests through `make test`, which starts moto_server",
+        )
+    }
+
+    /// The environment a function process needs to reach moto.
+    pub fn process_env() -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", endpoint()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "testing".into()),
+            ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ]
+    }
+
+    /// An SDK configuration pointing at moto, built without touching the process environment.
+    pub async fn sdk_config() -> SdkConfig {
+        shared::aws::load_with(
+            aws_config::defaults(BehaviorVersion::latest())
+                .endpoint_url(endpoint())
+                .region(Region::new("us-east-1"))
+                .credentials_provider(Credentials::new("testing", "testing", None, None, "moto")),
+        )
+        .await
+    }
+
+    /// Creates a fresh users table with the key schema `template.yaml` declares; returns its name.
+    pub async fn create_users_table(config: &SdkConfig) -> String {
+        let name = format!("users-{}", uuid::Uuid::new_v4().simple());
+        aws_sdk_dynamodb::Client::new(config)
+            .create_table()
+            .table_name(&name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name("username_key")
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .unwrap(),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name("username_key")
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("create table on moto");
+        name
+    }
+
+    /// Creates an RSA-2048 SIGN_VERIFY key, as `template.yaml` does; returns its id.
+    pub async fn create_signing_key(config: &SdkConfig) -> String {
+        aws_sdk_kms::Client::new(config)
+            .create_key()
+            .key_spec(KeySpec::Rsa2048)
+            .key_usage(KeyUsageType::SignVerify)
+            .send()
+            .await
+            .expect("create key on moto")
+            .key_metadata
+            .expect("key metadata")
+            .key_id
+    }
+}

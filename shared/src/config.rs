@@ -9,6 +9,8 @@ use std::time::Duration;
 pub enum StoreConfig {
     /// `sqlite:PATH`: an SQLite file, created with its schema when missing.
     Sqlite(PathBuf),
+    /// `dynamodb:TABLE`: a DynamoDB table (see `template.yaml` for its key schema).
+    Dynamodb(String),
 }
 
 /// Where the signing key comes from (`AUTH_SIGNING_KEY`, `AUTH_PUBLIC_KEY`).
@@ -16,6 +18,20 @@ pub enum StoreConfig {
 pub enum KeyConfig {
     /// `file:PATH`: a PEM file (PKCS#1 or PKCS#8).
     File(PathBuf),
+    /// `kms:KEY_ID_OR_ARN`: an RSA `SIGN_VERIFY` key in AWS KMS (id, ARN or `alias/...`).
+    Kms(String),
+}
+
+/// The `iss` of tokens (`AUTH_ISSUER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Issuer {
+    /// A fixed URL, e.g. `https://auth.example.com`.
+    Fixed(String),
+    /// `request`: `https://` + the domain the request arrived on (API Gateway's
+    /// `requestContext.domainName`). For a deployment whose own API URL cannot be named in its
+    /// template without a circular reference (see the README); tokens are then valid on the
+    /// domain that issued them.
+    FromRequest,
 }
 
 /// Every setting of the service, validated.
@@ -29,7 +45,7 @@ pub struct Config {
     /// instead of the private key when it is set.
     pub public_key: Option<KeyConfig>,
     /// `AUTH_ISSUER`: the `iss` claim, also the base of the discovery URLs.
-    pub issuer: String,
+    pub issuer: Issuer,
     /// `AUTH_AUDIENCE`: the `aud` claim.
     pub audience: String,
     /// `AUTH_TOKEN_TTL_SECONDS`, default 1800.
@@ -80,16 +96,17 @@ impl Config {
             .map(|v| parse_key("AUTH_PUBLIC_KEY", &v))
             .transpose()?;
 
-        let issuer = get("AUTH_ISSUER").unwrap_or_else(|| DEFAULT_ISSUER.into());
-        if !(issuer.starts_with("https://") || issuer.starts_with("http://"))
-            || issuer.ends_with('/')
-            || issuer.contains(['?', '#', ' '])
-        {
-            return Err(err(
-                "AUTH_ISSUER",
-                "must be an http(s) URL without a trailing slash, query or fragment",
-            ));
-        }
+        let issuer = match get("AUTH_ISSUER") {
+            Some(v) if v == "request" => Issuer::FromRequest,
+            Some(v) if valid_issuer_url(&v) => Issuer::Fixed(v),
+            Some(_) => {
+                return Err(err(
+                    "AUTH_ISSUER",
+                    "must be `request` or an http(s) URL without a trailing slash, query or fragment",
+                ));
+            }
+            None => Issuer::Fixed(DEFAULT_ISSUER.into()),
+        };
         let audience = get("AUTH_AUDIENCE").unwrap_or_else(|| DEFAULT_AUDIENCE.into());
 
         let ttl: u64 = parse_number(
@@ -123,6 +140,13 @@ impl Config {
     pub fn verification_key(&self) -> &KeyConfig {
         self.public_key.as_ref().unwrap_or(&self.signing_key)
     }
+
+    /// Whether any backend needs the AWS SDK (so SQLite with a PEM key does no AWS set-up).
+    pub fn uses_aws(&self) -> bool {
+        matches!(self.store, StoreConfig::Dynamodb(_))
+            || matches!(self.signing_key, KeyConfig::Kms(_))
+            || matches!(self.public_key, Some(KeyConfig::Kms(_)))
+    }
 }
 
 fn parse_number<T: std::str::FromStr>(
@@ -142,15 +166,38 @@ fn parse_number<T: std::str::FromStr>(
 fn parse_store(value: &str) -> Result<StoreConfig, ConfigError> {
     match value.split_once(':') {
         Some(("sqlite", path)) if !path.is_empty() => Ok(StoreConfig::Sqlite(PathBuf::from(path))),
-        _ => Err(err("AUTH_STORE", "expected sqlite:PATH")),
+        Some(("dynamodb", table)) if valid_table_name(table) => {
+            Ok(StoreConfig::Dynamodb(table.to_string()))
+        }
+        Some(("dynamodb", _)) => Err(err(
+            "AUTH_STORE",
+            "dynamodb table names are 3-255 characters of a-z A-Z 0-9 _ - .",
+        )),
+        _ => Err(err("AUTH_STORE", "expected sqlite:PATH or dynamodb:TABLE")),
     }
 }
 
 fn parse_key(name: &'static str, value: &str) -> Result<KeyConfig, ConfigError> {
     match value.split_once(':') {
         Some(("file", path)) if !path.is_empty() => Ok(KeyConfig::File(PathBuf::from(path))),
-        _ => Err(err(name, "expected file:PATH")),
+        Some(("kms", id)) if !id.is_empty() && !id.contains(char::is_whitespace) => {
+            Ok(KeyConfig::Kms(id.to_string()))
+        }
+        _ => Err(err(name, "expected file:PATH or kms:KEY_ID_OR_ARN")),
     }
+}
+
+fn valid_issuer_url(v: &str) -> bool {
+    (v.starts_with("https://") || v.starts_with("http://"))
+        && !v.ends_with('/')
+        && !v.contains(['?', '#', ' '])
+}
+
+fn valid_table_name(name: &str) -> bool {
+    (3..=255).contains(&name.len())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 #[cfg(test)]
@@ -172,8 +219,23 @@ mod tests {
         assert_eq!(c.store, StoreConfig::Sqlite("users.db".into()));
         assert_eq!(c.token_ttl, Duration::from_secs(1800));
         assert_eq!(c.bcrypt_cost, 12);
-        assert_eq!(c.issuer, DEFAULT_ISSUER);
+        assert_eq!(c.issuer, Issuer::Fixed(DEFAULT_ISSUER.into()));
         assert_eq!(c.verification_key(), &KeyConfig::File("k.pem".into()));
+        assert!(!c.uses_aws());
+    }
+
+    #[test]
+    fn aws_backends_are_recognised() {
+        let c = config(&[
+            ("AUTH_SIGNING_KEY", "kms:alias/jwt-auth"),
+            ("AUTH_STORE", "dynamodb:jwt-auth-users"),
+        ])
+        .unwrap();
+        assert_eq!(c.store, StoreConfig::Dynamodb("jwt-auth-users".into()));
+        assert_eq!(c.signing_key, KeyConfig::Kms("alias/jwt-auth".into()));
+        let c = config(&[("AUTH_SIGNING_KEY", "kms:k"), ("AUTH_ISSUER", "request")]).unwrap();
+        assert_eq!(c.issuer, Issuer::FromRequest);
+        assert!(c.uses_aws());
     }
 
     #[test]
@@ -183,6 +245,8 @@ mod tests {
             (vec![], "AUTH_SIGNING_KEY"),
             (vec![("AUTH_SIGNING_KEY", "k.pem")], "AUTH_SIGNING_KEY"),
             (vec![key, ("AUTH_STORE", "postgres://x")], "AUTH_STORE"),
+            (vec![key, ("AUTH_STORE", "dynamodb:a b")], "AUTH_STORE"),
+            (vec![("AUTH_SIGNING_KEY", "kms:")], "AUTH_SIGNING_KEY"),
             (vec![key, ("AUTH_BCRYPT_COST", "3")], "AUTH_BCRYPT_COST"),
             (
                 vec![key, ("AUTH_BCRYPT_COST", "twelve")],

@@ -2,9 +2,11 @@
 //! bearer tokens, and JSON responses.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use serde_json::{Map, Value};
 
+use crate::config::Issuer;
 use crate::error::ApiError;
 use crate::token::{INVALID_TOKEN, MAX_TOKEN_BYTES};
 
@@ -36,6 +38,37 @@ pub fn path(req: &Request) -> &str {
         req.uri().path()
     } else {
         raw
+    }
+}
+
+/// The `iss` for this request: the configured URL, or `https://` + the domain API Gateway
+/// received the request on (its request context, else the `Host` header).
+pub fn issuer(configured: &Issuer, req: &Request) -> Result<String, ApiError> {
+    match configured {
+        Issuer::Fixed(url) => Ok(url.clone()),
+        Issuer::FromRequest => {
+            let from_context = match req.request_context_ref() {
+                Some(RequestContext::ApiGatewayV2(c)) => c.domain_name.clone(),
+                Some(RequestContext::ApiGatewayV1(c)) => c.domain_name.clone(),
+                _ => None,
+            };
+            let host = from_context.or_else(|| {
+                req.headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .map(str::to_string)
+            });
+            match host {
+                Some(h)
+                    if !h.is_empty()
+                        && h.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-.:".contains(c)) =>
+                {
+                    Ok(format!("https://{h}"))
+                }
+                _ => Err(ApiError::BadRequest("Request has no usable Host".into())),
+            }
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! Each binary in `functions/` builds its state once per cold start (see [`state`]) and hands every
 //! request to one handler in [`handlers`].
 
+pub mod aws;
 pub mod config;
 pub mod error;
 pub mod handlers;
@@ -17,5 +18,5 @@ pub mod store;
 pub mod telemetry;
 pub mod token;
 
-pub use config::Config;
+pub use config::{Config, Issuer};
 pub use error::ApiError;

@@ -3,12 +3,14 @@
 
 use std::sync::Arc;
 
-use crate::config::{Config, KeyConfig, StoreConfig};
+use crate::config::{Config, Issuer, KeyConfig, StoreConfig};
 use crate::password::PasswordHasher;
-use crate::signer::{AnySigner, KeyError, LocalSigner, PublicKey};
+use aws_config::SdkConfig;
+
+use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, fetch_public_key};
 use crate::store::{
-    CredentialStore, Credentials, NewUser, Profile, ProfileReader, SqliteStore, StoreError,
-    UserWriter,
+    CredentialStore, Credentials, DynamoStore, NewUser, Profile, ProfileReader, SqliteStore,
+    StoreError, UserWriter,
 };
 use crate::token::{TokenIssuer, TokenVerifier, now};
 
@@ -50,6 +52,8 @@ pub struct LoginState<C, S> {
     pub hasher: PasswordHasher,
     /// Issues access tokens.
     pub tokens: TokenIssuer<S>,
+    /// `iss` of the tokens.
+    pub issuer: Issuer,
     /// The time, for the lockout schedule.
     pub clock: Clock,
 }
@@ -60,6 +64,8 @@ pub struct MeState<P> {
     pub store: P,
     /// Checks bearer tokens.
     pub verifier: TokenVerifier,
+    /// The `iss` tokens must carry.
+    pub issuer: Issuer,
 }
 
 /// State of the `jwks` function: the public key and the issuer's discovery document.
@@ -67,21 +73,37 @@ pub struct DiscoveryState {
     /// The published key.
     pub key: PublicKey,
     /// `AUTH_ISSUER`.
-    pub issuer: String,
+    pub issuer: Issuer,
 }
 
 /// The configured user store.
 pub enum AnyStore {
     /// `sqlite:PATH`.
     Sqlite(SqliteStore),
+    /// `dynamodb:TABLE`.
+    Dynamo(DynamoStore),
 }
 
 impl AnyStore {
-    /// Opens the store named by the configuration.
-    pub async fn open(config: &Config) -> Result<Self, InitError> {
+    /// Opens the store named by the configuration. DynamoDB makes no call here: the first
+    /// request opens the connection.
+    pub fn open(config: &Config, aws: Option<&SdkConfig>) -> Result<Self, InitError> {
         match &config.store {
             StoreConfig::Sqlite(path) => Ok(AnyStore::Sqlite(SqliteStore::open(path)?)),
+            StoreConfig::Dynamodb(table) => Ok(AnyStore::Dynamo(DynamoStore::new(
+                aws.expect("AWS is loaded for a dynamodb store"),
+                table,
+            ))),
         }
+    }
+}
+
+/// Loads the AWS SDK configuration once, only when a backend needs it.
+async fn aws_config(config: &Config) -> Option<SdkConfig> {
+    if config.uses_aws() {
+        Some(crate::aws::load().await)
+    } else {
+        None
     }
 }
 
@@ -89,6 +111,7 @@ impl UserWriter for AnyStore {
     async fn create(&self, user: &NewUser) -> Result<(), StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.create(user).await,
+            AnyStore::Dynamo(s) => s.create(user).await,
         }
     }
 }
@@ -97,51 +120,63 @@ impl CredentialStore for AnyStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
         match self {
             AnyStore::Sqlite(s) => s.credentials(username_key).await,
+            AnyStore::Dynamo(s) => s.credentials(username_key).await,
         }
     }
 
-    async fn record_failure(&self, id: &str, at: u64) -> Result<u32, StoreError> {
+    async fn record_failure(&self, user: &Credentials, at: u64) -> Result<u32, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.record_failure(id, at).await,
+            AnyStore::Sqlite(s) => s.record_failure(user, at).await,
+            AnyStore::Dynamo(s) => s.record_failure(user, at).await,
         }
     }
 
     async fn record_success(
         &self,
-        id: &str,
+        user: &Credentials,
         rehash: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.record_success(id, rehash).await,
+            AnyStore::Sqlite(s) => s.record_success(user, rehash).await,
+            AnyStore::Dynamo(s) => s.record_success(user, rehash).await,
         }
     }
 }
 
 impl ProfileReader for AnyStore {
-    async fn profile(&self, id: &str) -> Result<Option<Profile>, StoreError> {
+    async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.profile(id).await,
+            AnyStore::Sqlite(s) => s.profile(id, username).await,
+            AnyStore::Dynamo(s) => s.profile(id, username).await,
         }
     }
 }
 
-async fn signer(config: &Config) -> Result<AnySigner, InitError> {
+async fn signer(config: &Config, aws: Option<&SdkConfig>) -> Result<AnySigner, InitError> {
     match &config.signing_key {
         KeyConfig::File(path) => Ok(AnySigner::Local(LocalSigner::from_pem_file(path)?)),
+        KeyConfig::Kms(id) => Ok(AnySigner::Kms(
+            KmsSigner::new(aws.expect("AWS is loaded for a kms key"), id).await?,
+        )),
     }
 }
 
-async fn public_key(config: &Config) -> Result<PublicKey, InitError> {
+async fn public_key(config: &Config, aws: Option<&SdkConfig>) -> Result<PublicKey, InitError> {
     match config.verification_key() {
         KeyConfig::File(path) => Ok(PublicKey::from_pem_file(path)?),
+        KeyConfig::Kms(id) => {
+            let client = aws_sdk_kms::Client::new(aws.expect("AWS is loaded for a kms key"));
+            Ok(fetch_public_key(&client, id).await?)
+        }
     }
 }
 
 impl RegisterState<AnyStore> {
     /// Opens the store.
     pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
         Ok(RegisterState {
-            store: AnyStore::open(config).await?,
+            store: AnyStore::open(config, aws.as_ref())?,
             hasher: PasswordHasher::new(config.bcrypt_cost),
         })
     }
@@ -150,15 +185,16 @@ impl RegisterState<AnyStore> {
 impl LoginState<AnyStore, AnySigner> {
     /// Opens the store and loads the signing key.
     pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
         Ok(LoginState {
-            store: AnyStore::open(config).await?,
+            store: AnyStore::open(config, aws.as_ref())?,
             hasher: PasswordHasher::new(config.bcrypt_cost),
             tokens: TokenIssuer::new(
-                signer(config).await?,
-                &config.issuer,
+                signer(config, aws.as_ref()).await?,
                 &config.audience,
                 config.token_ttl,
             ),
+            issuer: config.issuer.clone(),
             clock: system_clock(),
         })
     }
@@ -167,13 +203,11 @@ impl LoginState<AnyStore, AnySigner> {
 impl MeState<AnyStore> {
     /// Opens the store and loads the public key.
     pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
         Ok(MeState {
-            store: AnyStore::open(config).await?,
-            verifier: TokenVerifier::new(
-                public_key(config).await?,
-                &config.issuer,
-                &config.audience,
-            ),
+            store: AnyStore::open(config, aws.as_ref())?,
+            verifier: TokenVerifier::new(public_key(config, aws.as_ref()).await?, &config.audience),
+            issuer: config.issuer.clone(),
         })
     }
 }
@@ -181,8 +215,9 @@ impl MeState<AnyStore> {
 impl DiscoveryState {
     /// Loads the public key.
     pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
         Ok(DiscoveryState {
-            key: public_key(config).await?,
+            key: public_key(config, aws.as_ref()).await?,
             issuer: config.issuer.clone(),
         })
     }

@@ -35,6 +35,9 @@ pub struct Claims {
     pub iat: u64,
     /// Unique token id.
     pub jti: String,
+    /// The username as registered (OIDC's claim name). Stores keyed by username find the
+    /// account with it; the account must still carry the id in `sub`.
+    pub preferred_username: String,
 }
 
 /// A freshly issued token.
@@ -62,20 +65,18 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Issues tokens for one issuer and audience.
+/// Issues tokens for one audience.
 pub struct TokenIssuer<S> {
     signer: S,
-    issuer: String,
     audience: String,
     ttl: Duration,
 }
 
 impl<S: Signer> TokenIssuer<S> {
     /// An issuer signing with `signer`.
-    pub fn new(signer: S, issuer: &str, audience: &str, ttl: Duration) -> Self {
+    pub fn new(signer: S, audience: &str, ttl: Duration) -> Self {
         TokenIssuer {
             signer,
-            issuer: issuer.into(),
             audience: audience.into(),
             ttl,
         }
@@ -86,20 +87,32 @@ impl<S: Signer> TokenIssuer<S> {
         self.signer.public_key()
     }
 
-    /// Issues a token for `user_id` now.
-    pub async fn issue(&self, user_id: &str) -> Result<IssuedToken, SignError> {
-        self.issue_at(user_id, now()).await
+    /// Issues a token from `iss` for the user `user_id` named `username`, now.
+    pub async fn issue(
+        &self,
+        iss: &str,
+        user_id: &str,
+        username: &str,
+    ) -> Result<IssuedToken, SignError> {
+        self.issue_at(iss, user_id, username, now()).await
     }
 
-    /// Issues a token for `user_id` as if the time were `iat` (tests use past times).
-    pub async fn issue_at(&self, user_id: &str, iat: u64) -> Result<IssuedToken, SignError> {
+    /// Issues a token as if the time were `iat` (tests use past times).
+    pub async fn issue_at(
+        &self,
+        iss: &str,
+        user_id: &str,
+        username: &str,
+        iat: u64,
+    ) -> Result<IssuedToken, SignError> {
         let claims = Claims {
-            iss: self.issuer.clone(),
+            iss: iss.into(),
             aud: self.audience.clone(),
             sub: user_id.into(),
             iat,
             exp: iat + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
+            preferred_username: username.into(),
         };
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some(TOKEN_TYPE.into());
@@ -117,7 +130,7 @@ fn b64_json<T: Serialize>(value: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("headers and claims always serialise"))
 }
 
-/// Verifies tokens against one public key, issuer and audience.
+/// Verifies tokens against one public key and audience.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
     key: PublicKey,
@@ -125,10 +138,9 @@ pub struct TokenVerifier {
 }
 
 impl TokenVerifier {
-    /// A verifier accepting only RS256 tokens signed by `key` for `issuer` and `audience`.
-    pub fn new(key: PublicKey, issuer: &str, audience: &str) -> Self {
+    /// A verifier accepting only RS256 tokens signed by `key` for `audience`.
+    pub fn new(key: PublicKey, audience: &str) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
-        validation.set_issuer(&[issuer]);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
@@ -140,9 +152,9 @@ impl TokenVerifier {
         &self.key
     }
 
-    /// Checks a compact JWS and returns its claims. The header is untrusted input: only
-    /// `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
-    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+    /// Checks a compact JWS from issuer `iss` and returns its claims. The header is untrusted
+    /// input: only `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
+    pub fn verify(&self, token: &str, iss: &str) -> Result<Claims, ApiError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
             return Err(invalid(INVALID_TOKEN));
         }
@@ -156,12 +168,17 @@ impl TokenVerifier {
         {
             return Err(invalid(INVALID_TOKEN));
         }
-        jsonwebtoken::decode::<Claims>(token, self.key.decoding_key(), &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| match e.kind() {
-                ErrorKind::ExpiredSignature => invalid("Token has expired"),
-                _ => invalid(INVALID_TOKEN),
-            })
+        let claims =
+            jsonwebtoken::decode::<Claims>(token, self.key.decoding_key(), &self.validation)
+                .map(|data| data.claims)
+                .map_err(|e| match e.kind() {
+                    ErrorKind::ExpiredSignature => invalid("Token has expired"),
+                    _ => invalid(INVALID_TOKEN),
+                })?;
+        if claims.iss != iss {
+            return Err(invalid(INVALID_TOKEN));
+        }
+        Ok(claims)
     }
 }
 
@@ -195,15 +212,15 @@ pub(crate) mod tests {
 
     fn issuer() -> TokenIssuer<LocalSigner> {
         let signer = LocalSigner::from_pem(test_key_pem()).unwrap();
-        TokenIssuer::new(signer, ISS, AUD, Duration::from_secs(1800))
+        TokenIssuer::new(signer, AUD, Duration::from_secs(1800))
     }
 
     fn verifier(issuer: &TokenIssuer<LocalSigner>) -> TokenVerifier {
-        TokenVerifier::new(issuer.public_key().clone(), ISS, AUD)
+        TokenVerifier::new(issuer.public_key().clone(), AUD)
     }
 
     fn assert_refused(v: &TokenVerifier, token: &str, why: &str) {
-        match v.verify(token) {
+        match v.verify(token, ISS) {
             Err(ApiError::InvalidToken(_)) => {}
             other => panic!("{why}: expected refusal, got {other:?}"),
         }
@@ -223,19 +240,19 @@ pub(crate) mod tests {
 
     fn claims_now(sub: &str) -> serde_json::Value {
         let t = now();
-        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": t, "exp": t + 600, "jti": "x"})
+        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": t, "exp": t + 600, "jti": "x", "preferred_username": "emma"})
     }
 
     #[tokio::test]
     async fn an_issued_token_verifies_and_has_the_rfc9068_shape() {
         let i = issuer();
-        let t = i.issue("user-1").await.unwrap();
+        let t = i.issue(ISS, "user-1", "emma").await.unwrap();
         assert_eq!(t.expires_in, 1800);
         let header = jsonwebtoken::decode_header(&t.access_token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
         assert_eq!(header.typ.as_deref(), Some("at+jwt"));
         assert_eq!(header.kid.as_deref(), Some(i.public_key().kid()));
-        let claims = verifier(&i).verify(&t.access_token).unwrap();
+        let claims = verifier(&i).verify(&t.access_token, ISS).unwrap();
         assert_eq!(
             (
                 claims.sub.as_str(),
@@ -268,9 +285,12 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn expired_tokens_are_refused() {
         let i = issuer();
-        let old = i.issue_at("user-1", now() - 3600).await.unwrap();
+        let old = i
+            .issue_at(ISS, "user-1", "emma", now() - 3600)
+            .await
+            .unwrap();
         assert!(matches!(
-            verifier(&i).verify(&old.access_token),
+            verifier(&i).verify(&old.access_token, ISS),
             Err(ApiError::InvalidToken("Token has expired"))
         ));
     }
@@ -306,7 +326,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn tampered_payloads_are_refused() {
         let i = issuer();
-        let t = i.issue("user-1").await.unwrap().access_token;
+        let t = i.issue(ISS, "user-1", "emma").await.unwrap().access_token;
         let parts: Vec<&str> = t.split('.').collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -320,13 +340,16 @@ pub(crate) mod tests {
         let i = issuer();
         let foreign = TokenIssuer::new(
             LocalSigner::from_pem(other_key_pem()).unwrap(),
-            ISS,
             AUD,
             Duration::from_secs(600),
         );
         assert_refused(
             &verifier(&i),
-            &foreign.issue("user-1").await.unwrap().access_token,
+            &foreign
+                .issue(ISS, "user-1", "emma")
+                .await
+                .unwrap()
+                .access_token,
             "foreign key",
         );
         // Signed with our key but naming a kid we do not publish.
@@ -351,16 +374,24 @@ pub(crate) mod tests {
         let signer = || LocalSigner::from_pem(test_key_pem()).unwrap();
         let ttl = Duration::from_secs(600);
         let v = verifier(&issuer());
-        let wrong_iss = TokenIssuer::new(signer(), "https://evil.example", AUD, ttl);
+        let wrong_iss = TokenIssuer::new(signer(), AUD, ttl);
         assert_refused(
             &v,
-            &wrong_iss.issue("u").await.unwrap().access_token,
+            &wrong_iss
+                .issue("https://evil.example", "u", "emma")
+                .await
+                .unwrap()
+                .access_token,
             "wrong iss",
         );
-        let wrong_aud = TokenIssuer::new(signer(), ISS, "other-api", ttl);
+        let wrong_aud = TokenIssuer::new(signer(), "other-api", ttl);
         assert_refused(
             &v,
-            &wrong_aud.issue("u").await.unwrap().access_token,
+            &wrong_aud
+                .issue(ISS, "u", "emma")
+                .await
+                .unwrap()
+                .access_token,
             "wrong aud",
         );
 
@@ -377,7 +408,7 @@ pub(crate) mod tests {
         // The same header with typ at+jwt passes, so the refusals above are about typ alone.
         let header = serde_json::json!({"alg": "RS256", "typ": "at+jwt", "kid": kid});
         assert!(
-            v.verify(&signed_by_us(&header, &claims_now("u")).await)
+            v.verify(&signed_by_us(&header, &claims_now("u")).await, ISS)
                 .is_ok()
         );
     }

@@ -28,7 +28,7 @@ fn discovery(state: &DiscoveryState, req: &Request) -> Result<Response<Body>, Ap
         ))
     } else if path.ends_with("/.well-known/openid-configuration") {
         http::require_method(req, "GET")?;
-        let issuer = &state.issuer;
+        let issuer = &http::issuer(&state.issuer, req)?;
         Ok(http::json_cached(
             StatusCode::OK,
             &json!({

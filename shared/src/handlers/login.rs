@@ -52,6 +52,7 @@ async fn login<C: CredentialStore, S: Signer>(
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
     http::require_method(&req, "POST")?;
+    let iss = http::issuer(&state.issuer, &req)?;
     let fields = http::read_fields(&req, &[BodyFormat::Form, BodyFormat::Json])?;
     if let Some(grant) = fields.optional_string("grant_type")?
         && grant != "password"
@@ -89,7 +90,7 @@ async fn login<C: CredentialStore, S: Signer>(
     }
     match state.hasher.verify(password, &user.password_hash) {
         Verification::Mismatch => {
-            let failures = state.store.record_failure(&user.id, now).await?;
+            let failures = state.store.record_failure(&user, now).await?;
             tracing::info!(user_id = %user.id, failures, "login failed");
             Err(ApiError::InvalidCredentials)
         }
@@ -107,8 +108,8 @@ async fn login<C: CredentialStore, S: Signer>(
             let rehash = upgraded
                 .as_deref()
                 .map(|new| (user.password_hash.as_str(), new));
-            state.store.record_success(&user.id, rehash).await?;
-            let token = state.tokens.issue(&user.id).await?;
+            state.store.record_success(&user, rehash).await?;
+            let token = state.tokens.issue(&iss, &user.id, &user.username).await?;
             tracing::info!(user_id = %user.id, rehashed = needs_rehash, "login succeeded");
             Ok(http::json(
                 StatusCode::OK,

@@ -20,12 +20,13 @@ async fn me<P: ProfileReader>(
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
     http::require_method(&req, "GET")?;
-    let claims = state.verifier.verify(http::bearer_token(&req)?)?;
+    let iss = http::issuer(&state.issuer, &req)?;
+    let claims = state.verifier.verify(http::bearer_token(&req)?, &iss)?;
     // A valid signature is not enough: the account must still exist (deleted, or replaced by a
     // new account of the same name, which has a new id).
     let profile = state
         .store
-        .profile(&claims.sub)
+        .profile(&claims.sub, &claims.preferred_username)
         .await?
         .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
     Ok(http::json(

@@ -1,6 +1,7 @@
 //! Token signing behind one trait, so the private key can live in a PEM file (local runs) or in a
 //! key service, while verification and the JWKS only ever need the public half.
 
+mod kms;
 mod local;
 
 use std::future::Future;
@@ -18,6 +19,7 @@ use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 
+pub use kms::{KmsSigner, fetch_public_key};
 pub use local::LocalSigner;
 
 /// Smallest RSA modulus accepted, in bits.
@@ -142,18 +144,22 @@ impl PublicKey {
 pub enum AnySigner {
     /// A PEM private key read from a file.
     Local(LocalSigner),
+    /// A key held in AWS KMS.
+    Kms(KmsSigner),
 }
 
 impl Signer for AnySigner {
     fn public_key(&self) -> &PublicKey {
         match self {
             AnySigner::Local(s) => s.public_key(),
+            AnySigner::Kms(s) => s.public_key(),
         }
     }
 
     async fn sign(&self, message: &[u8]) -> Result<String, SignError> {
         match self {
             AnySigner::Local(s) => s.sign(message).await,
+            AnySigner::Kms(s) => s.sign(message).await,
         }
     }
 }

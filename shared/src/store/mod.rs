@@ -1,13 +1,15 @@
 //! User storage behind traits split by what each function needs (and may be allowed in IAM):
 //! `register` writes, `login` reads credentials and records outcomes, `me` reads profiles.
 
+mod dynamodb;
 mod sqlite;
 
-#[cfg(test)]
-pub(crate) mod contract;
+#[cfg(any(test, feature = "testing"))]
+pub mod contract;
 
 use std::future::Future;
 
+pub use dynamodb::DynamoStore;
 pub use sqlite::SqliteStore;
 
 /// A storage failure, classified by what the client should be told.
@@ -45,6 +47,10 @@ pub struct NewUser {
 pub struct Credentials {
     /// The user's id.
     pub id: String,
+    /// The case-insensitive key the user was found by.
+    pub username_key: String,
+    /// The name as registered: it goes into tokens as `preferred_username`.
+    pub username: String,
     /// The stored hash.
     pub password_hash: String,
     /// Consecutive failed logins since the last success.
@@ -57,6 +63,7 @@ impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")
             .field("id", &self.id)
+            .field("username", &self.username)
             .field("failed_logins", &self.failed_logins)
             .field("last_failed_at", &self.last_failed_at)
             .finish_non_exhaustive()
@@ -86,10 +93,10 @@ pub trait CredentialStore: Send + Sync {
         username_key: &str,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
 
-    /// Atomically counts one more failed login at `at`; returns the new count.
+    /// Atomically counts one more failed login of `user` at `at`; returns the new count.
     fn record_failure(
         &self,
-        id: &str,
+        user: &Credentials,
         at: u64,
     ) -> impl Future<Output = Result<u32, StoreError>> + Send;
 
@@ -97,14 +104,18 @@ pub trait CredentialStore: Send + Sync {
     /// `(old, new)`, replaces the hash only if it is still `old` (a concurrent change wins).
     fn record_success(
         &self,
-        id: &str,
+        user: &Credentials,
         rehash: Option<(&str, &str)>,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 /// Reading profiles by user id (the `me` function).
 pub trait ProfileReader: Send + Sync {
-    /// The profile of the user with this id, if it still exists.
-    fn profile(&self, id: &str)
-    -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+    /// The profile of the user with this id and name, if that account still exists (a new
+    /// account under the same name has another id and does not match).
+    fn profile(
+        &self,
+        id: &str,
+        username: &str,
+    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
 }

@@ -1,0 +1,125 @@
+//! One contract suite (`shared::store::contract`), run against every store backend: an SQLite
+//! file and a DynamoDB table on moto.
+
+use integration_tests::moto;
+use shared::store::contract;
+use shared::store::{CredentialStore, DynamoStore, SqliteStore, StoreError};
+
+/// A fresh SQLite store in its own folder (kept alive with the store).
+fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+    (dir, store)
+}
+
+/// A fresh DynamoDB table on moto.
+async fn dynamo() -> DynamoStore {
+    let config = moto::sdk_config().await;
+    let table = moto::create_users_table(&config).await;
+    DynamoStore::new(&config, &table)
+}
+
+macro_rules! contract_suite {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite_backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dir, store) = sqlite();
+                    contract::$case(&store).await;
+                }
+            )*
+        }
+        mod dynamodb_backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    contract::$case(&dynamo().await).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_suite!(
+    create_and_read,
+    duplicates_are_refused,
+    failures_count_and_reset,
+    rehash_is_conditional,
+    a_new_account_under_an_old_name_has_a_new_id,
+    hostile_input_is_data,
+);
+
+const RACERS: usize = 12;
+
+#[test]
+fn sqlite_concurrent_registrations_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    // One connection per racer, as separate function processes would have.
+    let stores = (0..RACERS)
+        .map(|_| SqliteStore::open(&path).unwrap())
+        .collect();
+    contract::concurrent_registrations_have_one_winner(stores);
+}
+
+#[test]
+fn dynamodb_concurrent_registrations_have_one_winner() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (config, table) = rt.block_on(async {
+        let config = moto::sdk_config().await;
+        let table = moto::create_users_table(&config).await;
+        (config, table)
+    });
+    // One client per racer, as separate Lambda instances would have.
+    let stores = (0..RACERS)
+        .map(|_| DynamoStore::new(&config, &table))
+        .collect();
+    contract::concurrent_registrations_have_one_winner(stores);
+}
+
+#[test]
+fn sqlite_concurrent_failures_are_all_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("users.db");
+    let stores = (0..8).map(|_| SqliteStore::open(&path).unwrap()).collect();
+    contract::concurrent_failures_are_all_counted(stores);
+}
+
+#[test]
+fn dynamodb_concurrent_failures_are_all_counted() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (config, table) = rt.block_on(async {
+        let config = moto::sdk_config().await;
+        let table = moto::create_users_table(&config).await;
+        (config, table)
+    });
+    let stores = (0..8).map(|_| DynamoStore::new(&config, &table)).collect();
+    contract::concurrent_failures_are_all_counted(stores);
+}
+
+#[tokio::test]
+async fn an_unreachable_dynamodb_is_unavailable_not_a_hang() {
+    // A closed loopback port: every attempt is refused; retries and timeouts are bounded.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let loaded = shared::aws::load_with(
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "t", "t", None, None, "test",
+            )),
+    )
+    .await;
+    let store = DynamoStore::new(&loaded, "users");
+    match store.credentials("emma").await {
+        Err(StoreError::Unavailable(_)) => {}
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
