@@ -13,7 +13,7 @@ PORT ?= 9000
 DEV := .dev
 DEV_KEY := $(DEV)/signing-key.pem
 
-.PHONY: run test build tools dev-key clean
+.PHONY: run test build tools dev-key clean bench microbench
 
 ## run: serve the API locally on SQLite under cargo lambda watch (http://localhost:$(PORT))
 run: $(TOOLS) $(DEV_KEY)
@@ -30,10 +30,24 @@ test: $(TOOLS)
 	$(SAM_ENV) cfn-lint template.yaml
 	$(SAM_ENV) sam validate --region us-east-1
 	scripts/with_moto.sh cargo test --workspace
+	$(MAKE) --no-print-directory conformance
 
 ## build: sam build, release arm64 bootstraps cross-compiled with zig (what `sam deploy` uploads)
 build: $(TOOLS)
+	rustup target add aarch64-unknown-linux-gnu
 	$(SAM_ENV) sam build
+
+## bench: release-build the functions, then run each `bootstrap` under a local Lambda Runtime API
+## and print Lambda's REPORT figures (init, p50/p90/p99, max RSS) and zipped sizes. BENCH_ARGS
+## passes options to bench/harness.py (see its --help).
+bench: $(TOOLS)
+	cargo build --release --workspace
+	cargo build --release -p auth-shared --example bcrypt_time
+	python3 bench/harness.py $(BENCH_ARGS)
+
+## microbench: criterion micro-benchmarks of token issue/verify, bcrypt and the me handler
+microbench:
+	cargo bench -p auth-shared --bench core
 
 ## tools: install the pinned Python-side tools into .venv/
 tools: $(TOOLS)
@@ -52,3 +66,25 @@ $(DEV_KEY): | $(TOOLS)
 clean:
 	rm -rf $(DEV) target
 
+## conformance: openapi.yaml against the running service (schemathesis with every check and the
+## stateful links, authlib + PyJWT, the README's curl commands, Swagger UI in headless Chromium).
+## Installs what it lacks: pip into .venv/, apt chromium + chromium-driver, npm swagger-ui-dist.
+.PHONY: conformance
+CONFORMANCE := tests/conformance
+CONFORMANCE_TOOLS := $(VENV)/.conformance-installed
+CONFORMANCE_ASSETS := $(CONFORMANCE)/node_modules/.package-lock.json
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+conformance: $(TOOLS) $(CONFORMANCE_TOOLS) $(CONFORMANCE_ASSETS)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    chromium chromium-driver >/dev/null; }
+	PYTHONDONTWRITEBYTECODE=1 $(VENV)/bin/python -m pytest $(CONFORMANCE) $(PYTEST_ARGS)
+
+$(CONFORMANCE_TOOLS): $(CONFORMANCE)/requirements.txt | $(TOOLS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r $<
+	touch $@
+
+$(CONFORMANCE_ASSETS): $(CONFORMANCE)/package.json $(CONFORMANCE)/package-lock.json
+	cd $(CONFORMANCE) && SCARF_ANALYTICS=false npm ci --ignore-scripts --no-audit --no-fund --loglevel=error

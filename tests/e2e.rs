@@ -29,6 +29,21 @@ fn workspace_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `cargo` for a nested build, without the variables `cargo test` sets for this test binary:
+/// build scripts (aws-lc-sys among them) watch `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, and would
+/// otherwise make the nested build recompile the whole dependency graph.
+fn nested_cargo() -> Command {
+    let mut cmd = Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -66,7 +81,7 @@ impl Watch {
         let port = free_port();
         let log = dir.join("watch.log");
         let out = std::fs::File::create(&log).unwrap();
-        let child = Command::new("cargo")
+        let child = nested_cargo()
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .current_dir(workspace_root())
@@ -247,7 +262,7 @@ fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
     // `cargo lambda invoke --data-file` with a real HTTP API event.
     let event = dir.path().join("me-event.json");
     std::fs::write(&event, fixture("v2_me", &[("TOKEN", &token)])).unwrap();
-    let out = Command::new("cargo")
+    let out = nested_cargo()
         .args(["lambda", "invoke", "me", "--data-file"])
         .arg(&event)
         .args([

@@ -89,6 +89,23 @@ impl ApiError {
         }
     }
 
+    /// The RFC 6749 §5.2 / RFC 6750 §3.1 error code, so OAuth2 client libraries recognise the
+    /// failure (`error` is an allowed extension member of a problem document).
+    fn oauth_code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Validation { field, .. } if field == "grant_type" => {
+                Some("unsupported_grant_type")
+            }
+            ApiError::BadRequest(_)
+            | ApiError::PayloadTooLarge(_)
+            | ApiError::UnsupportedMediaType(_)
+            | ApiError::Validation { .. } => Some("invalid_request"),
+            ApiError::InvalidCredentials => Some("invalid_grant"),
+            ApiError::InvalidToken(_) => Some("invalid_token"),
+            _ => None,
+        }
+    }
+
     /// The RFC 9457 response. Server faults are logged with their cause; clients get a generic detail.
     pub fn into_response(self) -> Response<Body> {
         let status = self.status();
@@ -114,6 +131,10 @@ impl ApiError {
         });
         if let ApiError::Validation { field, .. } = &self {
             body["field"] = json!(field);
+        }
+        if let Some(code) = self.oauth_code() {
+            body["error"] = json!(code);
+            body["error_description"] = body["detail"].clone();
         }
         let mut builder = Response::builder()
             .status(status)
@@ -203,6 +224,7 @@ mod tests {
         let resp = ApiError::InvalidCredentials.into_response();
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(body(&resp)["detail"], BAD_CREDENTIALS);
+        assert_eq!(body(&resp)["error"], "invalid_grant");
         let resp = ApiError::InvalidToken("token expired").into_response();
         assert_eq!(
             resp.headers()[header::WWW_AUTHENTICATE],

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use integration_tests::{event, write_test_keys};
+use aws_sdk_dynamodb::types::AttributeValue;
+use integration_tests::{event, moto, write_test_keys};
 use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
@@ -12,6 +13,7 @@ use shared::Config;
 use shared::handlers::{discovery, login, me, register};
 use shared::signer::AnySigner;
 use shared::state::{AnyStore, DiscoveryState, LoginState, MeState, RegisterState};
+use shared::store::DynamoStore;
 
 /// A password the policy accepts.
 pub const GOOD_PASSWORD: &str = "velvet-tundra-marmalade-42";
@@ -25,8 +27,18 @@ pub enum Route {
     Discovery,
 }
 
+/// Where the app's users live, with direct access for the tests (as an operator would have).
+pub enum Backend {
+    Sqlite,
+    Dynamo {
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+    },
+}
+
 pub struct TestApp {
     pub dir: tempfile::TempDir,
+    pub backend: Backend,
     register: RegisterState<AnyStore>,
     login: LoginState<AnyStore, AnySigner>,
     me: MeState<AnyStore>,
@@ -103,7 +115,135 @@ impl TestApp {
             discovery: DiscoveryState::from_config(&config).await.unwrap(),
             login,
             dir,
+            backend: Backend::Sqlite,
             clock_offset,
+        }
+    }
+
+    /// The same app with its users in a fresh DynamoDB table on moto.
+    pub async fn dynamo() -> Self {
+        Self::dynamo_with_cost(4).await
+    }
+
+    pub async fn dynamo_with_cost(cost: u32) -> Self {
+        let mut app = Self::with_cost(cost).await;
+        let config = moto::sdk_config().await;
+        let table = moto::create_users_table(&config).await;
+        let store = || AnyStore::Dynamo(DynamoStore::new(&config, &table));
+        app.register.store = store();
+        app.login.store = store();
+        app.me.store = store();
+        app.backend = Backend::Dynamo {
+            client: aws_sdk_dynamodb::Client::new(&config),
+            table,
+        };
+        app
+    }
+
+    /// Deletes every user.
+    pub async fn delete_all_users(&self) {
+        match &self.backend {
+            Backend::Sqlite => {
+                self.db().execute("DELETE FROM users", []).unwrap();
+            }
+            Backend::Dynamo { client, table } => {
+                let items = client.scan().table_name(table).send().await.unwrap();
+                for item in items.items() {
+                    client
+                        .delete_item()
+                        .table_name(table)
+                        .key("username_key", item["username_key"].clone())
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+    }
+
+    /// The stored hash and failure count of `key`.
+    pub async fn stored(&self, key: &str) -> (String, u64) {
+        match &self.backend {
+            Backend::Sqlite => self
+                .db()
+                .query_row(
+                    "SELECT hashed_password, failed_logins FROM users WHERE username_key = ?1",
+                    [key],
+                    |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
+                )
+                .unwrap(),
+            Backend::Dynamo { client, table } => {
+                let item = client
+                    .get_item()
+                    .table_name(table)
+                    .key("username_key", AttributeValue::S(key.into()))
+                    .consistent_read(true)
+                    .send()
+                    .await
+                    .unwrap()
+                    .item
+                    .expect("user exists");
+                let count = item["failed_logins"].as_n().unwrap().parse().unwrap();
+                (item["hashed_password"].as_s().unwrap().clone(), count)
+            }
+        }
+    }
+
+    /// Sets the failure count and last failure time of `key`, as a long attack would leave them.
+    pub async fn set_failures(&self, key: &str, count: u64, at: u64) {
+        match &self.backend {
+            Backend::Sqlite => {
+                self.db()
+                    .execute(
+                        "UPDATE users SET failed_logins = ?2, last_failed_at = ?3 WHERE username_key = ?1",
+                        rusqlite::params![key, count as i64, at as i64],
+                    )
+                    .unwrap();
+            }
+            Backend::Dynamo { client, table } => {
+                client
+                    .update_item()
+                    .table_name(table)
+                    .key("username_key", AttributeValue::S(key.into()))
+                    .update_expression("SET failed_logins = :c, last_failed_at = :t")
+                    .expression_attribute_values(":c", AttributeValue::N(count.to_string()))
+                    .expression_attribute_values(":t", AttributeValue::N(at.to_string()))
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+
+    /// Inserts a user row as another tool wrote it: the FastAPI tutorial's plain bcrypt hash, or
+    /// a hash made at another cost.
+    pub async fn insert_user(&self, username: &str, hash: &str, full_name: Option<&str>) {
+        let key = shared::policy::username_key(username);
+        let id = format!("imported-{key}");
+        match &self.backend {
+            Backend::Sqlite => {
+                self.db()
+                    .execute(
+                        "INSERT INTO users (username, hashed_password, full_name, user_id, username_key)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                        rusqlite::params![username, hash, full_name, id, key],
+                    )
+                    .unwrap();
+            }
+            Backend::Dynamo { client, table } => {
+                let mut put = client
+                    .put_item()
+                    .table_name(table)
+                    .item("username_key", AttributeValue::S(key))
+                    .item("user_id", AttributeValue::S(id))
+                    .item("username", AttributeValue::S(username.into()))
+                    .item("hashed_password", AttributeValue::S(hash.into()))
+                    .item("failed_logins", AttributeValue::N("0".into()));
+                if let Some(name) = full_name {
+                    put = put.item("full_name", AttributeValue::S(name.into()));
+                }
+                put.send().await.unwrap();
+            }
         }
     }
 

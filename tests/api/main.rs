@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod account_protection;
 mod discovery;
 mod events;
 mod login;

@@ -64,30 +64,3 @@ async fn a_tampered_token_is_refused() {
     let forged = format!("{}.{}.{}", e[0], e[1], URL_SAFE_NO_PAD.encode(sig));
     assert_invalid_token(&app.me(&forged).await);
 }
-
-#[tokio::test]
-async fn a_token_of_a_deleted_user_is_refused() {
-    let app = TestApp::new().await;
-    app.register("leaver", GOOD_PASSWORD).await;
-    let token = app.token("leaver", GOOD_PASSWORD).await;
-    assert_eq!(app.me(&token).await.status, 200);
-    app.db().execute("DELETE FROM users", []).unwrap();
-    assert_invalid_token(&app.me(&token).await);
-}
-
-#[tokio::test]
-async fn an_old_token_does_not_reach_a_new_account_of_the_same_name() {
-    let app = TestApp::new().await;
-    app.register("reused", GOOD_PASSWORD).await;
-    let old = app.token("reused", GOOD_PASSWORD).await;
-    app.db().execute("DELETE FROM users", []).unwrap();
-    assert_eq!(
-        app.register("reused", "a-different-long-passphrase")
-            .await
-            .status,
-        201
-    );
-    assert_invalid_token(&app.me(&old).await);
-    let new = app.token("reused", "a-different-long-passphrase").await;
-    assert_eq!(app.me(&new).await.status, 200);
-}

@@ -6,19 +6,6 @@ use serde_json::json;
 use crate::helpers::{GOOD_PASSWORD, Route, TestApp};
 
 #[tokio::test]
-async fn a_new_user_is_created_and_a_taken_name_is_409_whatever_the_case() {
-    let app = TestApp::new().await;
-    assert_eq!(app.register("Emma", GOOD_PASSWORD).await.status, 201);
-    for again in ["Emma", "EMMA", "emma", "Ｅｍｍａ"] {
-        let reply = app.register(again, "another-fine-passphrase-9").await;
-        assert_eq!(reply.problem(409), "Username already registered");
-    }
-    // The first registration is intact: its password still works and its name keeps its case.
-    let token = app.token("emma", GOOD_PASSWORD).await;
-    assert_eq!(app.me(&token).await.body["username"], "Emma");
-}
-
-#[tokio::test]
 async fn full_name_is_optional() {
     let app = TestApp::new().await;
     let reply = app

@@ -245,12 +245,11 @@ impl CredentialStore for SqliteStore {
 }
 
 impl ProfileReader for SqliteStore {
-    async fn profile(&self, id: &str, _username: &str) -> Result<Option<Profile>, StoreError> {
-        // The id alone identifies the account here: it is unique and never reused.
+    async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
         self.lock()
             .query_row(
-                "SELECT username, full_name FROM users WHERE user_id = ?1",
-                [id],
+                "SELECT username, full_name FROM users WHERE user_id = ?1 AND username = ?2",
+                params![id, username],
                 |r| {
                     Ok(Profile {
                         username: r.get(0)?,

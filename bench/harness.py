@@ -1,0 +1,623 @@
+#!/usr/bin/env python3
+"""Benchmarks the release `bootstrap` binaries as Lambda would run them, and prints what Lambda's
+REPORT lines would show.
+
+For each function it serves the Lambda Runtime API (2018-06-01) on loopback, starts
+target/release/<name> with AWS_LAMBDA_RUNTIME_API pointing at it and the environment Lambda
+sets, and feeds it API Gateway HTTP API (v2) events one at a time:
+
+  init      process start to its first GET /runtime/invocation/next (median of --cold-starts
+            starts; Lambda's "Init Duration")
+  first     the first invocation after init (what the request that caused a cold start pays on
+            top of init)
+  p50..p99  the following warm invocations, event handed over to response received (Lambda's
+            "Duration")
+  max RSS   VmHWM of the process, read just before it is stopped ("Max Memory Used", minus the
+            sandbox's own overhead)
+  zip       the binary deflated into a zip as `bootstrap`, as Lambda receives it
+
+register and login do one bcrypt each, so they get fewer invocations; the time of the service's
+hash alone at the same cost (shared/examples/bcrypt_time.rs) is printed beside them. `me` is run
+with a valid bearer token of a registered user, then without a token (the floor: no signature
+check, no store read).
+
+Users are created in a throwaway SQLite file with a throwaway key pair (scripts/dev_key.py).
+Output: a table, then one JSON line with every figure. Standard library only (the key script
+needs the `cryptography` package of .venv/).
+
+usage: python3 bench/harness.py [--invocations N] [--bcrypt-invocations N] [--cold-starts N]
+                                [--bcrypt-cost N] [--functions register,login,me,jwks] ...
+"""
+
+import argparse
+import base64
+import json
+import os
+import pathlib
+import platform
+import selectors
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+API = "/2018-06-01/runtime"
+PASSWORD = "velvet-tundra-marmalade-42"
+HOST = "aaaaaaaaaa.execute-api.us-east-1.amazonaws.com"
+ISSUER = "https://auth.bench.example"
+AUDIENCE = "bench-api"
+
+
+class FunctionGone(Exception):
+    """The process exited, or stopped answering, before the call completed."""
+
+
+class RuntimeApi:
+    """A single-threaded Runtime API server for one function process.
+
+    The function drives it: it long-polls GET /invocation/next, then POSTs the result. Everything
+    runs on the caller's thread with `select`, so nothing but the socket work sits between the
+    timestamps and the bytes (no thread hand-offs, no HTTP framework).
+    """
+
+    def __init__(self):
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.address = "127.0.0.1:%d" % self.listener.getsockname()[1]
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.listener, selectors.EVENT_READ, None)
+        self.buffers = {}  # connection -> bytes received and not yet parsed
+        self.waiting = None  # the connection parked on GET /next
+        self.requests = []  # parsed (connection, method, path, body, time) not yet consumed
+        self.proc = None
+        self.init_error = None
+
+    def close(self):
+        for conn in list(self.buffers):
+            conn.close()
+        self.selector.close()
+        self.listener.close()
+
+    # -- HTTP plumbing ------------------------------------------------------------------------
+
+    @staticmethod
+    def _send(conn, status, body=b"", headers=()):
+        reason = {200: "OK", 202: "Accepted", 404: "Not Found"}.get(status, "Error")
+        head = ["HTTP/1.1 %d %s" % (status, reason), "Content-Length: %d" % len(body)]
+        head += ["%s: %s" % kv for kv in headers]
+        conn.sendall(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body)
+
+    def _pump(self, timeout):
+        """Waits up to `timeout` for socket activity and parses every complete request."""
+        for key, _ in self.selector.select(timeout):
+            if key.data is None:
+                conn, _ = self.listener.accept()
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                self.buffers[conn] = b""
+                self.selector.register(conn, selectors.EVENT_READ, "conn")
+                continue
+            conn = key.fileobj
+            try:
+                chunk = conn.recv(262144)
+            except OSError:
+                chunk = b""
+            if not chunk:
+                self.selector.unregister(conn)
+                self.buffers.pop(conn, None)
+                if self.waiting is conn:
+                    self.waiting = None
+                conn.close()
+                continue
+            self.buffers[conn] += chunk
+            self._parse(conn)
+
+    def _parse(self, conn):
+        buf = self.buffers[conn]
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            lines = buf[:end].decode("latin-1").split("\r\n")
+            length, chunked = 0, False
+            for line in lines[1:]:
+                name, _, value = line.partition(":")
+                name, value = name.strip().lower(), value.strip()
+                if name == "content-length":
+                    length = int(value)
+                elif name == "transfer-encoding" and "chunked" in value.lower():
+                    chunked = True
+            if chunked:
+                parsed = self._dechunk(buf, end + 4)
+                if parsed is None:
+                    break
+                body, rest = parsed
+                buf = buf[rest:]
+            else:
+                if len(buf) < end + 4 + length:
+                    break
+                body = buf[end + 4:end + 4 + length]
+                buf = buf[end + 4 + length:]
+            method, path = lines[0].split(" ")[:2]
+            self.requests.append((conn, method, path, body, time.perf_counter()))
+        self.buffers[conn] = buf
+
+    @staticmethod
+    def _dechunk(buf, pos):
+        """(body, end offset) of a complete chunked body starting at `pos`, or None."""
+        body = b""
+        while True:
+            eol = buf.find(b"\r\n", pos)
+            if eol < 0:
+                return None
+            size = int(buf[pos:eol].split(b";")[0], 16)
+            if size == 0:
+                trailer_end = buf.find(b"\r\n\r\n", eol)
+                if buf[eol:eol + 4] == b"\r\n\r\n":
+                    return body, eol + 4
+                return None if trailer_end < 0 else (body, trailer_end + 4)
+            if len(buf) < eol + 2 + size + 2:
+                return None
+            body += buf[eol + 2:eol + 2 + size]
+            pos = eol + 2 + size + 2
+
+    def _handle(self):
+        """Answers what needs no decision (init errors, unknown paths); keeps the rest."""
+        keep = []
+        for conn, method, path, body, t in self.requests:
+            if method == "GET" and path == API + "/invocation/next":
+                self.waiting = conn
+                keep.append(("next", None, None, t))
+            elif method == "POST" and path == API + "/init/error":
+                self.init_error = body.decode(errors="replace")
+                self._send(conn, 202, b'{"status":"OK"}')
+            elif method == "POST" and path.startswith(API + "/invocation/"):
+                parts = path[len(API) + 1:].split("/")
+                if len(parts) == 3 and parts[2] in ("response", "error"):
+                    self._send(conn, 202, b'{"status":"OK"}')
+                    keep.append((parts[2], parts[1], body, t))
+                else:
+                    self._send(conn, 404)
+            else:
+                self._send(conn, 404)
+        self.requests = []
+        return keep
+
+    def _wait_for(self, want, timeout):
+        """Pumps until an item of kind `want` (and request id, when given) arrives."""
+        deadline = time.perf_counter() + timeout
+        while True:
+            for kind, rid, body, t in self._handle():
+                if kind in want[0] and (want[1] is None or rid == want[1]):
+                    return kind, body, t
+            if self.proc.poll() is not None:
+                raise FunctionGone("exited with status %s" % self.proc.returncode)
+            if self.init_error is not None:
+                raise FunctionGone("init error: %s" % self.init_error)
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                raise FunctionGone("no answer within %.0f s" % timeout)
+            self._pump(min(left, 0.2))
+
+    # -- The two things a benchmark does ------------------------------------------------------
+
+    def wait_first_next(self, timeout):
+        """Time at which the function, freshly started, first asked for an event."""
+        return self._wait_for((("next",), None), timeout)[2]
+
+    def invoke(self, event, timeout):
+        """Hands `event` to the parked /next and returns (kind, response body, duration ms)."""
+        if self.waiting is None:
+            self._wait_for((("next",), None), timeout)
+        rid = str(uuid.uuid4())
+        payload = json.dumps(event).encode()
+        deadline_ms = int(time.time() * 1000 + timeout * 1000)
+        conn, self.waiting = self.waiting, None
+        start = time.perf_counter()
+        self._send(conn, 200, payload, (
+            ("Content-Type", "application/json"),
+            ("Lambda-Runtime-Aws-Request-Id", rid),
+            ("Lambda-Runtime-Deadline-Ms", str(deadline_ms)),
+            ("Lambda-Runtime-Invoked-Function-Arn",
+             "arn:aws:lambda:us-east-1:123456789012:function:bench"),
+            ("Lambda-Runtime-Trace-Id",
+             "Root=1-6745f3a1-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0"),
+        ))
+        kind, body, done = self._wait_for((("response", "error"), rid), timeout)
+        return kind, body, (done - start) * 1000
+
+
+# -- Events -----------------------------------------------------------------------------------
+
+def http_api_event(method, path, headers=None, body=None, base64_body=False):
+    """An API Gateway HTTP API (payload format 2.0) event for `method path`."""
+    now = time.time()
+    all_headers = {
+        "accept": "*/*",
+        "content-length": str(len(body or "")),
+        "host": HOST,
+        "user-agent": "curl/8.5.0",
+        "x-amzn-trace-id": "Root=1-%08x-%s" % (int(now), uuid.uuid4().hex[:24]),
+        "x-forwarded-for": "203.0.113.10",
+        "x-forwarded-port": "443",
+        "x-forwarded-proto": "https",
+    }
+    all_headers.update(headers or {})
+    event = {
+        "version": "2.0",
+        "routeKey": "%s %s" % (method, path),
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": all_headers,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": HOST.split(".")[0],
+            "domainName": HOST,
+            "domainPrefix": HOST.split(".")[0],
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
+                     "sourceIp": "203.0.113.10", "userAgent": "curl/8.5.0"},
+            "requestId": base64.urlsafe_b64encode(os.urandom(12)).decode()[:15] + "=",
+            "routeKey": "%s %s" % (method, path),
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        if base64_body:
+            event["body"] = base64.b64encode(body.encode()).decode()
+            event["isBase64Encoded"] = True
+        else:
+            event["body"] = body
+    return event
+
+
+def register_event(username):
+    body = json.dumps({"username": username, "password": PASSWORD, "full_name": "Bench User"})
+    return http_api_event("POST", "/register", {"content-type": "application/json"}, body)
+
+
+def login_event(username):
+    # OAuth2 password grant as a form; HTTP APIs hand form bodies over base64-encoded.
+    body = "grant_type=password&username=%s&password=%s&scope=" % (username, PASSWORD)
+    return http_api_event("POST", "/login", {"content-type": "application/x-www-form-urlencoded"},
+                          body, base64_body=True)
+
+
+def me_event(token):
+    headers = {"authorization": "Bearer " + token} if token else {}
+    return http_api_event("GET", "/me", headers)
+
+
+def jwks_event():
+    return http_api_event("GET", "/.well-known/jwks.json")
+
+
+# -- Measuring ----------------------------------------------------------------------------------
+
+def percentile(values, p):
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, -(-p * len(ordered) // 100))  # ceil(p/100 * n)
+    return ordered[int(rank) - 1]
+
+
+def peak_rss_mb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class Function:
+    """One started `bootstrap` process and its Runtime API."""
+
+    def __init__(self, binary, name, env, log, timeout):
+        self.api = RuntimeApi()
+        self.timeout = timeout
+        full_env = dict(env)
+        full_env.update(lambda_env(name, binary, self.api.address, env))
+        start = time.perf_counter()
+        self.proc = subprocess.Popen([str(binary)], env=full_env, cwd=str(binary.parent),
+                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.api.proc = self.proc
+        try:
+            self.init_ms = (self.api.wait_first_next(timeout) - start) * 1000
+        except FunctionGone:
+            self.stop()
+            raise
+
+    def invoke(self, event):
+        kind, body, ms = self.api.invoke(event, self.timeout)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = body.decode(errors="replace")
+        return kind, payload, ms
+
+    def stop(self):
+        """Reads the peak RSS, then kills the process as Lambda does when it retires a sandbox."""
+        rss = peak_rss_mb(self.proc.pid)
+        self.proc.kill()
+        self.proc.wait()
+        self.api.close()
+        return rss
+
+
+def lambda_env(name, binary, api_address, env):
+    """What Lambda's provided.al2023 runtime puts in a function's environment."""
+    return {
+        "AWS_LAMBDA_RUNTIME_API": api_address,
+        "AWS_LAMBDA_FUNCTION_NAME": "auth-" + name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/auth-" + name,
+        "AWS_LAMBDA_LOG_STREAM_NAME": "2026/11/26/[$LATEST]" + uuid.uuid4().hex,
+        "AWS_LAMBDA_LOG_FORMAT": env.get("AWS_LAMBDA_LOG_FORMAT", "JSON"),
+        "AWS_LAMBDA_LOG_LEVEL": env.get("AWS_LAMBDA_LOG_LEVEL", "INFO"),
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LAMBDA_TASK_ROOT": str(binary.parent),
+        "LAMBDA_RUNTIME_DIR": str(binary.parent),
+        "_HANDLER": "bootstrap",
+        "TZ": ":UTC",
+        "LANG": "en_US.UTF-8",
+    }
+
+
+def expect(function, kind, payload, status):
+    got = payload.get("statusCode") if isinstance(payload, dict) else None
+    if kind != "response" or got != status:
+        raise SystemExit("%s: expected HTTP %d, got %s %s" % (function, status, kind,
+                                                             json.dumps(payload)[:500]))
+    return payload
+
+
+def run_function(name, binary, env, events, status, cold_starts, log, timeout):
+    """Cold-starts the function `cold_starts` times (init only), then once more to send `events`."""
+    inits = []
+    for _ in range(max(0, cold_starts - 1)):
+        f = Function(binary, name, env, log, timeout)
+        inits.append(f.init_ms)
+        f.stop()
+    f = Function(binary, name, env, log, timeout)
+    inits.append(f.init_ms)
+    results = []
+    try:
+        for batch, expected in zip(events, status):
+            durations, payloads = [], []
+            for event in batch:
+                kind, payload, ms = f.invoke(event)
+                expect(name, kind, payload, expected)
+                durations.append(ms)
+                payloads.append(payload)
+            results.append((durations, payloads))
+    finally:
+        rss = f.stop()
+    return inits, results, rss
+
+
+def summarize(durations, inits=None, rss=None, first_is_cold=True):
+    """Lambda-style figures: `first` is the invocation right after init, the rest are warm."""
+    warm = durations[1:] if first_is_cold and len(durations) > 1 else durations
+    out = {
+        "invocations": len(durations),
+        "first_ms": round(durations[0], 3) if first_is_cold else None,
+        "p50_ms": round(percentile(warm, 50), 3),
+        "p90_ms": round(percentile(warm, 90), 3),
+        "p99_ms": round(percentile(warm, 99), 3),
+        "max_ms": round(max(warm), 3),
+        "mean_ms": round(statistics.fmean(warm), 3),
+    }
+    if inits:
+        out["init_ms"] = round(statistics.median(inits), 2)
+        out["init_min_ms"] = round(min(inits), 2)
+        out["init_max_ms"] = round(max(inits), 2)
+        out["cold_starts"] = len(inits)
+    if rss is not None:
+        out["max_rss_mb"] = round(rss, 1)
+    return out
+
+
+def zipped_size(binary):
+    """Bytes of a deflated zip holding the binary as `bootstrap`, executable."""
+    with tempfile.TemporaryFile() as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+            info = zipfile.ZipInfo("bootstrap", date_time=(2026, 11, 26, 0, 0, 0))
+            info.external_attr = 0o755 << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with open(binary, "rb") as f:
+                z.writestr(info, f.read())
+        return tmp.tell()
+
+
+def bcrypt_alone(binary, cost, n):
+    if not binary.exists():
+        return None
+    out = subprocess.run([str(binary), str(cost), str(n)], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def machine():
+    model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "nproc": os.cpu_count(), "python": platform.python_version(),
+            "kernel": platform.release(),
+            # Other work on the machine skews every figure: recorded so a noisy run shows.
+            "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+
+def run_all(functions, binaries, env, a, users, log, rows, summary):
+    """Runs each function in turn; login uses the users register made, me the token login got."""
+    token = None
+    for name in functions:
+        binary = binaries[name]
+        if name == "register":
+            batches, status = [[register_event(u) for u in users]], [201]
+        elif name == "login":
+            batches, status = [[login_event(users[0]) for _ in users]], [200]
+        elif name == "me":
+            batches = [[me_event(token) for _ in range(a.invocations)],
+                       [me_event(None) for _ in range(a.invocations)]]
+            status = [200, 401]
+        elif name == "jwks":
+            batches, status = [[jwks_event() for _ in range(a.invocations)]], [200]
+        else:
+            raise SystemExit("unknown function %r" % name)
+        inits, results, rss = run_function(name, binary, env, batches, status,
+                                           a.cold_starts, log, a.timeout)
+        zipped = zipped_size(binary)
+        figures = summarize(results[0][0], inits, rss)
+        figures.update({"binary_bytes": binary.stat().st_size, "zip_bytes": zipped})
+        summary["functions"][name] = figures
+        rows.append((name, figures))
+        if name == "login":
+            token = json.loads(results[0][1][-1]["body"])["access_token"]
+        if name == "me":
+            # Same process, after the token runs: every invocation here is warm.
+            floor = summarize(results[1][0], first_is_cold=False)
+            summary["functions"]["me_no_token"] = floor
+            rows.append(("me (no token)", floor))
+
+
+# -- Main ----------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--target-dir", default=str(ROOT / "target" / "release"),
+                    help="where the release binaries are (default: target/release)")
+    ap.add_argument("--functions", default="register,login,me,jwks",
+                    help="comma-separated, in order (me needs login, login needs register)")
+    ap.add_argument("--invocations", type=int, default=1000,
+                    help="invocations of me (each path) and jwks (default 1000)")
+    ap.add_argument("--bcrypt-invocations", type=int, default=20,
+                    help="invocations of register and login, one bcrypt each (default 20)")
+    ap.add_argument("--cold-starts", type=int, default=5,
+                    help="process starts per function for the init figure (default 5)")
+    ap.add_argument("--bcrypt-cost", type=int,
+                    default=int(os.environ.get("AUTH_BCRYPT_COST") or 12),
+                    help="AUTH_BCRYPT_COST for the functions (default: $AUTH_BCRYPT_COST or 12)")
+    ap.add_argument("--memory-mb", default="128", help="AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    ap.add_argument("--log-format", default="JSON", choices=["JSON", "Text"],
+                    help="AWS_LAMBDA_LOG_FORMAT (default JSON)")
+    ap.add_argument("--timeout", type=float, default=30.0, help="seconds per call")
+    ap.add_argument("--key-python", default=None,
+                    help="Python with `cryptography` for scripts/dev_key.py (default: .venv's)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dir (keys, db, logs)")
+    ap.add_argument("--json-out", help="also write the JSON summary to this file")
+    a = ap.parse_args()
+    functions = [f for f in a.functions.split(",") if f]
+    target = pathlib.Path(a.target_dir)
+    binaries = {name: target / name for name in functions}
+    missing = [str(b) for b in binaries.values() if not b.exists()]
+    if missing:
+        raise SystemExit("missing release binaries (run `cargo build --release --workspace`): "
+                         + ", ".join(missing))
+    if "me" in functions and "login" not in functions:
+        raise SystemExit("me needs a token: include login (and register) in --functions")
+    if "login" in functions and "register" not in functions:
+        raise SystemExit("login needs a user: include register in --functions")
+
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="auth-bench-"))
+    key_python = a.key_python or (str(ROOT / ".venv" / "bin" / "python")
+                                  if (ROOT / ".venv" / "bin" / "python").exists()
+                                  else sys.executable)
+    subprocess.run([key_python, str(ROOT / "scripts" / "dev_key.py"), str(tmp / "keys")],
+                   check=True, stdout=subprocess.DEVNULL)
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "AUTH_STORE": "sqlite:%s" % (tmp / "users.db"),
+        "AUTH_SIGNING_KEY": "file:%s" % (tmp / "keys" / "signing-key.pem"),
+        "AUTH_PUBLIC_KEY": "file:%s" % (tmp / "keys" / "signing-key.pub.pem"),
+        "AUTH_ISSUER": ISSUER,
+        "AUTH_AUDIENCE": AUDIENCE,
+        "AUTH_BCRYPT_COST": str(a.bcrypt_cost),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": a.memory_mb,
+        "AWS_LAMBDA_LOG_FORMAT": a.log_format,
+    }
+    log_path = tmp / "functions.log"
+    rows, summary = [], {"machine": machine(), "bcrypt_cost": a.bcrypt_cost,
+                         "memory_mb": int(a.memory_mb), "functions": {}}
+    users = ["bench-user-%03d" % i for i in range(a.bcrypt_invocations)]
+    with open(log_path, "ab") as log:
+        try:
+            run_all(functions, binaries, env, a, users, log, rows, summary)
+        except BaseException:
+            print("function logs, keys and users.db left in %s" % tmp, file=sys.stderr)
+            raise
+
+    if "register" in functions or "login" in functions:
+        alone = bcrypt_alone(target / "examples" / "bcrypt_time", a.bcrypt_cost, 5)
+        summary["bcrypt_alone"] = alone
+
+    print_table(rows, summary, a)
+    line = json.dumps(summary, separators=(",", ":"))
+    print(line)
+    if a.json_out:
+        pathlib.Path(a.json_out).write_text(line + "\n")
+    if a.keep:
+        print("kept %s (keys, users.db, functions.log)" % tmp, file=sys.stderr)
+    else:
+        shutil.rmtree(tmp)
+
+
+def print_table(rows, summary, a):
+    m = summary["machine"]
+    print("Lambda-style REPORT figures for %s/*: %s x%s (load %.2f at start), bcrypt cost %d, "
+          "%s MB announced" % (a.target_dir, m["cpu"], m["nproc"], m["loadavg_1m"],
+                               a.bcrypt_cost, a.memory_mb))
+    head = ("function", "inv", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
+            "RSS MB", "zip KB")
+    fmt = "%-14s %5s %8s %9s %8s %8s %8s %8s %7s %7s"
+    print(fmt % head)
+    print("-" * 88)
+
+    def cell(v, spec="%.2f"):
+        return "-" if v is None else spec % v
+
+    for name, f in rows:
+        print(fmt % (name, f["invocations"], cell(f.get("init_ms")), cell(f.get("first_ms")),
+                     cell(f["p50_ms"], "%.3f"), cell(f["p90_ms"], "%.3f"),
+                     cell(f["p99_ms"], "%.3f"), cell(f["max_ms"], "%.3f"),
+                     cell(f.get("max_rss_mb"), "%.1f"),
+                     cell(f["zip_bytes"] / 1024 if "zip_bytes" in f else None, "%.0f")))
+    print("init: median of %d process starts; first: the invocation right after init; "
+          "p50..max: the warm ones after it." % a.cold_starts)
+    alone = summary.get("bcrypt_alone")
+    if alone:
+        print("bcrypt alone (bcrypt_sha256, cost %d, median of %d): hash %.1f ms, verify %.1f ms"
+              % (alone["cost"], alone["n"], alone["hash_median_ms"], alone["verify_median_ms"]))
+        for name, op in (("register", "hash"), ("login", "verify")):
+            f = summary["functions"].get(name)
+            if f:
+                bcrypt = alone[op + "_median_ms"]
+                print("  %-8s p50 %.1f ms = bcrypt %s %.1f ms + %.1f ms of everything else"
+                      % (name, f["p50_ms"], op, bcrypt, f["p50_ms"] - bcrypt))
+    elif "register" in summary["functions"] or "login" in summary["functions"]:
+        print("bcrypt alone: not measured (build it: cargo build --release -p auth-shared "
+              "--example bcrypt_time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+//! The account-protection rules that touch storage, each run against SQLite and against
+//! DynamoDB on moto (the rules without storage are in `register.rs`, `login.rs`, `me.rs` and the
+//! unit tests of `shared`).
+
+use crate::helpers::{GOOD_PASSWORD, TestApp};
+
+/// Runs each rule as `sqlite::<rule>` and `dynamodb::<rule>`.
+macro_rules! on_both_backends {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::new().await).await; })*
+        }
+        mod dynamodb {
+            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::dynamo().await).await; })*
+        }
+    };
+}
+
+on_both_backends!(
+    usernames_are_unique_without_regard_to_case,
+    after_five_failures_each_attempt_waits_and_a_success_resets,
+    the_wait_is_capped_at_fifteen_minutes,
+    a_tutorial_hash_logs_in_and_is_upgraded,
+    a_token_of_a_deleted_user_is_refused,
+    an_old_token_does_not_reach_a_new_account_of_the_same_name,
+);
+
+async fn usernames_are_unique_without_regard_to_case(app: TestApp) {
+    assert_eq!(app.register("Emma", GOOD_PASSWORD).await.status, 201);
+    for again in ["Emma", "EMMA", "emma", "Ｅｍｍａ"] {
+        let reply = app.register(again, "another-fine-passphrase-9").await;
+        assert_eq!(reply.problem(409), "Username already registered");
+    }
+    // The first registration is intact: its password still works and its name keeps its case.
+    let token = app.token("emma", GOOD_PASSWORD).await;
+    assert_eq!(app.me(&token).await.body["username"], "Emma");
+}
+
+async fn after_five_failures_each_attempt_waits_and_a_success_resets(app: TestApp) {
+    app.register("target", GOOD_PASSWORD).await;
+    for _ in 0..5 {
+        app.login("target", "wrong-guess-123").await.problem(401);
+    }
+    // Locked for 2^0 = 1 s: even the right password is refused, and refusals are not counted.
+    for _ in 0..3 {
+        let reply = app.login("target", GOOD_PASSWORD).await;
+        reply.problem(429);
+        assert_eq!(reply.header("retry-after"), "1");
+    }
+    assert_eq!(app.stored("target").await.1, 5);
+    app.advance(1);
+    app.login("target", "wrong-guess-123").await.problem(401);
+    let reply = app.login("target", GOOD_PASSWORD).await;
+    reply.problem(429);
+    assert_eq!(reply.header("retry-after"), "2");
+    app.advance(2);
+    assert_eq!(app.login("target", GOOD_PASSWORD).await.status, 200);
+    assert_eq!(app.stored("target").await.1, 0);
+    // After the reset, a failure is an ordinary 401 again.
+    app.login("target", "wrong-guess-123").await.problem(401);
+    assert_eq!(app.login("target", GOOD_PASSWORD).await.status, 200);
+}
+
+async fn the_wait_is_capped_at_fifteen_minutes(app: TestApp) {
+    app.register("patient", GOOD_PASSWORD).await;
+    // A count far past the cap, as a long attack would leave it.
+    app.set_failures("patient", 40, shared::token::now()).await;
+    let reply = app.login("patient", GOOD_PASSWORD).await;
+    reply.problem(429);
+    let wait: u64 = reply.header("retry-after").parse().unwrap();
+    assert!((895..=900).contains(&wait), "{wait}");
+    app.advance(900);
+    assert_eq!(app.login("patient", GOOD_PASSWORD).await.status, 200);
+}
+
+async fn a_tutorial_hash_logs_in_and_is_upgraded(app: TestApp) {
+    // A row as the FastAPI tutorial writes it: plain bcrypt of the raw password.
+    let legacy = bcrypt::hash("johns-old-secret", 4).unwrap();
+    app.insert_user("johndoe", &legacy, Some("John Doe")).await;
+    let token = app.token("johndoe", "johns-old-secret").await;
+    assert_eq!(app.me(&token).await.body["full_name"], "John Doe");
+    let (upgraded, _) = app.stored("johndoe").await;
+    assert!(
+        upgraded.starts_with("$bcrypt-sha256$v=2,t=2b,r=4$"),
+        "{upgraded}"
+    );
+    // The upgraded hash keeps working for the same password, and only for it.
+    assert_eq!(app.login("johndoe", "johns-old-secret").await.status, 200);
+    app.login("johndoe", "johns-old-secreT").await.problem(401);
+}
+
+async fn a_token_of_a_deleted_user_is_refused(app: TestApp) {
+    app.register("leaver", GOOD_PASSWORD).await;
+    let token = app.token("leaver", GOOD_PASSWORD).await;
+    assert_eq!(app.me(&token).await.status, 200);
+    app.delete_all_users().await;
+    let reply = app.me(&token).await;
+    reply.problem(401);
+    assert_eq!(
+        reply.header("www-authenticate"),
+        r#"Bearer error="invalid_token""#
+    );
+}
+
+async fn an_old_token_does_not_reach_a_new_account_of_the_same_name(app: TestApp) {
+    app.register("reused", GOOD_PASSWORD).await;
+    let old = app.token("reused", GOOD_PASSWORD).await;
+    app.delete_all_users().await;
+    assert_eq!(
+        app.register("reused", "a-different-long-passphrase")
+            .await
+            .status,
+        201
+    );
+    app.me(&old).await.problem(401);
+    let new = app.token("reused", "a-different-long-passphrase").await;
+    assert_eq!(app.me(&new).await.status, 200);
+}
+
+#[tokio::test]
+async fn a_lower_cost_hash_is_upgraded_to_the_configured_cost() {
+    let low = TestApp::with_cost(4).await;
+    low.register("frugal", GOOD_PASSWORD).await;
+    let (hash, _) = low.stored("frugal").await;
+    for high in [
+        TestApp::with_cost(5).await,
+        TestApp::dynamo_with_cost(5).await,
+    ] {
+        high.insert_user("frugal", &hash, None).await;
+        assert_eq!(high.login("frugal", GOOD_PASSWORD).await.status, 200);
+        let (upgraded, _) = high.stored("frugal").await;
+        assert!(
+            upgraded.starts_with("$bcrypt-sha256$v=2,t=2b,r=5$"),
+            "{upgraded}"
+        );
+    }
+}
