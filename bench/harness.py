@@ -285,9 +285,9 @@ def register_event(username):
     return http_api_event("POST", "/register", {"content-type": "application/json"}, body)
 
 
-def login_event(username):
+def login_event(username, password=PASSWORD):
     # OAuth2 password grant as a form; HTTP APIs hand form bodies over base64-encoded.
-    body = "grant_type=password&username=%s&password=%s&scope=" % (username, PASSWORD)
+    body = "grant_type=password&username=%s&password=%s&scope=" % (username, password)
     return http_api_event("POST", "/login", {"content-type": "application/x-www-form-urlencoded"},
                           body, base64_body=True)
 
@@ -476,7 +476,12 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
         if name == "register":
             batches, status = [[register_event(u) for u in users]], [201]
         elif name == "login":
-            batches, status = [[login_event(users[0]) for _ in users]], [200]
+            # Then the enumeration check: unknown users and wrong passwords (one per user, so
+            # no account reaches the lockout) must cost the same: one bcrypt each.
+            batches = [[login_event(users[0]) for _ in users],
+                       [login_event("nobody-%d" % i, "wrong-" + PASSWORD) for i in range(len(users))],
+                       [login_event(u, "wrong-" + PASSWORD) for u in users[1:]]]
+            status = [200, 401, 401]
         elif name == "me":
             batches = [[me_event(token) for _ in range(a.invocations)],
                        [me_event(None) for _ in range(a.invocations)]]
@@ -494,6 +499,11 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
         rows.append((name, figures))
         if name == "login":
             token = json.loads(results[0][1][-1]["body"])["access_token"]
+            for label, (durations, _) in (("login (unknown user)", results[1]),
+                                          ("login (wrong password)", results[2])):
+                figures = summarize(durations, first_is_cold=False)
+                summary["functions"][label] = figures
+                rows.append((label, figures))
         if name == "me":
             # Same process, after the token runs: every invocation here is warm.
             floor = summarize(results[1][0], first_is_cold=False)
@@ -617,6 +627,12 @@ def print_table(rows, summary, a):
     elif "register" in summary["functions"] or "login" in summary["functions"]:
         print("bcrypt alone: not measured (build it: cargo build --release -p auth-shared "
               "--example bcrypt_time)")
+    unknown = summary["functions"].get("login (unknown user)")
+    wrong = summary["functions"].get("login (wrong password)")
+    if unknown and wrong:
+        print("enumeration: unknown user p50 %.1f ms vs wrong password p50 %.1f ms (%.1f%% apart)"
+              % (unknown["p50_ms"], wrong["p50_ms"],
+                 100 * abs(unknown["p50_ms"] - wrong["p50_ms"]) / wrong["p50_ms"]))
 
 
 if __name__ == "__main__":

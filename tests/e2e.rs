@@ -252,12 +252,156 @@ fn flow(watch: &mut Watch) -> String {
     token
 }
 
+/// The account-protection rules, attacked over real HTTP (the same rules run in-process in
+/// `api/`, on both backends where they touch storage).
+fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8]) {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let http = agent();
+    let me_with = |bearer: &str| {
+        reply(
+            http.get(watch.url("/me"))
+                .header("Authorization", format!("Bearer {bearer}"))
+                .call(),
+        )
+    };
+    let parts: Vec<&str> = token.split('.').collect();
+    let claims = parts[1];
+
+    // Forged tokens: alg none, HS256 keyed with our public key, a tampered payload.
+    let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
+    assert_eq!(
+        me_with(&format!("{none}.{claims}.")).status,
+        401,
+        "alg none"
+    );
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.typ = Some("at+jwt".into());
+    header.kid = decode_header(token).unwrap().kid;
+    let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let hs256 = jsonwebtoken::encode(
+        &header,
+        &payload,
+        &jsonwebtoken::EncodingKey::from_secret(public_pem),
+    )
+    .unwrap();
+    assert_eq!(me_with(&hs256).status, 401, "HS256 with the public key");
+    let mut forged: Value = payload.clone();
+    forged["sub"] = "someone-else".into();
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        URL_SAFE_NO_PAD.encode(forged.to_string()),
+        parts[2]
+    );
+    assert_eq!(me_with(&forged).status, 401, "tampered payload");
+
+    // Bodies: oversized, wrong content type, malformed, wrongly typed.
+    let big = format!(
+        r#"{{"username":"big","password":"{}"}}"#,
+        "x".repeat(70_000)
+    );
+    let r = reply(
+        http.post(watch.url("/register"))
+            .header("Content-Type", "application/json")
+            .send(big.as_bytes()),
+    );
+    assert_eq!(r.status, 413, "{}", r.body);
+    let r = reply(
+        http.post(watch.url("/register"))
+            .header("Content-Type", "text/plain")
+            .send("username=a".as_bytes()),
+    );
+    assert_eq!(r.status, 415);
+    let r = reply(
+        http.post(watch.url("/register"))
+            .header("Content-Type", "application/json")
+            .send("{\"username\": ".as_bytes()),
+    );
+    assert_eq!(r.status, 400);
+    let r = reply(
+        http.post(watch.url("/register"))
+            .send_json(json!({"username": 7, "password": []})),
+    );
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("username"))
+    );
+
+    // Passwords: the tutorial's example, an over-long one, a long Unicode one.
+    let r = reply(
+        http.post(watch.url("/register"))
+            .send_json(json!({"username": "tutorial", "password": "123456"})),
+    );
+    assert_eq!(
+        (r.status, r.body["field"].as_str()),
+        (422, Some("password"))
+    );
+    let r = reply(
+        http.post(watch.url("/register"))
+            .send_json(json!({"username": "verbose", "password": "y".repeat(300)})),
+    );
+    assert_eq!(r.status, 422);
+    let unicode: String = "ключ-🔑-鍵-".chars().cycle().take(160).collect();
+    let r = reply(
+        http.post(watch.url("/register"))
+            .send_json(json!({"username": "polyglot", "password": unicode})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = reply(
+        http.post(watch.url("/login"))
+            .send_json(json!({"username": "polyglot", "password": unicode})),
+    );
+    assert_eq!(r.status, 200);
+
+    // SQL-looking input is just a name.
+    let sql = "x');DROP_TABLE_users;--";
+    let r = reply(
+        http.post(watch.url("/register"))
+            .send_json(json!({"username": sql, "password": PASSWORD})),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = reply(
+        http.post(watch.url("/login"))
+            .send_form([("username", sql), ("password", PASSWORD)]),
+    );
+    assert_eq!(r.status, 200);
+
+    // Enumeration: an unknown user and a wrong password look the same.
+    let wrong = reply(
+        http.post(watch.url("/login"))
+            .send_form([("username", "polyglot"), ("password", "not-it-at-all")]),
+    );
+    let unknown = reply(
+        http.post(watch.url("/login"))
+            .send_form([("username", "nobody-at-all"), ("password", "not-it-at-all")]),
+    );
+    assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
+
+    // Brute force: the sixth attempt right after five failures waits, even with the password.
+    for _ in 0..4 {
+        let r = reply(
+            http.post(watch.url("/login"))
+                .send_form([("username", "polyglot"), ("password", "not-it-at-all")]),
+        );
+        assert_eq!(r.status, 401);
+    }
+    let r = reply(
+        http.post(watch.url("/login"))
+            .send_json(json!({"username": "polyglot", "password": unicode})),
+    );
+    assert_eq!(r.status, 429);
+    assert!(r.headers.contains_key("retry-after"));
+}
+
 #[test]
 fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
     let _one = ONE_WATCH.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let mut watch = Watch::start(dir.path(), &sqlite_env(dir.path()));
     let token = flow(&mut watch);
+    let public_pem = std::fs::read(dir.path().join("signing-key.pub.pem")).unwrap();
+    attacks_over_http(&watch, &token, &public_pem);
 
     // `cargo lambda invoke --data-file` with a real HTTP API event.
     let event = dir.path().join("me-event.json");
