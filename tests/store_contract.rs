@@ -54,50 +54,42 @@ contract_suite!(
 
 const RACERS: usize = 12;
 
-#[test]
-fn sqlite_concurrent_registrations_have_one_winner() {
-    let dir = tempfile::tempdir().unwrap();
+/// `n` stores on one new SQLite file, one connection each, as separate function processes have.
+fn sqlite_stores(dir: &tempfile::TempDir, n: usize) -> Vec<SqliteStore> {
     let path = dir.path().join("users.db");
-    // One connection per racer, as separate function processes would have.
-    let stores = (0..RACERS)
-        .map(|_| SqliteStore::open(&path).unwrap())
-        .collect();
-    contract::concurrent_registrations_have_one_winner(stores);
+    (0..n).map(|_| SqliteStore::open(&path).unwrap()).collect()
 }
 
-#[test]
-fn dynamodb_concurrent_registrations_have_one_winner() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (config, table) = rt.block_on(async {
+/// `n` stores on one new DynamoDB table, as separate Lambda instances have.
+fn dynamo_stores(n: usize) -> Vec<DynamoStore> {
+    let (config, table) = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let config = moto::sdk_config().await;
         let table = moto::create_users_table(&config).await;
         (config, table)
     });
-    // One client per racer, as separate Lambda instances would have.
-    let stores = (0..RACERS)
-        .map(|_| DynamoStore::new(&config, &table))
-        .collect();
-    contract::concurrent_registrations_have_one_winner(stores);
+    (0..n).map(|_| DynamoStore::new(&config, &table)).collect()
+}
+
+#[test]
+fn sqlite_concurrent_registrations_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::concurrent_registrations_have_one_winner(sqlite_stores(&dir, RACERS));
+}
+
+#[test]
+fn dynamodb_concurrent_registrations_have_one_winner() {
+    contract::concurrent_registrations_have_one_winner(dynamo_stores(RACERS));
 }
 
 #[test]
 fn sqlite_concurrent_failures_are_all_counted() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("users.db");
-    let stores = (0..8).map(|_| SqliteStore::open(&path).unwrap()).collect();
-    contract::concurrent_failures_are_all_counted(stores);
+    contract::concurrent_failures_are_all_counted(sqlite_stores(&dir, 8));
 }
 
 #[test]
 fn dynamodb_concurrent_failures_are_all_counted() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (config, table) = rt.block_on(async {
-        let config = moto::sdk_config().await;
-        let table = moto::create_users_table(&config).await;
-        (config, table)
-    });
-    let stores = (0..8).map(|_| DynamoStore::new(&config, &table)).collect();
-    contract::concurrent_failures_are_all_counted(stores);
+    contract::concurrent_failures_are_all_counted(dynamo_stores(8));
 }
 
 #[tokio::test]
