@@ -105,10 +105,11 @@ impl TestApp {
         let config =
             Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
                 .unwrap();
-        let clock_offset = Arc::new(AtomicU64::new(0));
+        // A frozen clock that only `advance` moves: a slow machine must not open a lockout early.
+        let clock_offset = Arc::new(AtomicU64::new(shared::token::now()));
         let mut login = LoginState::from_config(&config).await.unwrap();
         let offset = clock_offset.clone();
-        login.clock = Arc::new(move || shared::token::now() + offset.load(Ordering::SeqCst));
+        login.clock = Arc::new(move || offset.load(Ordering::SeqCst));
         TestApp {
             register: RegisterState::from_config(&config).await.unwrap(),
             me: MeState::from_config(&config).await.unwrap(),
@@ -245,6 +246,11 @@ impl TestApp {
                 put.send().await.unwrap();
             }
         }
+    }
+
+    /// The login function's (frozen) time.
+    pub fn now(&self) -> u64 {
+        self.clock_offset.load(Ordering::SeqCst)
     }
 
     /// Moves the login function's clock forward.
