@@ -43,7 +43,7 @@ pub struct TestApp {
     login: LoginState<AnyStore, AnySigner>,
     me: MeState<AnyStore>,
     discovery: DiscoveryState,
-    clock_offset: Arc<AtomicU64>,
+    clock: Arc<AtomicU64>,
 }
 
 /// A response with its body parsed.
@@ -106,10 +106,10 @@ impl TestApp {
             Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
                 .unwrap();
         // A frozen clock that only `advance` moves: a slow machine must not open a lockout early.
-        let clock_offset = Arc::new(AtomicU64::new(shared::token::now()));
+        let clock = Arc::new(AtomicU64::new(shared::token::now()));
         let mut login = LoginState::from_config(&config).await.unwrap();
-        let offset = clock_offset.clone();
-        login.clock = Arc::new(move || offset.load(Ordering::SeqCst));
+        let shared_clock = clock.clone();
+        login.clock = Arc::new(move || shared_clock.load(Ordering::SeqCst));
         TestApp {
             register: RegisterState::from_config(&config).await.unwrap(),
             me: MeState::from_config(&config).await.unwrap(),
@@ -117,7 +117,7 @@ impl TestApp {
             login,
             dir,
             backend: Backend::Sqlite,
-            clock_offset,
+            clock,
         }
     }
 
@@ -250,12 +250,12 @@ impl TestApp {
 
     /// The login function's (frozen) time.
     pub fn now(&self) -> u64 {
-        self.clock_offset.load(Ordering::SeqCst)
+        self.clock.load(Ordering::SeqCst)
     }
 
     /// Moves the login function's clock forward.
     pub fn advance(&self, seconds: u64) {
-        self.clock_offset.fetch_add(seconds, Ordering::SeqCst);
+        self.clock.fetch_add(seconds, Ordering::SeqCst);
     }
 
     pub async fn send(&self, route: Route, req: Request) -> Reply {
