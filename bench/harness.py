@@ -22,11 +22,15 @@ with a valid bearer token of a registered user, then without a token (the floor:
 check, no store read).
 
 Users are created in a throwaway SQLite file with a throwaway key pair (scripts/dev_key.py).
+With --backend aws the same runs use the deployed configuration instead, AUTH_STORE=dynamodb:TABLE
+and AUTH_SIGNING_KEY=kms:KEY (no AUTH_PUBLIC_KEY, so me and jwks fetch the public key from KMS at
+init, as the SAM template deploys them), against moto_server at $MOTO_ENDPOINT (scripts/with_moto.sh
+starts one); the table and key are created here through the services' JSON APIs.
 Output: a table, then one JSON line with every figure. Standard library only (the key script
 needs the `cryptography` package of .venv/).
 
-usage: python3 bench/harness.py [--invocations N] [--bcrypt-invocations N] [--cold-starts N]
-                                [--bcrypt-cost N] [--functions register,login,me,jwks] ...
+usage: python3 bench/harness.py [--backend sqlite|aws] [--invocations N] [--bcrypt-invocations N]
+                                [--cold-starts N] [--bcrypt-cost N] [--functions ...] ...
 """
 
 import argparse
@@ -43,6 +47,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 import zipfile
 
@@ -301,6 +306,42 @@ def jwks_event():
     return http_api_event("GET", "/.well-known/jwks.json")
 
 
+# -- AWS backends on moto -----------------------------------------------------------------------
+
+def aws_call(endpoint, target, payload, content_type):
+    """One JSON-protocol call (DynamoDB, KMS) to moto, which does not check signatures."""
+    req = urllib.request.Request(endpoint, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"X-Amz-Target": target, "Content-Type": content_type,
+                                          "Authorization": "AWS4-HMAC-SHA256 Credential=bench/"
+                                          "20261126/us-east-1/x/aws4_request, SignedHeaders=host,"
+                                          " Signature=0"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def aws_backend(endpoint):
+    """Creates the users table and the RSA signing key `template.yaml` declares; returns the
+    functions' environment for them."""
+    table = "bench-users-" + uuid.uuid4().hex[:8]
+    aws_call(endpoint, "DynamoDB_20120810.CreateTable", {
+        "TableName": table, "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": "username_key", "AttributeType": "S"}],
+        "KeySchema": [{"AttributeName": "username_key", "KeyType": "HASH"}],
+    }, "application/x-amz-json-1.0")
+    key = aws_call(endpoint, "TrentService.CreateKey",
+                   {"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"},
+                   "application/x-amz-json-1.1")["KeyMetadata"]["KeyId"]
+    return {
+        "AUTH_STORE": "dynamodb:" + table,
+        "AUTH_SIGNING_KEY": "kms:" + key,
+        "AWS_ENDPOINT_URL": endpoint,
+        # What Lambda hands a function for its role: temporary credentials in the environment.
+        "AWS_ACCESS_KEY_ID": "ASIABENCHBENCHBENCH0",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_SESSION_TOKEN": "bench-session-token",
+    }
+
+
 # -- Measuring ----------------------------------------------------------------------------------
 
 def percentile(values, p):
@@ -519,6 +560,9 @@ def main():
                     help="where the release binaries are (default: target/release)")
     ap.add_argument("--functions", default="register,login,me,jwks",
                     help="comma-separated, in order (me needs login, login needs register)")
+    ap.add_argument("--backend", default="sqlite", choices=["sqlite", "aws"],
+                    help="sqlite + PEM key files (default), or dynamodb + kms on moto_server at "
+                         "$MOTO_ENDPOINT")
     ap.add_argument("--invocations", type=int, default=1000,
                     help="invocations of me (each path) and jwks (default 1000)")
     ap.add_argument("--bcrypt-invocations", type=int, default=20,
@@ -557,17 +601,25 @@ def main():
                    check=True, stdout=subprocess.DEVNULL)
     env = {
         "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "AUTH_STORE": "sqlite:%s" % (tmp / "users.db"),
-        "AUTH_SIGNING_KEY": "file:%s" % (tmp / "keys" / "signing-key.pem"),
-        "AUTH_PUBLIC_KEY": "file:%s" % (tmp / "keys" / "signing-key.pub.pem"),
         "AUTH_ISSUER": ISSUER,
         "AUTH_AUDIENCE": AUDIENCE,
         "AUTH_BCRYPT_COST": str(a.bcrypt_cost),
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": a.memory_mb,
         "AWS_LAMBDA_LOG_FORMAT": a.log_format,
     }
+    if a.backend == "aws":
+        endpoint = os.environ.get("MOTO_ENDPOINT")
+        if not endpoint:
+            raise SystemExit("--backend aws needs MOTO_ENDPOINT (run it under scripts/with_moto.sh)")
+        env.update(aws_backend(endpoint))
+    else:
+        env.update({
+            "AUTH_STORE": "sqlite:%s" % (tmp / "users.db"),
+            "AUTH_SIGNING_KEY": "file:%s" % (tmp / "keys" / "signing-key.pem"),
+            "AUTH_PUBLIC_KEY": "file:%s" % (tmp / "keys" / "signing-key.pub.pem"),
+        })
     log_path = tmp / "functions.log"
-    rows, summary = [], {"machine": machine(), "bcrypt_cost": a.bcrypt_cost,
+    rows, summary = [], {"machine": machine(), "backend": a.backend, "bcrypt_cost": a.bcrypt_cost,
                          "memory_mb": int(a.memory_mb), "functions": {}}
     users = ["bench-user-%03d" % i for i in range(a.bcrypt_invocations)]
     with open(log_path, "ab") as log:
@@ -578,7 +630,8 @@ def main():
             raise
 
     if "register" in functions or "login" in functions:
-        alone = bcrypt_alone(target / "examples" / "bcrypt_time", a.bcrypt_cost, 5)
+        alone = bcrypt_alone(target / "examples" / "bcrypt_time", a.bcrypt_cost,
+                             a.bcrypt_invocations)
         summary["bcrypt_alone"] = alone
 
     print_table(rows, summary, a)
@@ -594,9 +647,12 @@ def main():
 
 def print_table(rows, summary, a):
     m = summary["machine"]
-    print("Lambda-style REPORT figures for %s/*: %s x%s (load %.2f at start), bcrypt cost %d, "
-          "%s MB announced" % (a.target_dir, m["cpu"], m["nproc"], m["loadavg_1m"],
-                               a.bcrypt_cost, a.memory_mb))
+    backend = ("SQLite + PEM key" if a.backend == "sqlite"
+               else "DynamoDB + KMS on moto_server (every store or key call is a loopback HTTP "
+                    "round trip to moto)")
+    print("Lambda-style REPORT figures for %s/*, %s: %s x%s (load %.2f at start), bcrypt cost "
+          "%d, %s MB announced" % (a.target_dir, backend, m["cpu"], m["nproc"], m["loadavg_1m"],
+                                   a.bcrypt_cost, a.memory_mb))
     head = ("function", "inv", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
             "RSS MB", "zip KB")
     fmt = "%-14s %5s %8s %9s %8s %8s %8s %8s %7s %7s"
@@ -622,11 +678,16 @@ def print_table(rows, summary, a):
             f = summary["functions"].get(name)
             if f:
                 bcrypt = alone[op + "_median_ms"]
-                print("  %-8s p50 %.1f ms = bcrypt %s %.1f ms + %.1f ms of everything else"
-                      % (name, f["p50_ms"], op, bcrypt, f["p50_ms"] - bcrypt))
+                print("  %-8s p50 %.1f ms = bcrypt %s %.1f ms + %.1f ms of everything else "
+                      "(%.3fx bcrypt)" % (name, f["p50_ms"], op, bcrypt, f["p50_ms"] - bcrypt,
+                                          f["p50_ms"] / bcrypt))
     elif "register" in summary["functions"] or "login" in summary["functions"]:
         print("bcrypt alone: not measured (build it: cargo build --release -p auth-shared "
               "--example bcrypt_time)")
+    me, floor = summary["functions"].get("me"), summary["functions"].get("me_no_token")
+    if me and floor:
+        print("me: token check + user lookup add %.3f ms at p50 over the no-token path"
+              % (me["p50_ms"] - floor["p50_ms"]))
     unknown = summary["functions"].get("login (unknown user)")
     wrong = summary["functions"].get("login (wrong password)")
     if unknown and wrong:

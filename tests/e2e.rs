@@ -247,6 +247,8 @@ fn flow(watch: &mut Watch) -> String {
     validation.set_issuer(&[ISSUER]);
     validation.set_audience(&[AUDIENCE]);
     let key = DecodingKey::from_jwk(set.find(&kid).expect("kid published")).unwrap();
+    // This process verifies with the same `ring` backend the functions use.
+    shared::signer::provider::install();
     decode::<Value>(&token, &key, &validation).expect("token verifies with the JWKS");
 
     token
@@ -257,6 +259,8 @@ fn flow(watch: &mut Watch) -> String {
 fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
     let http = agent();
     let me_with = |bearer: &str| {
         reply(
@@ -275,16 +279,19 @@ fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
         401,
         "alg none"
     );
-    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
-    header.typ = Some("at+jwt".into());
-    header.kid = decode_header(token).unwrap().kid;
+    let header = serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": decode_header(token).unwrap().kid});
     let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
-    let hs256 = jsonwebtoken::encode(
-        &header,
-        &payload,
-        &jsonwebtoken::EncodingKey::from_secret(public_pem),
-    )
-    .unwrap();
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(payload.to_string())
+    );
+    let mut mac = Hmac::<Sha256>::new_from_slice(public_pem).unwrap();
+    mac.update(input.as_bytes());
+    let hs256 = format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    );
     assert_eq!(me_with(&hs256).status, 401, "HS256 with the public key");
     let mut forged: Value = payload.clone();
     forged["sub"] = "someone-else".into();

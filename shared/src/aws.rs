@@ -8,6 +8,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
 
 /// Attempts per call, the first included (the SDK backs off between them, with jitter).
 const MAX_ATTEMPTS: u32 = 3;
@@ -24,9 +25,18 @@ pub async fn load() -> SdkConfig {
     load_with(aws_config::defaults(BehaviorVersion::latest())).await
 }
 
-/// Applies the service's retry and timeout bounds to `loader` (tests use it to point elsewhere).
+/// Applies the service's HTTPS client, retry and timeout bounds to `loader` (tests use it to
+/// point elsewhere).
+///
+/// The client is hyper 1 with rustls on ring, the crypto the rest of the binary already links;
+/// the trust store (the system roots) is read on the first call, not here, so building it costs
+/// nothing at init.
 pub async fn load_with(loader: aws_config::ConfigLoader) -> SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     loader
+        .http_client(https)
         .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
         .timeout_config(
             TimeoutConfig::builder()

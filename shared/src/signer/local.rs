@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use jsonwebtoken::{Algorithm, EncodingKey};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::SystemRandom;
+use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::DecodePrivateKey;
@@ -11,7 +14,8 @@ use super::{KeyError, PublicKey, SignError, Signer};
 
 /// Signs with a private key held in memory. Its `Debug` never shows the key.
 pub struct LocalSigner {
-    encoding: EncodingKey,
+    key_pair: Box<RsaKeyPair>,
+    rng: SystemRandom,
     public: PublicKey,
 }
 
@@ -45,8 +49,13 @@ impl LocalSigner {
         let key = parse_private_pem(pem)?;
         let public = PublicKey::from_rsa(&key.to_public_key())?;
         let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
+        // `ring` signs (with blinding) about three times faster than the `rsa` crate; the
+        // `rsa` crate only parses the PEM, once per cold start.
+        let key_pair = RsaKeyPair::from_der(der.as_bytes())
+            .map_err(|e| format!("RSA private key rejected: {e}"))?;
         Ok(LocalSigner {
-            encoding: EncodingKey::from_rsa_der(der.as_bytes()),
+            key_pair: Box::new(key_pair),
+            rng: SystemRandom::new(),
             public,
         })
     }
@@ -58,7 +67,10 @@ impl Signer for LocalSigner {
     }
 
     async fn sign(&self, message: &[u8]) -> Result<String, SignError> {
-        jsonwebtoken::crypto::sign(message, &self.encoding, Algorithm::RS256)
-            .map_err(|e| SignError::Fault(e.to_string()))
+        let mut signature = vec![0; self.key_pair.public().modulus_len()];
+        self.key_pair
+            .sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut signature)
+            .map_err(|_| SignError::Fault("RSA signing failed".into()))?;
+        Ok(URL_SAFE_NO_PAD.encode(signature))
     }
 }

@@ -3,6 +3,7 @@
 
 mod kms;
 mod local;
+pub mod provider;
 
 use std::future::Future;
 use std::path::Path;
@@ -73,6 +74,7 @@ impl std::fmt::Debug for PublicKey {
 impl PublicKey {
     /// Builds the JWK and its RFC 7638 thumbprint (`kid`) from an RSA public key.
     pub fn from_rsa(key: &RsaPublicKey) -> Result<Self, String> {
+        provider::install();
         if key.n().bits() < MIN_RSA_BITS {
             return Err(format!("RSA key must be at least {MIN_RSA_BITS} bits"));
         }
