@@ -308,13 +308,14 @@ def jwks_event():
 
 # -- AWS backends on moto -----------------------------------------------------------------------
 
-def aws_call(endpoint, target, payload, content_type):
-    """One JSON-protocol call (DynamoDB, KMS) to moto, which does not check signatures."""
+def aws_call(endpoint, service, target, payload, content_type):
+    """One JSON-protocol call (DynamoDB, KMS) to moto, which routes on the credential scope's
+    service name and does not check signatures."""
+    auth = ("AWS4-HMAC-SHA256 Credential=bench/20261126/us-east-1/%s/aws4_request, "
+            "SignedHeaders=host, Signature=0" % service)
     req = urllib.request.Request(endpoint, data=json.dumps(payload).encode(), method="POST",
                                  headers={"X-Amz-Target": target, "Content-Type": content_type,
-                                          "Authorization": "AWS4-HMAC-SHA256 Credential=bench/"
-                                          "20261126/us-east-1/x/aws4_request, SignedHeaders=host,"
-                                          " Signature=0"})
+                                          "Authorization": auth})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read() or b"{}")
 
@@ -323,12 +324,12 @@ def aws_backend(endpoint):
     """Creates the users table and the RSA signing key `template.yaml` declares; returns the
     functions' environment for them."""
     table = "bench-users-" + uuid.uuid4().hex[:8]
-    aws_call(endpoint, "DynamoDB_20120810.CreateTable", {
+    aws_call(endpoint, "dynamodb", "DynamoDB_20120810.CreateTable", {
         "TableName": table, "BillingMode": "PAY_PER_REQUEST",
         "AttributeDefinitions": [{"AttributeName": "username_key", "AttributeType": "S"}],
         "KeySchema": [{"AttributeName": "username_key", "KeyType": "HASH"}],
     }, "application/x-amz-json-1.0")
-    key = aws_call(endpoint, "TrentService.CreateKey",
+    key = aws_call(endpoint, "kms", "TrentService.CreateKey",
                    {"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"},
                    "application/x-amz-json-1.1")["KeyMetadata"]["KeyId"]
     return {
