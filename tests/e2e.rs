@@ -116,7 +116,14 @@ impl Watch {
 impl Drop for Watch {
     fn drop(&mut self) {
         let group = format!("-{}", self.child.id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let signal = |name: &str| {
+            // Quiet: the group may already be gone, which is the point.
+            let _ = Command::new("kill")
+                .args([name, "--", &group])
+                .stderr(Stdio::null())
+                .status();
+        };
+        signal("-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -124,7 +131,8 @@ impl Drop for Watch {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        // Whatever of the group outlived the TERM (a function process watch left behind).
+        signal("-KILL");
         let _ = self.child.wait();
     }
 }
