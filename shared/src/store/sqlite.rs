@@ -187,22 +187,24 @@ impl UserWriter for SqliteStore {
 
 impl CredentialStore for SqliteStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
-        self.lock()
-            .query_row(
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
                 "SELECT user_id, hashed_password, failed_logins, last_failed_at, username
                  FROM users WHERE username_key = ?1",
-                [username_key],
-                |r| {
-                    Ok(Credentials {
-                        id: r.get(0)?,
-                        username_key: username_key.to_string(),
-                        username: r.get(4)?,
-                        password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                        failed_logins: r.get(2)?,
-                        last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
-                    })
-                },
             )
+            .map_err(classify)?;
+        select
+            .query_row([username_key], |r| {
+                Ok(Credentials {
+                    id: r.get(0)?,
+                    username_key: username_key.to_string(),
+                    username: r.get(4)?,
+                    password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+                    failed_logins: r.get(2)?,
+                    last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+                })
+            })
             .optional()
             .map_err(classify)
     }
@@ -246,17 +248,20 @@ impl CredentialStore for SqliteStore {
 
 impl ProfileReader for SqliteStore {
     async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
-        self.lock()
-            .query_row(
+        // Every warm `/me` runs this: the compiled statement is kept, not parsed again.
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
                 "SELECT username, full_name FROM users WHERE user_id = ?1 AND username = ?2",
-                params![id, username],
-                |r| {
-                    Ok(Profile {
-                        username: r.get(0)?,
-                        full_name: r.get(1)?,
-                    })
-                },
             )
+            .map_err(classify)?;
+        select
+            .query_row(params![id, username], |r| {
+                Ok(Profile {
+                    username: r.get(0)?,
+                    full_name: r.get(1)?,
+                })
+            })
             .optional()
             .map_err(classify)
     }
