@@ -49,7 +49,7 @@ impl LocalSigner {
         let key = parse_private_pem(pem)?;
         let public = PublicKey::from_rsa(&key.to_public_key())?;
         let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
-        // `ring` signs (with blinding) about three times faster than the `rsa` crate; the
+        // `ring` signs (with blinding) about four times faster than the `rsa` crate; the
         // `rsa` crate only parses the PEM, once per cold start.
         let key_pair = RsaKeyPair::from_der(der.as_bytes())
             .map_err(|e| format!("RSA private key rejected: {e}"))?;
