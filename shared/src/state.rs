@@ -7,7 +7,7 @@ use crate::config::{Config, Issuer, KeyConfig, StoreConfig};
 use crate::password::PasswordHasher;
 use aws_config::SdkConfig;
 
-use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, fetch_public_key};
+use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::store::{
     CredentialStore, Credentials, DynamoStore, NewUser, Profile, ProfileReader, SqliteStore,
     StoreError, UserWriter,
@@ -164,10 +164,12 @@ async fn signer(config: &Config, aws: Option<&SdkConfig>) -> Result<AnySigner, I
 async fn public_key(config: &Config, aws: Option<&SdkConfig>) -> Result<PublicKey, InitError> {
     match config.verification_key() {
         KeyConfig::File(path) => Ok(PublicKey::from_pem_file(path)?),
-        KeyConfig::Kms(id) => {
-            let client = aws_sdk_kms::Client::new(aws.expect("AWS is loaded for a kms key"));
-            Ok(fetch_public_key(&client, id).await?)
-        }
+        KeyConfig::Kms(id) => Ok(
+            KmsSigner::new(aws.expect("AWS is loaded for a kms key"), id)
+                .await?
+                .public_key()
+                .clone(),
+        ),
     }
 }
 

@@ -1,7 +1,6 @@
 //! Logging and the cold-start steps every function's `main` shares.
 
 use crate::config::Config;
-use crate::state::InitError;
 
 /// Starts logging as Lambda expects (level from `AWS_LAMBDA_LOG_LEVEL` or `RUST_LOG`, JSON lines
 /// when `AWS_LAMBDA_LOG_FORMAT=JSON`) and reads the configuration, exiting with one clear line if
@@ -9,12 +8,12 @@ use crate::state::InitError;
 /// line a request logs can be found by it.
 pub fn start() -> Config {
     lambda_http::tracing::init_default_subscriber();
-    or_exit(Config::from_env().map_err(InitError::from))
+    or_exit(Config::from_env())
 }
 
 /// The built state, or one line naming the cause and a non-zero exit (Lambda reports the init
 /// as failed).
-pub fn or_exit<T>(result: Result<T, InitError>) -> T {
+pub fn or_exit<T, E: std::fmt::Display>(result: Result<T, E>) -> T {
     result.unwrap_or_else(|e| {
         tracing::error!("cold start failed: {e}");
         std::process::exit(1)

@@ -9,10 +9,7 @@ use lambda_http::{Error, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_http::tracing::init_default_subscriber();
-    let docs = docs::Docs::from_env().unwrap_or_else(|e| {
-        tracing::error!("cold start failed: {e}");
-        std::process::exit(1)
-    });
+    let docs = shared::telemetry::or_exit(docs::Docs::from_env());
     lambda_http::run(service_fn(async |req| {
         Ok::<_, std::convert::Infallible>(docs.handle(&req))
     }))

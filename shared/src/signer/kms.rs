@@ -21,7 +21,7 @@ pub struct KmsSigner {
 }
 
 /// Fetches the public half of a KMS key (one `GetPublicKey` call).
-pub async fn fetch_public_key(client: &Client, key_id: &str) -> Result<PublicKey, KeyError> {
+async fn fetch_public_key(client: &Client, key_id: &str) -> Result<PublicKey, KeyError> {
     let error = |reason: String| KeyError {
         source_name: format!("kms:{key_id}"),
         reason,

@@ -20,7 +20,7 @@ use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::traits::PublicKeyParts;
 
-pub use kms::{KmsSigner, fetch_public_key};
+pub use kms::KmsSigner;
 pub use local::LocalSigner;
 
 /// Smallest RSA modulus accepted, in bits.

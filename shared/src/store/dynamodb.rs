@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
 use super::{
@@ -52,7 +52,7 @@ fn get_n(item: &Item, name: &str) -> Option<u64> {
 
 fn fail<E, R>(err: SdkError<E, R>) -> StoreError
 where
-    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
     if aws::is_transient(&err) {
@@ -60,6 +60,12 @@ where
     } else {
         StoreError::Fault(aws::describe(&err))
     }
+}
+
+/// Whether a conditional write was refused because its condition did not hold (the same error
+/// code for `PutItem` and `UpdateItem`, whose SDK error types differ).
+fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
 impl DynamoStore {
@@ -104,12 +110,7 @@ impl UserWriter for DynamoStore {
         }
         match put.send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::Duplicate)
-            }
+            Err(e) if condition_failed(&e) => Err(StoreError::Duplicate),
             Err(e) => Err(fail(e)),
         }
     }
@@ -154,12 +155,7 @@ impl CredentialStore for DynamoStore {
                 .and_then(|a| get_n(a, "failed_logins"))
                 .unwrap_or(0) as u32),
             // The account was deleted or replaced meanwhile: nothing to count against.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|se| se.is_conditional_check_failed_exception()) =>
-            {
-                Ok(0)
-            }
+            Err(e) if condition_failed(&e) => Ok(0),
             Err(e) => Err(fail(e)),
         }
     }
@@ -195,23 +191,16 @@ impl CredentialStore for DynamoStore {
             }
             req.send()
         };
-        let conflict = |e: &SdkError<_, _>| {
-            e.as_service_error().is_some_and(
-                |se: &aws_sdk_dynamodb::operation::update_item::UpdateItemError| {
-                    se.is_conditional_check_failed_exception()
-                },
-            )
-        };
         match update(rehash).await {
             Ok(_) => Ok(()),
             // The hash changed since it was read (a concurrent rehash or password change):
             // keep the newer hash, still reset the counter.
-            Err(e) if conflict(&e) && rehash.is_some() => match update(None).await {
+            Err(e) if condition_failed(&e) && rehash.is_some() => match update(None).await {
                 Ok(_) => Ok(()),
-                Err(e) if conflict(&e) => Ok(()),
+                Err(e) if condition_failed(&e) => Ok(()),
                 Err(e) => Err(fail(e)),
             },
-            Err(e) if conflict(&e) => Ok(()),
+            Err(e) if condition_failed(&e) => Ok(()),
             Err(e) => Err(fail(e)),
         }
     }
