@@ -1,4 +1,4 @@
-//! End to end: the four functions under `cargo lambda watch` on a free port, with a temporary
+//! End to end: the functions under `cargo lambda watch` on a free port, with a temporary
 //! database and key, driven over real HTTP; then `cargo lambda invoke --data-file` on a fixture.
 //!
 //! Needs `cargo lambda` on PATH (`make test` installs it into `.venv/`).
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const ISSUER: &str = "http://localhost:1";
 const AUDIENCE: &str = "e2e-api";
-/// The first request waits for the debug build of all four functions.
+/// The first request waits for the debug build of every function.
 const STARTUP_LIMIT: Duration = Duration::from_secs(900);
 
 fn workspace_root() -> PathBuf {
@@ -30,7 +30,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// `cargo` for a nested build, without the variables `cargo test` sets for this test binary:
-/// build scripts (aws-lc-sys among them) watch `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, and would
+/// build scripts watch `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, and would
 /// otherwise make the nested build recompile the whole dependency graph.
 fn nested_cargo() -> Command {
     let mut cmd = Command::new("cargo");
@@ -78,12 +78,18 @@ fn sqlite_env(dir: &Path) -> Vec<(&'static str, String)> {
 impl Watch {
     /// Starts the functions with the `backend` settings (store, keys, AWS endpoint).
     fn start(dir: &Path, backend: &[(&'static str, String)]) -> Watch {
+        Self::start_with(dir, backend, 1)
+    }
+
+    /// Starts the functions with up to `concurrency` instances of each, as Lambda scales out.
+    fn start_with(dir: &Path, backend: &[(&'static str, String)], concurrency: u32) -> Watch {
         let port = free_port();
         let log = dir.join("watch.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = nested_cargo()
             .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
+            .args(["--concurrency", &concurrency.to_string()])
             .current_dir(workspace_root())
             .envs(backend.iter().map(|(k, v)| (k, v)))
             .env("AUTH_ISSUER", ISSUER)
@@ -215,6 +221,50 @@ fn flow(watch: &mut Watch) -> String {
     })));
     assert_eq!(json_login.status, 200);
     assert_eq!(json_login.body["token_type"], "bearer");
+
+    // The refresh grant rotates the refresh token; logging out with it ends the session.
+    // (The JSON login's session: the form login's token is used below.)
+    let refresh_token = json_login.body["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let refreshed = reply(http.post(watch.url("/login")).send_form([
+        ("grant_type", "refresh_token"),
+        ("refresh_token", &refresh_token),
+    ]));
+    assert_eq!(refreshed.status, 200, "{}", refreshed.body);
+    assert_eq!(refreshed.headers["cache-control"], "no-store");
+    let rotated = refreshed.body["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rotated, refresh_token);
+    let refreshed_access = refreshed.body["access_token"].as_str().unwrap().to_string();
+    let me = reply(
+        http.get(watch.url("/me"))
+            .header("Authorization", format!("Bearer {refreshed_access}"))
+            .call(),
+    );
+    assert_eq!(me.status, 200, "{}", me.body);
+    let out = reply(
+        http.post(watch.url("/logout"))
+            .send_form([("token", &rotated)]),
+    );
+    assert_eq!(out.status, 200, "{}", out.body);
+    let after = reply(
+        http.post(watch.url("/login"))
+            .send_form([("grant_type", "refresh_token"), ("refresh_token", &rotated)]),
+    );
+    assert_eq!(
+        (after.status, &after.body["error"]),
+        (400, &json!("invalid_grant"))
+    );
+    let me = reply(
+        http.get(watch.url("/me"))
+            .header("Authorization", format!("Bearer {refreshed_access}"))
+            .call(),
+    );
+    assert_eq!(me.status, 401, "an ended session's access token is refused");
 
     // A wrong password: 401 with the challenge.
     let wrong = reply(
@@ -504,4 +554,59 @@ fn dynamodb_and_kms_register_login_me_over_http() {
     );
     let log = watch.log_text();
     assert!(!log.contains(PASSWORD), "the password appears in the logs");
+}
+
+/// Wrong-password logins sent at once to several instances sharing one SQLite file cannot
+/// outrun the throttle: at most the free attempts are checked (401), the rest wait (429).
+#[test]
+fn sqlite_concurrent_guesses_across_instances_are_throttled() {
+    let _one = ONE_WATCH.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let mut watch = Watch::start_with(dir.path(), &sqlite_env(dir.path()), 4);
+    let http = agent();
+    wait_until_ready(&mut watch, &http);
+    let r = reply(http.post(watch.url("/register")).send_json(json!({
+        "username": "besieged", "password": PASSWORD
+    })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Warm every instance first, so the burst meets running processes, not cold builds.
+    let warm: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            (0..4)
+                .map(|_| {
+                    scope.spawn(|| {
+                        reply(http.post(watch.url("/login")).send_form([
+                            ("username", "nobody-here"),
+                            ("password", "not-it-at-all"),
+                        ]))
+                        .status
+                    })
+                })
+                .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(warm.iter().all(|s| *s == 401), "{warm:?}");
+
+    const GUESSES: usize = 20;
+    let barrier = std::sync::Barrier::new(GUESSES);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..GUESSES)
+            .map(|i| {
+                let (barrier, http, watch) = (&barrier, &http, &watch);
+                scope.spawn(move || {
+                    barrier.wait();
+                    reply(http.post(watch.url("/login")).send_form([
+                        ("username", "besieged"),
+                        ("password", &format!("wrong-guess-{i}")),
+                    ]))
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 5, "{checked} guesses were checked: {statuses:?}");
+    assert_eq!(checked + throttled, GUESSES, "{statuses:?}");
 }

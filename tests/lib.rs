@@ -94,6 +94,7 @@ pub mod moto {
     use aws_sdk_dynamodb::config::Credentials;
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+        TimeToLiveSpecification,
     };
     use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 
@@ -126,7 +127,8 @@ pub mod moto {
         .await
     }
 
-    /// Creates a fresh users table with the key schema `template.yaml` declares; returns its name.
+    /// Creates a fresh users table with the key schema and TTL attribute `template.yaml` declares;
+    /// returns its name.
     pub async fn create_users_table(config: &SdkConfig) -> String {
         let name = format!("users-{}", uuid::Uuid::new_v4().simple());
         aws_sdk_dynamodb::Client::new(config)
@@ -150,6 +152,19 @@ pub mod moto {
             .send()
             .await
             .expect("create table on moto");
+        aws_sdk_dynamodb::Client::new(config)
+            .update_time_to_live()
+            .table_name(&name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(shared::store::TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("enable TTL on moto");
         name
     }
 

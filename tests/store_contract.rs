@@ -50,6 +50,11 @@ contract_suite!(
     rehash_is_conditional,
     a_new_account_under_an_old_name_has_a_new_id,
     hostile_input_is_data,
+    sessions_rotate,
+    reuse_ends_the_session,
+    bad_refresh_tokens_change_nothing,
+    sessions_expire,
+    logouts_end_sessions,
 );
 
 const RACERS: usize = 12;
@@ -81,15 +86,37 @@ fn dynamodb_concurrent_registrations_have_one_winner() {
     contract::concurrent_registrations_have_one_winner(dynamo_stores(RACERS));
 }
 
+/// Wrong-password logins sent at once by an attacker.
+const GUESSERS: usize = 20;
+
 #[test]
-fn sqlite_concurrent_failures_are_all_counted() {
+fn sqlite_concurrent_attempts_cannot_outrun_the_throttle() {
     let dir = tempfile::tempdir().unwrap();
-    contract::concurrent_failures_are_all_counted(sqlite_stores(&dir, 8));
+    contract::concurrent_attempts_cannot_outrun_the_throttle(sqlite_stores(&dir, GUESSERS));
 }
 
 #[test]
-fn dynamodb_concurrent_failures_are_all_counted() {
-    contract::concurrent_failures_are_all_counted(dynamo_stores(8));
+fn dynamodb_concurrent_attempts_cannot_outrun_the_throttle() {
+    contract::concurrent_attempts_cannot_outrun_the_throttle(dynamo_stores(GUESSERS));
+}
+
+/// Tabs refreshing one token at once.
+const TABS: usize = 8;
+
+#[test]
+fn sqlite_concurrent_refreshes_make_one_generation() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::concurrent_refreshes_make_one_generation(sqlite_stores(&dir, TABS));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_refresh_tasks_make_one_generation() {
+    let config = moto::sdk_config().await;
+    let table = moto::create_users_table(&config).await;
+    let stores = (0..TABS)
+        .map(|_| DynamoStore::new(&config, &table))
+        .collect();
+    contract::concurrent_refresh_tasks_make_one_generation(stores).await;
 }
 
 #[tokio::test]

@@ -104,13 +104,13 @@ fn tokens(c: &mut Criterion) {
     let issuer = TokenIssuer::new(signer, AUDIENCE, Duration::from_secs(1800));
     let verifier = TokenVerifier::new(issuer.public_key().clone(), AUDIENCE);
     let token = rt
-        .block_on(issuer.issue(ISSUER, USER_ID, "Emma"))
+        .block_on(issuer.issue(ISSUER, USER_ID, "Emma", "s-1"))
         .expect("issue")
         .access_token;
 
     let mut group = c.benchmark_group("token");
     group.bench_function("issue", |b| {
-        b.iter(|| rt.block_on(issuer.issue(ISSUER, black_box(USER_ID), "Emma")))
+        b.iter(|| rt.block_on(issuer.issue(ISSUER, black_box(USER_ID), "Emma", "s-1")))
     });
     group.bench_function("verify", |b| {
         b.iter(|| {

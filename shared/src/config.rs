@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::session::SessionLimits;
+
 /// Where users are stored (`AUTH_STORE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreConfig {
@@ -52,6 +54,8 @@ pub struct Config {
     pub token_ttl: Duration,
     /// `AUTH_BCRYPT_COST`, default 12.
     pub bcrypt_cost: u32,
+    /// `AUTH_REFRESH_IDLE_SECONDS`, `AUTH_SESSION_MAX_SECONDS`, `AUTH_REFRESH_REUSE_SECONDS`.
+    pub sessions: SessionLimits,
 }
 
 /// A setting that is missing or malformed, named so the operator can fix it.
@@ -125,6 +129,24 @@ impl Config {
             return Err(err("AUTH_BCRYPT_COST", "must be between 4 and 31"));
         }
 
+        let defaults = SessionLimits::default();
+        let at_least_one = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let value: u64 = parse_number(name, get(name), default)?;
+            if value == 0 {
+                return Err(err(name, "must be at least 1"));
+            }
+            Ok(value)
+        };
+        let sessions = SessionLimits {
+            idle: at_least_one("AUTH_REFRESH_IDLE_SECONDS", defaults.idle)?,
+            max: at_least_one("AUTH_SESSION_MAX_SECONDS", defaults.max)?,
+            reuse: parse_number(
+                "AUTH_REFRESH_REUSE_SECONDS",
+                get("AUTH_REFRESH_REUSE_SECONDS"),
+                defaults.reuse,
+            )?,
+        };
+
         Ok(Config {
             store,
             signing_key,
@@ -133,6 +155,7 @@ impl Config {
             audience,
             token_ttl: Duration::from_secs(ttl),
             bcrypt_cost,
+            sessions,
         })
     }
 
@@ -219,6 +242,14 @@ mod tests {
         assert_eq!(c.store, StoreConfig::Sqlite("users.db".into()));
         assert_eq!(c.token_ttl, Duration::from_secs(1800));
         assert_eq!(c.bcrypt_cost, 12);
+        assert_eq!(
+            c.sessions,
+            SessionLimits {
+                idle: 604_800,
+                max: 2_592_000,
+                reuse: 10
+            }
+        );
         assert_eq!(c.issuer, Issuer::Fixed(DEFAULT_ISSUER.into()));
         assert_eq!(c.verification_key(), &KeyConfig::File("k.pem".into()));
         assert!(!c.uses_aws());
@@ -257,6 +288,18 @@ mod tests {
                 "AUTH_TOKEN_TTL_SECONDS",
             ),
             (vec![key, ("AUTH_ISSUER", "example.com")], "AUTH_ISSUER"),
+            (
+                vec![key, ("AUTH_REFRESH_IDLE_SECONDS", "0")],
+                "AUTH_REFRESH_IDLE_SECONDS",
+            ),
+            (
+                vec![key, ("AUTH_SESSION_MAX_SECONDS", "-1")],
+                "AUTH_SESSION_MAX_SECONDS",
+            ),
+            (
+                vec![key, ("AUTH_REFRESH_REUSE_SECONDS", "ten")],
+                "AUTH_REFRESH_REUSE_SECONDS",
+            ),
             (vec![key, ("AUTH_ISSUER", "https://x/")], "AUTH_ISSUER"),
         ] {
             assert_eq!(config(&pairs).unwrap_err().name, name, "{pairs:?}");

@@ -7,6 +7,7 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::session::SessionError;
 use crate::signer::SignError;
 use crate::store::StoreError;
 
@@ -45,6 +46,10 @@ pub enum ApiError {
     /// 401 with `WWW-Authenticate: Bearer`: unknown user or wrong password, indistinguishable.
     #[error("{BAD_CREDENTIALS}")]
     InvalidCredentials,
+    /// 400 `invalid_grant`: a refresh token that is unknown, malformed, expired, revoked or
+    /// reused; one answer for every cause.
+    #[error("The refresh token is invalid, expired or revoked")]
+    InvalidGrant,
     /// 401 with `WWW-Authenticate: Bearer error="invalid_token"`: missing, malformed, forged,
     /// expired or orphaned bearer token.
     #[error("{0}")]
@@ -75,7 +80,7 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::InvalidGrant => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -100,7 +105,7 @@ impl ApiError {
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Validation { .. } => Some("invalid_request"),
-            ApiError::InvalidCredentials => Some("invalid_grant"),
+            ApiError::InvalidCredentials | ApiError::InvalidGrant => Some("invalid_grant"),
             ApiError::InvalidToken(_) => Some("invalid_token"),
             _ => None,
         }
@@ -167,6 +172,15 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate => ApiError::UsernameTaken,
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Fault(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        match e {
+            SessionError::Invalid => ApiError::InvalidGrant,
+            SessionError::Store(e) => e.into(),
         }
     }
 }

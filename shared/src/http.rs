@@ -77,14 +77,23 @@ fn media_type(req: &Request) -> Option<String> {
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-/// Reads the body as one of `accepted` formats, checking size and emptiness first.
-pub fn read_fields(req: &Request, accepted: &[BodyFormat]) -> Result<Fields, ApiError> {
-    let bytes: &[u8] = match req.body() {
+fn body_bytes(req: &Request) -> &[u8] {
+    match req.body() {
         Body::Empty => &[],
         Body::Text(t) => t.as_bytes(),
         Body::Binary(b) => b,
         _ => &[],
-    };
+    }
+}
+
+/// Whether the request carries a body worth reading (not absent or only whitespace).
+pub fn has_body(req: &Request) -> bool {
+    !body_bytes(req).iter().all(u8::is_ascii_whitespace)
+}
+
+/// Reads the body as one of `accepted` formats, checking size and emptiness first.
+pub fn read_fields(req: &Request, accepted: &[BodyFormat]) -> Result<Fields, ApiError> {
+    let bytes = body_bytes(req);
     if bytes.len() > MAX_BODY_BYTES {
         return Err(ApiError::PayloadTooLarge(MAX_BODY_BYTES));
     }
@@ -149,8 +158,8 @@ fn parse_form(bytes: &[u8]) -> Result<Fields, ApiError> {
     Ok(Fields(map))
 }
 
-/// The fields of a JSON object or form body.
-#[derive(Debug)]
+/// The fields of a JSON object or form body (none for a request without a body).
+#[derive(Debug, Default)]
 pub struct Fields(Map<String, Value>);
 
 impl Fields {

@@ -6,16 +6,19 @@
 //! request to one handler in [`handlers`].
 
 pub mod aws;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod password;
 pub mod policy;
+pub mod session;
 pub mod signer;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod throttle;
 pub mod token;
 
 pub use config::{Config, Issuer};

@@ -20,6 +20,25 @@ pub const FULL_NAME_MAX_CHARS: usize = 128;
 pub const PASSWORD_MIN_SCORE: u8 = 2;
 /// Only this many leading characters are given to zxcvbn, whose cost grows with length.
 const STRENGTH_CHECK_CHARS: usize = 100;
+/// Consecutive failed logins allowed before waits begin.
+pub const FREE_FAILURES: u32 = 5;
+/// The longest wait between login attempts, in seconds (15 minutes).
+pub const MAX_WAIT_SECONDS: u64 = 15 * 60;
+
+/// Seconds an account with `failures` consecutive failures must wait after the last one:
+/// nothing for the first [`FREE_FAILURES`], then 2^(n−5) s, capped at [`MAX_WAIT_SECONDS`].
+pub fn wait_after(failures: u32) -> u64 {
+    if failures < FREE_FAILURES {
+        0
+    } else {
+        let exp = failures - FREE_FAILURES;
+        if exp >= 10 {
+            MAX_WAIT_SECONDS
+        } else {
+            (1u64 << exp).min(MAX_WAIT_SECONDS)
+        }
+    }
+}
 
 /// A username as shown (NFKC, as first registered) and its unique, case-insensitive key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,6 +147,29 @@ pub fn password(raw: &str, username: &Username, full_name: Option<&str>) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_double_after_five_failures_and_stop_at_fifteen_minutes() {
+        let waits: Vec<u64> = (0..=16).map(wait_after).collect();
+        assert_eq!(
+            waits,
+            [
+                0, 0, 0, 0, 0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 900, 900
+            ]
+        );
+        assert_eq!(wait_after(u32::MAX), MAX_WAIT_SECONDS);
+    }
+
+    #[test]
+    fn the_schedule_keeps_failures_under_100_an_hour() {
+        // An attacker who retries the moment each wait ends.
+        let (mut t, mut failures) = (0u64, 0u32);
+        while t < 3600 {
+            failures += 1;
+            t += wait_after(failures).max(1);
+        }
+        assert!(failures < 100, "{failures} failures in an hour");
+    }
 
     fn reason(e: ApiError) -> String {
         match e {

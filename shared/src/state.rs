@@ -1,18 +1,18 @@
 //! What each function builds once per cold start from [`Config`]: only what its handler uses,
 //! so `me` and `jwks` never load the private key and `register` never loads a key at all.
 
-use std::sync::Arc;
-
 use crate::config::{Config, Issuer, KeyConfig, StoreConfig};
 use crate::password::PasswordHasher;
 use aws_config::SdkConfig;
 
+use crate::clock::{self, Clock};
+use crate::session::SessionLimits;
 use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::store::{
-    CredentialStore, Credentials, DynamoStore, NewUser, Profile, ProfileReader, SqliteStore,
-    StoreError, UserWriter,
+    CredentialStore, Credentials, DynamoStore, NewUser, ProfileReader, ProfileWithSession,
+    SessionRecord, SessionStore, SqliteStore, StoreError, UserWriter,
 };
-use crate::token::{TokenIssuer, TokenVerifier, now};
+use crate::token::{TokenIssuer, TokenVerifier};
 
 /// A cold start that cannot complete: reported as one line, then the process exits.
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +26,6 @@ pub enum InitError {
     /// The key cannot be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
-}
-
-/// Seconds since the epoch; replaceable so tests can drive the lockout schedule.
-pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-/// The system clock.
-pub fn system_clock() -> Clock {
-    Arc::new(now)
 }
 
 /// State of the `register` function.
@@ -54,7 +46,9 @@ pub struct LoginState<C, S> {
     pub tokens: TokenIssuer<S>,
     /// `iss` of the tokens.
     pub issuer: Issuer,
-    /// The time, for the lockout schedule.
+    /// How long sessions last.
+    pub sessions: SessionLimits,
+    /// The time, for the lockout schedule and sessions.
     pub clock: Clock,
 }
 
@@ -66,6 +60,20 @@ pub struct MeState<P> {
     pub verifier: TokenVerifier,
     /// The `iss` tokens must carry.
     pub issuer: Issuer,
+    /// The time, for session ends.
+    pub clock: Clock,
+}
+
+/// State of the `logout` function.
+pub struct LogoutState<S> {
+    /// Sessions and the accounts' session epochs.
+    pub store: S,
+    /// Checks bearer tokens.
+    pub verifier: TokenVerifier,
+    /// The `iss` tokens must carry.
+    pub issuer: Issuer,
+    /// The time, for session ends.
+    pub clock: Clock,
 }
 
 /// State of the `jwks` function: the public key and the issuer's discovery document.
@@ -124,10 +132,10 @@ impl CredentialStore for AnyStore {
         }
     }
 
-    async fn record_failure(&self, user: &Credentials, at: u64) -> Result<u32, StoreError> {
+    async fn claim_attempt(&self, user: &Credentials, at: u64) -> Result<bool, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.record_failure(user, at).await,
-            AnyStore::Dynamo(s) => s.record_failure(user, at).await,
+            AnyStore::Sqlite(s) => s.claim_attempt(user, at).await,
+            AnyStore::Dynamo(s) => s.claim_attempt(user, at).await,
         }
     }
 
@@ -144,10 +152,60 @@ impl CredentialStore for AnyStore {
 }
 
 impl ProfileReader for AnyStore {
-    async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
+    async fn profile(
+        &self,
+        id: &str,
+        username: &str,
+        sid: &str,
+    ) -> Result<Option<ProfileWithSession>, StoreError> {
         match self {
-            AnyStore::Sqlite(s) => s.profile(id, username).await,
-            AnyStore::Dynamo(s) => s.profile(id, username).await,
+            AnyStore::Sqlite(s) => s.profile(id, username, sid).await,
+            AnyStore::Dynamo(s) => s.profile(id, username, sid).await,
+        }
+    }
+}
+
+impl SessionStore for AnyStore {
+    async fn create_session(&self, session: &SessionRecord, now: u64) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.create_session(session, now).await,
+            AnyStore::Dynamo(s) => s.create_session(session, now).await,
+        }
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.session(sid).await,
+            AnyStore::Dynamo(s) => s.session(sid).await,
+        }
+    }
+
+    async fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.rotate_session(from, to).await,
+            AnyStore::Dynamo(s) => s.rotate_session(from, to).await,
+        }
+    }
+
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.end_session(sid).await,
+            AnyStore::Dynamo(s) => s.end_session(sid).await,
+        }
+    }
+
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.end_all_sessions(user_id, username_key).await,
+            AnyStore::Dynamo(s) => s.end_all_sessions(user_id, username_key).await,
         }
     }
 }
@@ -197,7 +255,8 @@ impl LoginState<AnyStore, AnySigner> {
                 config.token_ttl,
             ),
             issuer: config.issuer.clone(),
-            clock: system_clock(),
+            sessions: config.sessions,
+            clock: clock::system(),
         })
     }
 }
@@ -210,6 +269,20 @@ impl MeState<AnyStore> {
             store: AnyStore::open(config, aws.as_ref())?,
             verifier: TokenVerifier::new(public_key(config, aws.as_ref()).await?, &config.audience),
             issuer: config.issuer.clone(),
+            clock: clock::system(),
+        })
+    }
+}
+
+impl LogoutState<AnyStore> {
+    /// Opens the store and loads the public key.
+    pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
+        Ok(LogoutState {
+            store: AnyStore::open(config, aws.as_ref())?,
+            verifier: TokenVerifier::new(public_key(config, aws.as_ref()).await?, &config.audience),
+            issuer: config.issuer.clone(),
+            clock: clock::system(),
         })
     }
 }

@@ -2,7 +2,9 @@
 //! verified with the algorithm pinned, the `kid`, `typ`, `iss`, `aud` and `exp` all checked
 //! (RFC 8725).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::clock::now;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,6 +40,9 @@ pub struct Claims {
     /// The username as registered (OIDC's claim name). Stores keyed by username find the
     /// account with it; the account must still carry the id in `sub`.
     pub preferred_username: String,
+    /// The session this token belongs to: `/me` refuses it once that session has ended. Tokens
+    /// without it (issued before sessions existed) do not deserialise, so they are refused.
+    pub sid: String,
 }
 
 /// A freshly issued token.
@@ -56,14 +61,6 @@ fn invalid(detail: &'static str) -> ApiError {
 
 /// Detail for any token that is not acceptable.
 pub const INVALID_TOKEN: &str = "Could not validate credentials";
-
-/// Seconds since the Unix epoch.
-pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
 
 /// Issues tokens for one audience.
 pub struct TokenIssuer<S> {
@@ -87,14 +84,15 @@ impl<S: Signer> TokenIssuer<S> {
         self.signer.public_key()
     }
 
-    /// Issues a token from `iss` for the user `user_id` named `username`, now.
+    /// Issues a token from `iss` for the user `user_id` named `username` in session `sid`, now.
     pub async fn issue(
         &self,
         iss: &str,
         user_id: &str,
         username: &str,
+        sid: &str,
     ) -> Result<IssuedToken, SignError> {
-        self.issue_at(iss, user_id, username, now()).await
+        self.issue_at(iss, user_id, username, sid, now()).await
     }
 
     /// Issues a token as if the time were `iat` (tests use past times).
@@ -103,6 +101,7 @@ impl<S: Signer> TokenIssuer<S> {
         iss: &str,
         user_id: &str,
         username: &str,
+        sid: &str,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
         let claims = Claims {
@@ -113,6 +112,7 @@ impl<S: Signer> TokenIssuer<S> {
             exp: iat + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
             preferred_username: username.into(),
+            sid: sid.into(),
         };
         let mut header = Header::new(Algorithm::RS256);
         header.typ = Some(TOKEN_TYPE.into());
@@ -240,13 +240,13 @@ pub(crate) mod tests {
 
     fn claims_now(sub: &str) -> serde_json::Value {
         let t = now();
-        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": t, "exp": t + 600, "jti": "x", "preferred_username": "emma"})
+        serde_json::json!({"iss": ISS, "aud": AUD, "sub": sub, "iat": t, "exp": t + 600, "jti": "x", "preferred_username": "emma", "sid": "s-1"})
     }
 
     #[tokio::test]
     async fn an_issued_token_verifies_and_has_the_rfc9068_shape() {
         let i = issuer();
-        let t = i.issue(ISS, "user-1", "emma").await.unwrap();
+        let t = i.issue(ISS, "user-1", "emma", "s-1").await.unwrap();
         assert_eq!(t.expires_in, 1800);
         let header = jsonwebtoken::decode_header(&t.access_token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
@@ -286,7 +286,7 @@ pub(crate) mod tests {
     async fn expired_tokens_are_refused() {
         let i = issuer();
         let old = i
-            .issue_at(ISS, "user-1", "emma", now() - 3600)
+            .issue_at(ISS, "user-1", "emma", "s-1", now() - 3600)
             .await
             .unwrap();
         assert!(matches!(
@@ -326,7 +326,11 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn tampered_payloads_are_refused() {
         let i = issuer();
-        let t = i.issue(ISS, "user-1", "emma").await.unwrap().access_token;
+        let t = i
+            .issue(ISS, "user-1", "emma", "s-1")
+            .await
+            .unwrap()
+            .access_token;
         let parts: Vec<&str> = t.split('.').collect();
         let mut claims: serde_json::Value =
             serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
@@ -346,7 +350,7 @@ pub(crate) mod tests {
         assert_refused(
             &verifier(&i),
             &foreign
-                .issue(ISS, "user-1", "emma")
+                .issue(ISS, "user-1", "emma", "s-1")
                 .await
                 .unwrap()
                 .access_token,
@@ -378,7 +382,7 @@ pub(crate) mod tests {
         assert_refused(
             &v,
             &wrong_iss
-                .issue("https://evil.example", "u", "emma")
+                .issue("https://evil.example", "u", "emma", "s-1")
                 .await
                 .unwrap()
                 .access_token,
@@ -388,7 +392,7 @@ pub(crate) mod tests {
         assert_refused(
             &v,
             &wrong_aud
-                .issue(ISS, "u", "emma")
+                .issue(ISS, "u", "emma", "s-1")
                 .await
                 .unwrap()
                 .access_token,

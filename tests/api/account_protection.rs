@@ -4,18 +4,6 @@
 
 use crate::helpers::{GOOD_PASSWORD, TestApp};
 
-/// Runs each rule as `sqlite::<rule>` and `dynamodb::<rule>`.
-macro_rules! on_both_backends {
-    ($($rule:ident),* $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::new().await).await; })*
-        }
-        mod dynamodb {
-            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::dynamo().await).await; })*
-        }
-    };
-}
-
 on_both_backends!(
     usernames_are_unique_without_regard_to_case,
     after_five_failures_each_attempt_waits_and_a_success_resets,

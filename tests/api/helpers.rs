@@ -10,9 +10,9 @@ use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::Config;
-use shared::handlers::{discovery, login, me, register};
+use shared::handlers::{discovery, login, logout, me, register};
 use shared::signer::AnySigner;
-use shared::state::{AnyStore, DiscoveryState, LoginState, MeState, RegisterState};
+use shared::state::{AnyStore, DiscoveryState, LoginState, LogoutState, MeState, RegisterState};
 use shared::store::DynamoStore;
 
 /// A password the policy accepts.
@@ -24,6 +24,7 @@ pub enum Route {
     Register,
     Login,
     Me,
+    Logout,
     Discovery,
 }
 
@@ -42,6 +43,7 @@ pub struct TestApp {
     register: RegisterState<AnyStore>,
     login: LoginState<AnyStore, AnySigner>,
     me: MeState<AnyStore>,
+    logout: LogoutState<AnyStore>,
     discovery: DiscoveryState,
     clock: Arc<AtomicU64>,
 }
@@ -64,6 +66,13 @@ impl Reply {
             body: serde_json::from_str(&raw).unwrap_or(Value::Null),
             raw,
         }
+    }
+
+    /// The access and refresh tokens of a 200 from the token endpoint.
+    pub fn token_pair(&self) -> (String, String) {
+        assert_eq!(self.status, 200, "{}", self.raw);
+        let get = |k: &str| self.body[k].as_str().expect(k).to_string();
+        (get("access_token"), get("refresh_token"))
     }
 
     pub fn header(&self, name: &str) -> &str {
@@ -89,6 +98,11 @@ impl TestApp {
     }
 
     pub async fn with_cost(cost: u32) -> Self {
+        Self::with_settings(cost, &[]).await
+    }
+
+    /// An app with extra settings (e.g. short session limits).
+    pub async fn with_settings(cost: u32, extra: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (private, public) = write_test_keys(dir.path());
         let vars = [
@@ -102,17 +116,31 @@ impl TestApp {
             ("AUTH_AUDIENCE", "example-api".into()),
             ("AUTH_BCRYPT_COST", cost.to_string()),
         ];
-        let config =
-            Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-                .unwrap();
-        // A frozen clock that only `advance` moves: a slow machine must not open a lockout early.
-        let clock = Arc::new(AtomicU64::new(shared::token::now()));
+        let config = Config::from_lookup(|k| {
+            extra
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+                .or_else(|| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+        })
+        .unwrap();
+        // A frozen clock that only `advance` moves: a slow machine must not open a lockout early
+        // or end a session.
+        let clock = Arc::new(AtomicU64::new(shared::clock::now()));
+        let frozen = || -> shared::clock::Clock {
+            let clock = clock.clone();
+            Arc::new(move || clock.load(Ordering::SeqCst))
+        };
         let mut login = LoginState::from_config(&config).await.unwrap();
-        let shared_clock = clock.clone();
-        login.clock = Arc::new(move || shared_clock.load(Ordering::SeqCst));
+        login.clock = frozen();
+        let mut me = MeState::from_config(&config).await.unwrap();
+        me.clock = frozen();
+        let mut logout = LogoutState::from_config(&config).await.unwrap();
+        logout.clock = frozen();
         TestApp {
             register: RegisterState::from_config(&config).await.unwrap(),
-            me: MeState::from_config(&config).await.unwrap(),
+            me,
+            logout,
             discovery: DiscoveryState::from_config(&config).await.unwrap(),
             login,
             dir,
@@ -134,6 +162,7 @@ impl TestApp {
         app.register.store = store();
         app.login.store = store();
         app.me.store = store();
+        app.logout.store = store();
         app.backend = Backend::Dynamo {
             client: aws_sdk_dynamodb::Client::new(&config),
             table,
@@ -248,6 +277,11 @@ impl TestApp {
         }
     }
 
+    /// Shorter session limits for the login function (the other functions need none).
+    pub fn set_session_limits(&mut self, limits: shared::session::SessionLimits) {
+        self.login.sessions = limits;
+    }
+
     /// The login function's (frozen) time.
     pub fn now(&self) -> u64 {
         self.clock.load(Ordering::SeqCst)
@@ -263,6 +297,7 @@ impl TestApp {
             Route::Register => register::handle(&self.register, req).await,
             Route::Login => login::handle(&self.login, req).await,
             Route::Me => me::handle(&self.me, req).await,
+            Route::Logout => logout::handle(&self.logout, req).await,
             Route::Discovery => discovery::handle(&self.discovery, req).await,
         })
     }
@@ -316,6 +351,16 @@ impl TestApp {
         .await
     }
 
+    pub async fn login_json(&self, body: Value) -> Reply {
+        self.raw(
+            Route::Login,
+            Method::POST,
+            Some("application/json"),
+            body.to_string(),
+        )
+        .await
+    }
+
     pub async fn login(&self, username: &str, password: &str) -> Reply {
         self.raw(
             Route::Login,
@@ -328,9 +373,46 @@ impl TestApp {
 
     /// Logs in and returns the access token.
     pub async fn token(&self, username: &str, password: &str) -> String {
+        self.tokens(username, password).await.0
+    }
+
+    /// Logs in and returns the access and refresh tokens.
+    pub async fn tokens(&self, username: &str, password: &str) -> (String, String) {
         let reply = self.login(username, password).await;
         assert_eq!(reply.status, 200, "{}", reply.raw);
-        reply.body["access_token"].as_str().unwrap().to_string()
+        reply.token_pair()
+    }
+
+    /// The refresh grant, as a form.
+    pub async fn refresh(&self, refresh_token: &str) -> Reply {
+        self.login_form(&format!(
+            "grant_type=refresh_token&refresh_token={refresh_token}"
+        ))
+        .await
+    }
+
+    /// `POST /logout` with an optional bearer, a content type and a body.
+    pub async fn logout(
+        &self,
+        bearer: Option<&str>,
+        content_type: Option<&str>,
+        body: &str,
+    ) -> Reply {
+        let mut builder = HttpRequest::builder()
+            .method(Method::POST)
+            .uri("https://api.example.test/logout");
+        if let Some(token) = bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
+        }
+        let body = if body.is_empty() {
+            Body::Empty
+        } else {
+            Body::Text(body.into())
+        };
+        self.send(Route::Logout, builder.body(body).unwrap()).await
     }
 
     pub async fn me_with(&self, authorization: Option<&str>) -> Reply {

@@ -6,6 +6,7 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http;
+use crate::session;
 use crate::state::MeState;
 use crate::store::ProfileReader;
 use crate::token::INVALID_TOKEN;
@@ -23,14 +24,15 @@ async fn me<P: ProfileReader>(
     let iss = http::issuer(&state.issuer, &req)?;
     let claims = state.verifier.verify(http::bearer_token(&req)?, &iss)?;
     // A valid signature is not enough: the account must still exist (deleted, or replaced by a
-    // new account of the same name, which has a new id).
-    let profile = state
+    // new account of the same name, which has a new id) and the token's session must be open.
+    let found = state
         .store
-        .profile(&claims.sub, &claims.preferred_username)
+        .profile(&claims.sub, &claims.preferred_username, &claims.sid)
         .await?
+        .filter(|found| session::is_open(found, &claims.sub, (state.clock)()))
         .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
     Ok(http::json(
         StatusCode::OK,
-        &json!({"username": profile.username, "full_name": profile.full_name}),
+        &json!({"username": found.profile.username, "full_name": found.profile.full_name}),
     ))
 }

@@ -2,5 +2,6 @@
 
 pub mod discovery;
 pub mod login;
+pub mod logout;
 pub mod me;
 pub mod register;

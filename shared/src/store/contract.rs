@@ -2,12 +2,16 @@
 //! the integration tests (`tests/store_contract.rs`) run the whole suite against SQLite and
 //! against DynamoDB on moto. Compiled only for tests (`--features testing`).
 
-use super::{CredentialStore, NewUser, Profile, ProfileReader, StoreError, UserWriter};
+use super::{
+    CredentialStore, NewUser, Profile, ProfileReader, SessionStore, StoreError, UserWriter,
+};
 use crate::policy;
+use crate::session::{self, Grant, SessionError, SessionLimits};
+use crate::throttle::{self, Attempt};
 
 /// Everything a full backend implements.
-pub trait FullStore: UserWriter + CredentialStore + ProfileReader {}
-impl<T: UserWriter + CredentialStore + ProfileReader> FullStore for T {}
+pub trait FullStore: UserWriter + CredentialStore + ProfileReader + SessionStore {}
+impl<T: UserWriter + CredentialStore + ProfileReader + SessionStore> FullStore for T {}
 
 /// A user whose key derives from `username`, with a unique id.
 pub fn new_user(id_hint: &str, username: &str) -> NewUser {
@@ -36,18 +40,29 @@ pub async fn create_and_read(store: &impl FullStore) {
     );
     assert_eq!(creds.password_hash, user.password_hash);
     assert_eq!((creds.failed_logins, creds.last_failed_at), (0, None));
+    assert_eq!(creds.session_epoch, 0);
+    let found = store.profile(&user.id, "Emma", "no-session").await.unwrap();
     assert_eq!(
-        store.profile(&user.id, "Emma").await.unwrap(),
-        Some(Profile {
-            username: "Emma".into(),
-            full_name: Some("Full Emma".into())
-        })
+        found.map(|f| (f.profile, f.session)),
+        Some((
+            Profile {
+                username: "Emma".into(),
+                full_name: Some("Full Emma".into())
+            },
+            None
+        ))
     );
     assert!(store.credentials("nobody").await.unwrap().is_none());
-    assert!(store.profile("no-such-id", "Emma").await.unwrap().is_none());
     assert!(
         store
-            .profile("no-such-id", "nobody")
+            .profile("no-such-id", "Emma", "s")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .profile("no-such-id", "nobody", "s")
             .await
             .unwrap()
             .is_none()
@@ -57,8 +72,12 @@ pub async fn create_and_read(store: &impl FullStore) {
         ..new_user("anon", "anon")
     };
     store.create(&anonymous).await.unwrap();
-    let profile = store.profile(&anonymous.id, "anon").await.unwrap().unwrap();
-    assert_eq!(profile.full_name, None);
+    let found = store
+        .profile(&anonymous.id, "anon", "s")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.profile.full_name, None);
 }
 
 /// A taken key is refused whatever the case, and the first account is kept.
@@ -79,19 +98,21 @@ pub async fn duplicates_are_refused(store: &impl FullStore) {
     assert_eq!(kept.id, first.id, "first kept");
 }
 
-/// Failures count up atomically and a success resets them.
+/// Claimed attempts count up as failures, a stale claim is refused, and a success resets.
 pub async fn failures_count_and_reset(store: &impl FullStore) {
     let user = new_user("f", "fumbler");
     store.create(&user).await.unwrap();
     for n in 1..=3u32 {
         let creds = store.credentials("fumbler").await.unwrap().unwrap();
-        assert_eq!(
+        assert_eq!(creds.failed_logins, n - 1);
+        assert!(
             store
-                .record_failure(&creds, 1_000 + u64::from(n))
+                .claim_attempt(&creds, 1_000 + u64::from(n))
                 .await
-                .unwrap(),
-            n
+                .unwrap()
         );
+        // The same read again: another attempt already claimed this count.
+        assert!(!store.claim_attempt(&creds, 5_000).await.unwrap());
     }
     let creds = store.credentials("fumbler").await.unwrap().unwrap();
     assert_eq!(
@@ -128,10 +149,16 @@ pub async fn rehash_is_conditional(store: &impl FullStore) {
 pub async fn a_new_account_under_an_old_name_has_a_new_id(store: &impl FullStore) {
     let user = new_user("old", "Recycled");
     store.create(&user).await.unwrap();
-    assert!(store.profile(&user.id, "Recycled").await.unwrap().is_some());
     assert!(
         store
-            .profile(&user.id, "someone-else")
+            .profile(&user.id, "Recycled", "s")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .profile(&user.id, "someone-else", "s")
             .await
             .unwrap()
             .is_none()
@@ -148,10 +175,17 @@ pub async fn hostile_input_is_data(store: &impl FullStore) {
         .await
         .unwrap()
         .unwrap();
-    let profile = store.profile(&creds.id, name).await.unwrap().unwrap();
-    assert_eq!(profile.username, name);
+    let found = store.profile(&creds.id, name, "' OR '1'='1").await.unwrap();
+    assert_eq!(found.unwrap().profile.username, name);
     assert!(store.credentials("' OR '1'='1").await.unwrap().is_none());
-    assert!(store.profile("' OR '1'='1", name).await.unwrap().is_none());
+    assert!(
+        store
+            .profile("' OR '1'='1", name, "s")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.session("' OR '1'='1").await.unwrap().is_none());
 }
 
 /// Of many stores (separate connections or clients, as separate Lambda instances have)
@@ -178,30 +212,308 @@ pub fn concurrent_registrations_have_one_winner<S: FullStore + 'static>(stores: 
     assert_eq!(wins, 1);
 }
 
-/// Failures recorded at once through many stores are all counted (no lost update): the
-/// returned counts are exactly 1..=n in some order.
-pub fn concurrent_failures_are_all_counted<S: FullStore + 'static>(stores: Vec<S>) {
-    let n = stores.len() as u32;
+/// Login attempts made at once through many stores (separate Lambda instances) on one account
+/// cannot outrun the throttle: at most the free attempts are let through to a password check,
+/// every other one is told to wait. Each store runs on its own thread.
+pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(stores: Vec<S>) {
     let user = new_user("c", "contended");
     on_thread(|| stores[0].create(&user)).unwrap();
-    let mut counts: Vec<u32> = std::thread::scope(|scope| {
+    let outcomes: Vec<Attempt> = std::thread::scope(|scope| {
         let handles: Vec<_> = stores
             .iter()
-            .enumerate()
-            .map(|(i, store)| {
+            .map(|store| {
                 scope.spawn(move || {
-                    on_thread(|| async {
-                        let creds = store.credentials("contended").await?.expect("created");
-                        store.record_failure(&creds, 2_000 + i as u64).await
-                    })
-                    .unwrap()
+                    on_thread(|| throttle::claim(store, "contended", 2_000)).unwrap()
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    counts.sort_unstable();
-    assert_eq!(counts, (1..=n).collect::<Vec<u32>>());
+    let checked = outcomes
+        .iter()
+        .filter(|o| matches!(o, Attempt::Check(_)))
+        .count();
+    let waiting = outcomes
+        .iter()
+        .filter(|o| matches!(o, Attempt::Wait(_)))
+        .count();
+    assert_eq!(checked, policy::FREE_FAILURES as usize, "{outcomes:?}");
+    assert_eq!(checked + waiting, stores.len(), "{outcomes:?}");
+    let stored = on_thread(|| stores[0].credentials("contended"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.failed_logins, policy::FREE_FAILURES);
+}
+
+/// Limits for the session cases: short, so the clock passed in can cross them.
+pub const LIMITS: SessionLimits = SessionLimits {
+    idle: 100,
+    max: 250,
+    reuse: 10,
+};
+
+/// An account with a started session at `t`.
+async fn logged_in(store: &impl FullStore, name: &str, t: u64) -> Grant {
+    let user = new_user(name, name);
+    if store
+        .credentials(&user.username_key)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        store.create(&user).await.unwrap();
+    }
+    let creds = store
+        .credentials(&user.username_key)
+        .await
+        .unwrap()
+        .unwrap();
+    session::start(store, &creds, &LIMITS, t).await.unwrap()
+}
+
+/// Whether an access token of `grant`'s session would pass `/me` at `t`.
+async fn is_open(store: &impl FullStore, grant: &Grant, t: u64) -> bool {
+    store
+        .profile(&grant.user_id, &grant.username, &grant.sid)
+        .await
+        .unwrap()
+        .is_some_and(|found| session::is_open(&found, &grant.user_id, t))
+}
+
+fn refused(result: Result<Grant, SessionError>) {
+    assert!(
+        matches!(result, Err(SessionError::Invalid)),
+        "expected invalid_grant, got {result:?}"
+    );
+}
+
+/// A login's session is open; its refresh token rotates; the store keeps no presentable token.
+pub async fn sessions_rotate(store: &impl FullStore) {
+    let first = logged_in(store, "rotor", 1_000).await;
+    assert!(is_open(store, &first, 1_000).await);
+    let stored = store.session(&first.sid).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 1);
+    let stored_text = format!(
+        "{} {} {}",
+        stored.current_hash, stored.family_key, stored.username_key
+    );
+    assert!(!stored_text.contains(&first.refresh_token));
+
+    let second = session::refresh(store, &first.refresh_token, &LIMITS, 1_050)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second.sid.as_str(), second.user_id.as_str()),
+        (first.sid.as_str(), first.user_id.as_str())
+    );
+    assert_ne!(second.refresh_token, first.refresh_token);
+    let stored = store.session(&first.sid).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
+    let previous = stored.previous.as_ref().unwrap();
+    for field in [&stored.current_hash, &previous.hash, &previous.sealed_next] {
+        assert!(!field.contains(&second.refresh_token) && !field.contains(&first.refresh_token));
+    }
+    // The idle limit moved with the refresh: still open at 1_050 + 99.
+    assert!(is_open(store, &second, 1_149).await);
+    let third = session::refresh(store, &second.refresh_token, &LIMITS, 1_100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.session(&first.sid).await.unwrap().unwrap().generation,
+        3
+    );
+    assert!(is_open(store, &third, 1_100).await);
+}
+
+/// The previous token within the reuse interval gets the same successor and changes nothing;
+/// after it, or two generations back, the whole session ends (and only that session).
+pub async fn reuse_ends_the_session(store: &impl FullStore) {
+    let other = logged_in(store, "reuser", 1_000).await;
+    let first = logged_in(store, "reuser", 1_000).await;
+    let second = session::refresh(store, &first.refresh_token, &LIMITS, 1_001)
+        .await
+        .unwrap();
+    // A retry within the interval: same successor, no new generation.
+    let retry = session::refresh(store, &first.refresh_token, &LIMITS, 1_011)
+        .await
+        .unwrap();
+    assert_eq!(retry.refresh_token, second.refresh_token);
+    assert_eq!(
+        store.session(&first.sid).await.unwrap().unwrap().generation,
+        2
+    );
+    // Later than the interval: reuse. The session ends, its newest token fails too.
+    refused(session::refresh(store, &first.refresh_token, &LIMITS, 1_012).await);
+    assert!(store.session(&first.sid).await.unwrap().is_none());
+    refused(session::refresh(store, &second.refresh_token, &LIMITS, 1_012).await);
+    assert!(!is_open(store, &second, 1_012).await);
+    // The account's other session is untouched.
+    assert!(is_open(store, &other, 1_012).await);
+
+    // Two generations back, even at once, is reuse.
+    let a = logged_in(store, "reuser", 2_000).await;
+    let b = session::refresh(store, &a.refresh_token, &LIMITS, 2_000)
+        .await
+        .unwrap();
+    let c = session::refresh(store, &b.refresh_token, &LIMITS, 2_000)
+        .await
+        .unwrap();
+    refused(session::refresh(store, &a.refresh_token, &LIMITS, 2_000).await);
+    refused(session::refresh(store, &c.refresh_token, &LIMITS, 2_000).await);
+    assert!(!is_open(store, &c, 2_000).await);
+}
+
+/// Guessed, mangled or foreign tokens are refused and change nothing.
+pub async fn bad_refresh_tokens_change_nothing(store: &impl FullStore) {
+    let grant = logged_in(store, "guarded", 1_000).await;
+    let before = store.session(&grant.sid).await.unwrap().unwrap();
+    let mut mangled: Vec<char> = grant.refresh_token.chars().collect();
+    let last = mangled.len() - 5;
+    mangled[last] = if mangled[last] == 'A' { 'B' } else { 'A' };
+    let mangled: String = mangled.into_iter().collect();
+    // Same session id, an older generation, but a tag we cannot have made.
+    let forged_old = {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut bytes = engine.decode(&grant.refresh_token).unwrap();
+        bytes[16..20].copy_from_slice(&0u32.to_be_bytes());
+        engine.encode(bytes)
+    };
+    for bad in [
+        "",
+        "not-a-token",
+        &mangled,
+        &forged_old,
+        &"A".repeat(grant.refresh_token.len()),
+        "' OR '1'='1",
+    ] {
+        refused(session::refresh(store, bad, &LIMITS, 1_001).await);
+        session::end_by_token(store, bad).await.unwrap();
+    }
+    assert_eq!(store.session(&grant.sid).await.unwrap().unwrap(), before);
+    assert!(is_open(store, &grant, 1_001).await);
+    // The genuine token still works.
+    session::refresh(store, &grant.refresh_token, &LIMITS, 1_002)
+        .await
+        .unwrap();
+}
+
+/// Sessions end at their idle and absolute limits, and are refused from then on.
+pub async fn sessions_expire(store: &impl FullStore) {
+    let idle = logged_in(store, "sleeper", 1_000).await;
+    assert!(is_open(store, &idle, 1_099).await);
+    assert!(!is_open(store, &idle, 1_100).await);
+    refused(session::refresh(store, &idle.refresh_token, &LIMITS, 1_100).await);
+
+    // Refreshed every 90 s, it still ends 250 s after the login.
+    let mut grant = logged_in(store, "marathon", 1_000).await;
+    for t in [1_090, 1_180] {
+        grant = session::refresh(store, &grant.refresh_token, &LIMITS, t)
+            .await
+            .unwrap();
+    }
+    assert!(is_open(store, &grant, 1_249).await);
+    assert!(!is_open(store, &grant, 1_250).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_250).await);
+}
+
+/// Logging out by token ends that session; a global logout ends every session of the account
+/// in one write, sessions started after it work, and other accounts are untouched.
+pub async fn logouts_end_sessions(store: &impl FullStore) {
+    let one = logged_in(store, "leaver", 1_000).await;
+    let two = logged_in(store, "leaver", 1_000).await;
+    let stranger = logged_in(store, "stranger", 1_000).await;
+    session::end_by_token(store, &one.refresh_token)
+        .await
+        .unwrap();
+    assert!(!is_open(store, &one, 1_001).await);
+    refused(session::refresh(store, &one.refresh_token, &LIMITS, 1_001).await);
+    assert!(is_open(store, &two, 1_001).await);
+
+    let three = logged_in(store, "leaver", 1_000).await;
+    let key = policy::username_key("leaver");
+    let epoch = store.end_all_sessions(&two.user_id, &key).await.unwrap();
+    assert_eq!(epoch, Some(1));
+    for ended in [&two, &three] {
+        assert!(!is_open(store, ended, 1_001).await);
+        refused(session::refresh(store, &ended.refresh_token, &LIMITS, 1_001).await);
+    }
+    assert!(is_open(store, &stranger, 1_001).await);
+    let after = logged_in(store, "leaver", 1_001).await;
+    assert!(is_open(store, &after, 1_001).await);
+    session::refresh(store, &after.refresh_token, &LIMITS, 1_002)
+        .await
+        .unwrap();
+    // An account that is gone: nothing to end.
+    assert_eq!(
+        store.end_all_sessions("no-such-id", &key).await.unwrap(),
+        None
+    );
+}
+
+/// N refreshes of one token at once through separate stores all succeed with the same successor,
+/// make exactly one new generation and revoke nothing. Each store runs on its own thread.
+pub fn concurrent_refreshes_make_one_generation<S: FullStore + 'static>(stores: Vec<S>) {
+    let grant = on_thread(|| logged_in(&stores[0], "tabs", 1_000));
+    let results: Vec<Result<Grant, SessionError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .map(|store| {
+                let token = grant.refresh_token.clone();
+                scope.spawn(move || {
+                    on_thread(
+                        || async move { session::refresh(store, &token, &LIMITS, 1_001).await },
+                    )
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    check_one_generation(&stores[0], &grant, results);
+}
+
+/// The same as [`concurrent_refreshes_make_one_generation`], as tasks on one runtime.
+pub async fn concurrent_refresh_tasks_make_one_generation<S: FullStore + Clone + 'static>(
+    stores: Vec<S>,
+) {
+    let first = stores[0].clone();
+    let grant = logged_in(&first, "tasks", 1_000).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in stores {
+        let token = grant.refresh_token.clone();
+        tasks.spawn(async move { session::refresh(&store, &token, &LIMITS, 1_001).await });
+    }
+    let results = tasks.join_all().await;
+    check_one_generation_async(&first, &grant, results).await;
+}
+
+fn check_one_generation<S: FullStore>(
+    store: &S,
+    grant: &Grant,
+    results: Vec<Result<Grant, SessionError>>,
+) {
+    on_thread(|| check_one_generation_async(store, grant, results));
+}
+
+async fn check_one_generation_async<S: FullStore>(
+    store: &S,
+    grant: &Grant,
+    results: Vec<Result<Grant, SessionError>>,
+) {
+    let tokens: Vec<String> = results
+        .into_iter()
+        .map(|r| r.expect("every concurrent refresh succeeds").refresh_token)
+        .collect();
+    assert!(
+        tokens.iter().all(|t| *t == tokens[0]),
+        "all answered with one successor"
+    );
+    let stored = store.session(&grant.sid).await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2, "exactly one new generation");
+    assert!(is_open(store, grant, 1_001).await, "nothing revoked");
+    session::refresh(store, &tokens[0], &LIMITS, 1_002)
+        .await
+        .expect("the successor works");
 }
 
 fn on_thread<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {

@@ -2,7 +2,14 @@
 //!
 //! One item per user, keyed by `username_key` (the case-insensitive unique key):
 //! `user_id`, `username`, `hashed_password`, `full_name` (optional), `failed_logins`,
-//! `last_failed_at` (optional), `created_at`. Registration is one conditional `PutItem`
+//! `last_failed_at` (optional), `session_epoch` (optional, 0 when absent), `created_at`.
+//!
+//! One item per session in the same table (single-table design), keyed by
+//! [`SESSION_PREFIX`]` + sid`: a prefix no username key can carry (they hold no whitespace). It
+//! holds `account_key`, `user_id`, `epoch`, `family_key`, `generation`, `current_hash`, the
+//! previous generation (`previous_hash`, `sealed_next`, `rotated_at`), `created_at` and
+//! `expires_at`, the table's TTL attribute: DynamoDB deletes ended sessions by itself, and every
+//! read refuses them before it does. Registration is one conditional `PutItem`
 //! (`attribute_not_exists`), so of many concurrent registrations of a name exactly one wins;
 //! reads are strongly consistent `GetItem`s; counters and rehashes are conditional `UpdateItem`s.
 //! `/me` finds the account by the token's `preferred_username` and requires its `user_id` to
@@ -12,16 +19,25 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use super::{
-    CredentialStore, Credentials, NewUser, Profile, ProfileReader, StoreError, UserWriter,
+    CredentialStore, Credentials, NewUser, PreviousGeneration, Profile, ProfileReader,
+    ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError, UserWriter,
 };
 use crate::aws;
 use crate::policy;
 
 /// The table's partition key attribute.
 pub const KEY: &str = "username_key";
+/// The partition key prefix of session items (with a space: never part of a username key).
+pub const SESSION_PREFIX: &str = "#session ";
+/// The table's TTL attribute (seconds since the epoch), set on session items only.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+fn session_key(sid: &str) -> AttributeValue {
+    AttributeValue::S(format!("{SESSION_PREFIX}{sid}"))
+}
 
 /// A user store in one DynamoDB table.
 #[derive(Debug, Clone)]
@@ -102,7 +118,7 @@ impl UserWriter for DynamoStore {
             .item("username", s(&user.username))
             .item("hashed_password", s(&user.password_hash))
             .item("failed_logins", n(0))
-            .item("created_at", n(crate::token::now()))
+            .item("created_at", n(crate::clock::now()))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", KEY);
         if let Some(full_name) = &user.full_name {
@@ -118,6 +134,9 @@ impl UserWriter for DynamoStore {
 
 impl CredentialStore for DynamoStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
+        if username_key.starts_with(SESSION_PREFIX) {
+            return Ok(None);
+        }
         let Some(item) = self.get(username_key).await? else {
             return Ok(None);
         };
@@ -131,31 +150,34 @@ impl CredentialStore for DynamoStore {
             password_hash: field("hashed_password")?,
             failed_logins: get_n(&item, "failed_logins").unwrap_or(0) as u32,
             last_failed_at: get_n(&item, "last_failed_at"),
+            session_epoch: get_n(&item, "session_epoch").unwrap_or(0),
         }))
     }
 
-    async fn record_failure(&self, user: &Credentials, at: u64) -> Result<u32, StoreError> {
+    async fn claim_attempt(&self, user: &Credentials, at: u64) -> Result<bool, StoreError> {
+        // Items written by other tools may lack the counter: it then counts as 0.
+        let seen = if user.failed_logins == 0 {
+            "(failed_logins = :seen OR attribute_not_exists(failed_logins))"
+        } else {
+            "failed_logins = :seen"
+        };
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
             .key(KEY, s(&user.username_key))
-            .update_expression("ADD failed_logins :one SET last_failed_at = :at")
-            .condition_expression("user_id = :id")
-            .expression_attribute_values(":one", n(1))
+            .update_expression("SET failed_logins = :next, last_failed_at = :at")
+            .condition_expression(format!("user_id = :id AND {seen}"))
+            .expression_attribute_values(":seen", n(u64::from(user.failed_logins)))
+            .expression_attribute_values(":next", n(u64::from(user.failed_logins) + 1))
             .expression_attribute_values(":at", n(at))
             .expression_attribute_values(":id", s(&user.id))
-            .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
         match out {
-            Ok(out) => Ok(out
-                .attributes
-                .as_ref()
-                .and_then(|a| get_n(a, "failed_logins"))
-                .unwrap_or(0) as u32),
-            // The account was deleted or replaced meanwhile: nothing to count against.
-            Err(e) if condition_failed(&e) => Ok(0),
+            Ok(_) => Ok(true),
+            // Another attempt claimed this count first, or the account was replaced meanwhile.
+            Err(e) if condition_failed(&e) => Ok(false),
             Err(e) => Err(fail(e)),
         }
     }
@@ -207,16 +229,221 @@ impl CredentialStore for DynamoStore {
 }
 
 impl ProfileReader for DynamoStore {
-    async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
-        let Some(item) = self.get(&policy::username_key(username)).await? else {
-            return Ok(None);
-        };
-        if get_s(&item, "user_id").as_deref() != Some(id) {
+    async fn profile(
+        &self,
+        id: &str,
+        username: &str,
+        sid: &str,
+    ) -> Result<Option<ProfileWithSession>, StoreError> {
+        let user_key = policy::username_key(username);
+        if user_key.starts_with(SESSION_PREFIX) {
             return Ok(None);
         }
-        Ok(Some(Profile {
-            username: get_s(&item, "username").unwrap_or_default(),
-            full_name: get_s(&item, "full_name"),
+        // The account and the session in one strongly consistent round trip.
+        let keys = KeysAndAttributes::builder()
+            .keys(HashMap::from([(KEY.to_string(), s(&user_key))]))
+            .keys(HashMap::from([(KEY.to_string(), session_key(sid))]))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, keys)
+            .send()
+            .await
+            .map_err(fail)?;
+        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Unavailable(
+                "BatchGetItem left keys unprocessed".into(),
+            ));
+        }
+        let items = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default();
+        let key_of = |item: &Item| get_s(item, KEY);
+        let Some(user) = items
+            .iter()
+            .find(|i| key_of(i).as_deref() == Some(user_key.as_str()))
+        else {
+            return Ok(None);
+        };
+        if get_s(user, "user_id").as_deref() != Some(id) {
+            return Ok(None);
+        }
+        let session = items
+            .iter()
+            .find(|i| key_of(i).is_some_and(|k| k.starts_with(SESSION_PREFIX)))
+            .map(session_life)
+            .transpose()?;
+        Ok(Some(ProfileWithSession {
+            profile: Profile {
+                username: get_s(user, "username").unwrap_or_default(),
+                full_name: get_s(user, "full_name"),
+            },
+            account_epoch: get_n(user, "session_epoch").unwrap_or(0),
+            session,
         }))
+    }
+}
+
+fn required_s(item: &Item, name: &str) -> Result<String, StoreError> {
+    get_s(item, name).ok_or_else(|| StoreError::Fault(format!("item lacks {name}")))
+}
+
+fn required_n(item: &Item, name: &str) -> Result<u64, StoreError> {
+    get_n(item, name).ok_or_else(|| StoreError::Fault(format!("item lacks {name}")))
+}
+
+fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
+    Ok(SessionLife {
+        user_id: required_s(item, "user_id")?,
+        epoch: required_n(item, "epoch")?,
+        expires_at: required_n(item, TTL_ATTRIBUTE)?,
+    })
+}
+
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &SessionRecord, _now: u64) -> Result<(), StoreError> {
+        // Ended sessions need no pruning here: the table's TTL deletes them.
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, session_key(&session.sid))
+            .item("account_key", s(&session.username_key))
+            .item("user_id", s(&session.life.user_id))
+            .item("epoch", n(session.life.epoch))
+            .item("family_key", s(&session.family_key))
+            .item("generation", n(u64::from(session.generation)))
+            .item("current_hash", s(&session.current_hash))
+            .item("created_at", n(session.created_at))
+            .item(TTL_ATTRIBUTE, n(session.life.expires_at))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", KEY);
+        if let Some(p) = &session.previous {
+            put = put
+                .item("previous_hash", s(&p.hash))
+                .item("sealed_next", s(&p.sealed_next))
+                .item("rotated_at", n(p.rotated_at));
+        }
+        put.send().await.map(|_| ()).map_err(fail)
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key(KEY, session_key(sid))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(fail)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        let previous = match (
+            get_s(&item, "previous_hash"),
+            get_s(&item, "sealed_next"),
+            get_n(&item, "rotated_at"),
+        ) {
+            (Some(hash), Some(sealed_next), Some(rotated_at)) => Some(PreviousGeneration {
+                hash,
+                sealed_next,
+                rotated_at,
+            }),
+            _ => None,
+        };
+        Ok(Some(SessionRecord {
+            sid: sid.to_string(),
+            username_key: required_s(&item, "account_key")?,
+            life: session_life(&item)?,
+            family_key: required_s(&item, "family_key")?,
+            generation: u32::try_from(required_n(&item, "generation")?)
+                .map_err(|_| StoreError::Fault("generation out of range".into()))?,
+            current_hash: required_s(&item, "current_hash")?,
+            previous,
+            created_at: required_n(&item, "created_at")?,
+        }))
+    }
+
+    async fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let Some(previous) = &to.previous else {
+            return Err(StoreError::Fault(
+                "a rotation has a previous generation".into(),
+            ));
+        };
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, session_key(&from.sid))
+            .update_expression(
+                "SET generation = :g2, current_hash = :h2, previous_hash = :ph, \
+                 sealed_next = :sn, rotated_at = :ra, #ttl = :ea",
+            )
+            .condition_expression("generation = :g1 AND current_hash = :h1")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":g1", n(u64::from(from.generation)))
+            .expression_attribute_values(":h1", s(&from.current_hash))
+            .expression_attribute_values(":g2", n(u64::from(to.generation)))
+            .expression_attribute_values(":h2", s(&to.current_hash))
+            .expression_attribute_values(":ph", s(&previous.hash))
+            .expression_attribute_values(":sn", s(&previous.sealed_next))
+            .expression_attribute_values(":ra", n(previous.rotated_at))
+            .expression_attribute_values(":ea", n(to.life.expires_at))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, session_key(sid))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fail)
+    }
+
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        // One write however many sessions exist: every session started under an older epoch is
+        // refused from now on, and its item expires by TTL.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(username_key))
+            .update_expression("ADD session_epoch :one")
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":id", s(user_id))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .attributes
+                .as_ref()
+                .and_then(|a| get_n(a, "session_epoch"))),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(fail(e)),
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! User storage behind traits split by what each function needs (and may be allowed in IAM):
-//! `register` writes, `login` reads credentials and records outcomes, `me` reads profiles.
+//! User and session storage behind traits split by what each function needs (and may be allowed
+//! in IAM): `register` writes users, `login` reads credentials, claims attempts and starts and
+//! rotates sessions, `me` reads a profile together with the session of its token, `logout` ends
+//! sessions.
 
 mod dynamodb;
 mod sqlite;
@@ -9,7 +11,7 @@ pub mod contract;
 
 use std::future::Future;
 
-pub use dynamodb::DynamoStore;
+pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
 pub use sqlite::SqliteStore;
 
 /// A storage failure, classified by what the client should be told.
@@ -57,6 +59,9 @@ pub struct Credentials {
     pub failed_logins: u32,
     /// When the last failure happened, seconds since the epoch.
     pub last_failed_at: Option<u64>,
+    /// The account's session epoch: a global logout increments it, ending every session started
+    /// under an earlier epoch in one write.
+    pub session_epoch: u64,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -66,6 +71,7 @@ impl std::fmt::Debug for Credentials {
             .field("username", &self.username)
             .field("failed_logins", &self.failed_logins)
             .field("last_failed_at", &self.last_failed_at)
+            .field("session_epoch", &self.session_epoch)
             .finish_non_exhaustive()
     }
 }
@@ -93,12 +99,15 @@ pub trait CredentialStore: Send + Sync {
         username_key: &str,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
 
-    /// Atomically counts one more failed login of `user` at `at`; returns the new count.
-    fn record_failure(
+    /// Claims one password check for `user`, counting it as a failure up front (the count goes
+    /// to `user.failed_logins + 1`, the last failure to `at`), but only if the stored count is
+    /// still the one in `user`: a compare-and-set, so concurrent attempts cannot all pass the
+    /// same throttle check. `false` when another attempt got there first (read again).
+    fn claim_attempt(
         &self,
         user: &Credentials,
         at: u64,
-    ) -> impl Future<Output = Result<u32, StoreError>> + Send;
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Resets the failure count after a successful login and, when `rehash` is given as
     /// `(old, new)`, replaces the hash only if it is still `old` (a concurrent change wins).
@@ -109,13 +118,120 @@ pub trait CredentialStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// Reading profiles by user id (the `me` function).
+/// Reading profiles by user id together with the token's session (the `me` function).
 pub trait ProfileReader: Send + Sync {
     /// The profile of the user with this id and name, if that account still exists (a new
-    /// account under the same name has another id and does not match).
+    /// account under the same name has another id and does not match), with the state of
+    /// session `sid`, in one round trip to the store.
     fn profile(
         &self,
         id: &str,
         username: &str,
-    ) -> impl Future<Output = Result<Option<Profile>, StoreError>> + Send;
+        sid: &str,
+    ) -> impl Future<Output = Result<Option<ProfileWithSession>, StoreError>> + Send;
+}
+
+/// A profile and what decides whether a token's session is still open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileWithSession {
+    /// What `/me` shows.
+    pub profile: Profile,
+    /// The account's current session epoch.
+    pub account_epoch: u64,
+    /// The session, if it is still stored.
+    pub session: Option<SessionLife>,
+}
+
+/// The part of a session record that decides whether it is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLife {
+    /// The account the session belongs to.
+    pub user_id: String,
+    /// The account's session epoch when the session started.
+    pub epoch: u64,
+    /// When the session ends (idle or absolute limit, whichever is first), seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// One login's session: the refresh token's current generation and the one before it, stored as
+/// hashes only (see [`crate::session`]). `Debug` leaves the key material out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Random session id: the access tokens' `sid`.
+    pub sid: String,
+    /// The account's key, to find its record.
+    pub username_key: String,
+    /// When the session started, the account it belongs to, its epoch and its end.
+    pub life: SessionLife,
+    /// Key of the MAC that every refresh token of this session carries: proves that an old
+    /// generation presented again was really issued (reuse), without being able to mint a
+    /// current one.
+    pub family_key: String,
+    /// The current generation number (1 at login).
+    pub generation: u32,
+    /// SHA-256 of the current refresh token, base64url.
+    pub current_hash: String,
+    /// The generation before the current one, for the reuse interval.
+    pub previous: Option<PreviousGeneration>,
+    /// When the session started, seconds since the epoch.
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("sid", &self.sid)
+            .field("life", &self.life)
+            .field("generation", &self.generation)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The generation a rotation replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousGeneration {
+    /// SHA-256 of its refresh token, base64url.
+    pub hash: String,
+    /// The current token's secret, sealed with a key only the previous token yields: a retry with
+    /// the previous token gets the same successor, a copy of the store gets nothing presentable.
+    pub sealed_next: String,
+    /// When it was rotated, seconds since the epoch.
+    pub rotated_at: u64,
+}
+
+/// Storing, rotating and ending sessions (the `login` and `logout` functions).
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session; pruning ended ones is the backend's business (TTL, or deletes).
+    fn create_session(
+        &self,
+        session: &SessionRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session `sid`, if stored.
+    fn session(
+        &self,
+        sid: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Replaces `from` by `to` (same `sid`) in one conditional write that holds only if the
+    /// stored generation and current hash are still `from`'s: `false` when a concurrent rotation
+    /// or an end won.
+    fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes session `sid` (nothing happens if it is gone).
+    fn end_session(&self, sid: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends every session of the account `user` in one write (its epoch goes up by one) and
+    /// returns the new epoch; `None` when the account is gone.
+    fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
 }

@@ -3,7 +3,8 @@
 //! The tutorial's table is `users(username TEXT PRIMARY KEY, hashed_password TEXT, full_name TEXT)`.
 //! Opening such a file adds the columns this service needs (a random `user_id`, the
 //! case-insensitive `username_key`, failure counters) in one transaction, keeping every row and
-//! hash, so its users log in unchanged. WAL and a busy timeout let several function processes
+//! hash, so its users log in unchanged. Sessions live in their own `sessions` table, which the
+//! tutorial's app never reads; ended ones are pruned whenever a session is written. WAL and a busy timeout let several function processes
 //! share the file under `cargo lambda watch`.
 
 use std::path::Path;
@@ -13,12 +14,13 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CredentialStore, Credentials, NewUser, Profile, ProfileReader, StoreError, UserWriter,
+    CredentialStore, Credentials, NewUser, PreviousGeneration, Profile, ProfileReader,
+    ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError, UserWriter,
 };
 use crate::policy;
 
 /// Schema version written to `PRAGMA user_version` once migrated.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// How long a writer waits for another process's lock before the request gets a 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -107,6 +109,10 @@ impl SqliteStore {
                     "last_failed_at",
                     "ALTER TABLE users ADD COLUMN last_failed_at INTEGER",
                 ),
+                (
+                    "session_epoch",
+                    "ALTER TABLE users ADD COLUMN session_epoch INTEGER NOT NULL DEFAULT 0",
+                ),
             ] {
                 if !existing.iter().any(|c| c == column) {
                     tx.execute(ddl, []).map_err(classify)?;
@@ -152,6 +158,22 @@ impl SqliteStore {
             tx.execute_batch(&format!(
                 "CREATE UNIQUE INDEX IF NOT EXISTS users_user_id ON users(user_id);
                  CREATE UNIQUE INDEX IF NOT EXISTS users_username_key ON users(username_key);
+                 CREATE TABLE IF NOT EXISTS sessions (
+                     sid TEXT PRIMARY KEY,
+                     user_id TEXT NOT NULL,
+                     username_key TEXT NOT NULL,
+                     epoch INTEGER NOT NULL,
+                     family_key TEXT NOT NULL,
+                     generation INTEGER NOT NULL,
+                     current_hash TEXT NOT NULL,
+                     previous_hash TEXT,
+                     sealed_next TEXT,
+                     rotated_at INTEGER,
+                     created_at INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS sessions_user_id ON sessions(user_id);
+                 CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions(expires_at);
                  PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(classify)?;
@@ -190,7 +212,8 @@ impl CredentialStore for SqliteStore {
         let conn = self.lock();
         let mut select = conn
             .prepare_cached(
-                "SELECT user_id, hashed_password, failed_logins, last_failed_at, username
+                "SELECT user_id, hashed_password, failed_logins, last_failed_at, username,
+                        session_epoch
                  FROM users WHERE username_key = ?1",
             )
             .map_err(classify)?;
@@ -203,22 +226,21 @@ impl CredentialStore for SqliteStore {
                     password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
                     failed_logins: r.get(2)?,
                     last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+                    session_epoch: r.get::<_, i64>(5)?.max(0) as u64,
                 })
             })
             .optional()
             .map_err(classify)
     }
 
-    async fn record_failure(&self, user: &Credentials, at: u64) -> Result<u32, StoreError> {
+    async fn claim_attempt(&self, user: &Credentials, at: u64) -> Result<bool, StoreError> {
         self.lock()
-            .query_row(
-                "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?2
-                 WHERE user_id = ?1 RETURNING failed_logins",
-                params![user.id, i64::try_from(at).unwrap_or(i64::MAX)],
-                |r| r.get(0),
+            .execute(
+                "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?3
+                 WHERE user_id = ?1 AND failed_logins = ?2",
+                params![user.id, user.failed_logins, int(at)],
             )
-            .optional()
-            .map(|count| count.unwrap_or(0))
+            .map(|changed| changed == 1)
             .map_err(classify)
     }
 
@@ -246,24 +268,181 @@ impl CredentialStore for SqliteStore {
     }
 }
 
+/// Seconds as SQLite's integer (saturating: no time this service stores comes near the limit).
+fn int(t: u64) -> i64 {
+    i64::try_from(t).unwrap_or(i64::MAX)
+}
+
+fn uint(t: i64) -> u64 {
+    t.max(0) as u64
+}
+
 impl ProfileReader for SqliteStore {
-    async fn profile(&self, id: &str, username: &str) -> Result<Option<Profile>, StoreError> {
-        // Every warm `/me` runs this: the compiled statement is kept, not parsed again.
+    async fn profile(
+        &self,
+        id: &str,
+        username: &str,
+        sid: &str,
+    ) -> Result<Option<ProfileWithSession>, StoreError> {
+        // Every warm `/me` runs this one query: the compiled statement is kept, not parsed again.
         let conn = self.lock();
         let mut select = conn
             .prepare_cached(
-                "SELECT username, full_name FROM users WHERE user_id = ?1 AND username = ?2",
+                "SELECT u.username, u.full_name, u.session_epoch, s.user_id, s.epoch, s.expires_at
+                 FROM users u LEFT JOIN sessions s ON s.sid = ?3
+                 WHERE u.user_id = ?1 AND u.username = ?2",
             )
             .map_err(classify)?;
         select
-            .query_row(params![id, username], |r| {
-                Ok(Profile {
-                    username: r.get(0)?,
-                    full_name: r.get(1)?,
+            .query_row(params![id, username, sid], |r| {
+                let session = match r.get::<_, Option<String>>(3)? {
+                    Some(user_id) => Some(SessionLife {
+                        user_id,
+                        epoch: uint(r.get(4)?),
+                        expires_at: uint(r.get(5)?),
+                    }),
+                    None => None,
+                };
+                Ok(ProfileWithSession {
+                    profile: Profile {
+                        username: r.get(0)?,
+                        full_name: r.get(1)?,
+                    },
+                    account_epoch: uint(r.get(2)?),
+                    session,
                 })
             })
             .optional()
             .map_err(classify)
+    }
+}
+
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: &SessionRecord, now: u64) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [int(now)])
+            .map_err(classify)?;
+        let previous = session.previous.as_ref();
+        conn.execute(
+            "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
+                 current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                session.sid,
+                session.life.user_id,
+                session.username_key,
+                int(session.life.epoch),
+                session.family_key,
+                session.generation,
+                session.current_hash,
+                previous.map(|p| &p.hash),
+                previous.map(|p| &p.sealed_next),
+                previous.map(|p| int(p.rotated_at)),
+                int(session.created_at),
+                int(session.life.expires_at),
+            ],
+        )
+        .map(|_| ())
+        .map_err(classify)
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
+                "SELECT user_id, username_key, epoch, family_key, generation, current_hash,
+                        previous_hash, sealed_next, rotated_at, created_at, expires_at
+                 FROM sessions WHERE sid = ?1",
+            )
+            .map_err(classify)?;
+        select
+            .query_row([sid], |r| {
+                let previous = match (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ) {
+                    (Some(hash), Some(sealed_next), Some(at)) => Some(PreviousGeneration {
+                        hash,
+                        sealed_next,
+                        rotated_at: uint(at),
+                    }),
+                    _ => None,
+                };
+                Ok(SessionRecord {
+                    sid: sid.to_string(),
+                    username_key: r.get(1)?,
+                    life: SessionLife {
+                        user_id: r.get(0)?,
+                        epoch: uint(r.get(2)?),
+                        expires_at: uint(r.get(10)?),
+                    },
+                    family_key: r.get(3)?,
+                    generation: r.get(4)?,
+                    current_hash: r.get(5)?,
+                    previous,
+                    created_at: uint(r.get(9)?),
+                })
+            })
+            .optional()
+            .map_err(classify)
+    }
+
+    async fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let previous = to.previous.as_ref();
+        self.lock()
+            .execute(
+                "UPDATE sessions SET generation = ?4, current_hash = ?5, previous_hash = ?6,
+                     sealed_next = ?7, rotated_at = ?8, expires_at = ?9
+                 WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3",
+                params![
+                    from.sid,
+                    from.generation,
+                    from.current_hash,
+                    to.generation,
+                    to.current_hash,
+                    previous.map(|p| &p.hash),
+                    previous.map(|p| &p.sealed_next),
+                    previous.map(|p| int(p.rotated_at)),
+                    int(to.life.expires_at),
+                ],
+            )
+            .map(|changed| changed == 1)
+            .map_err(classify)
+    }
+
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM sessions WHERE sid = ?1", [sid])
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        _username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let epoch: Option<i64> = tx
+            .query_row(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE user_id = ?1
+                 RETURNING session_epoch",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)?;
+        // The epoch alone ends them; deleting the rows keeps the table small.
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+            .map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(epoch.map(uint))
     }
 }
 
@@ -313,9 +492,14 @@ mod tests {
             PasswordHasher::new(4).verify("tutorial-secret", &creds.password_hash),
             Verification::Match { needs_rehash: true }
         );
-        let profile = store.profile(&creds.id, "johndoe").await.unwrap().unwrap();
+        let profile = store
+            .profile(&creds.id, "johndoe", "no-session")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(profile.session, None);
         assert_eq!(
-            profile,
+            profile.profile,
             Profile {
                 username: "johndoe".into(),
                 full_name: Some("John Doe".into())
@@ -330,10 +514,11 @@ mod tests {
         let alice = store.credentials("alice").await.unwrap().unwrap();
         assert_eq!(
             store
-                .profile(&alice.id, "Alice")
+                .profile(&alice.id, "Alice", "no-session")
                 .await
                 .unwrap()
                 .unwrap()
+                .profile
                 .username,
             "Alice"
         );

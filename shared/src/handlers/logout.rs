@@ -1,0 +1,84 @@
+//! `POST /logout` (RFC 7009 semantics for public clients):
+//! - `token=<refresh token>` (form or JSON; `token_type_hint` ignored) ends that token's session,
+//!   and answers 200 whatever the token was, since a client cannot act on the difference;
+//! - `Authorization: Bearer <access token>` alone ends that token's session; with `scope=global`
+//!   (form, JSON or query) every session of the account.
+
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::{self, BodyFormat, Fields};
+use crate::policy;
+use crate::session;
+use crate::state::LogoutState;
+use crate::store::{ProfileReader, SessionStore};
+use crate::token::INVALID_TOKEN;
+
+/// Handles one request; every failure becomes its problem response.
+pub async fn handle<S: SessionStore + ProfileReader>(
+    state: &LogoutState<S>,
+    req: Request,
+) -> Response<Body> {
+    logout(state, req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn logout<S: SessionStore + ProfileReader>(
+    state: &LogoutState<S>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    http::require_method(&req, "POST")?;
+    let fields = if http::has_body(&req) {
+        http::read_fields(&req, &[BodyFormat::Form, BodyFormat::Json])?
+    } else {
+        Fields::default()
+    };
+    let done = || http::json(StatusCode::OK, &json!({"message": "Logged out"}));
+    if let Some(token) = fields.optional_string("token")? {
+        session::end_by_token(&state.store, token).await?;
+        return Ok(done());
+    }
+    if req.headers().get("authorization").is_none() {
+        return Err(ApiError::BadRequest(
+            "Send the refresh token as `token`, or an access token as a bearer".into(),
+        ));
+    }
+    let scope = match fields.optional_string("scope")? {
+        Some(scope) => Some(scope.to_string()),
+        None => req
+            .query_string_parameters_ref()
+            .and_then(|q| q.first("scope"))
+            .map(str::to_string),
+    };
+    let global = match scope.as_deref() {
+        None | Some("" | "local") => false,
+        Some("global") => true,
+        Some(_) => {
+            return Err(ApiError::validation(
+                "scope",
+                "must be \"global\" or \"local\"",
+            ));
+        }
+    };
+    let iss = http::issuer(&state.issuer, &req)?;
+    let claims = state.verifier.verify(http::bearer_token(&req)?, &iss)?;
+    // Only a token whose session is still open may end sessions.
+    state
+        .store
+        .profile(&claims.sub, &claims.preferred_username, &claims.sid)
+        .await?
+        .filter(|found| session::is_open(found, &claims.sub, (state.clock)()))
+        .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
+    if global {
+        let key = policy::username_key(&claims.preferred_username);
+        state.store.end_all_sessions(&claims.sub, &key).await?;
+        tracing::info!(user_id = %claims.sub, "every session ended (global logout)");
+    } else {
+        state.store.end_session(&claims.sid).await?;
+        tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session ended");
+    }
+    Ok(done())
+}
