@@ -55,6 +55,8 @@ contract_suite!(
     bad_refresh_tokens_change_nothing,
     sessions_expire,
     logouts_end_sessions,
+    password_changes_are_conditional_and_end_sessions,
+    deleted_accounts_are_gone_with_their_sessions,
 );
 
 const RACERS: usize = 12;
@@ -98,6 +100,17 @@ fn sqlite_concurrent_attempts_cannot_outrun_the_throttle() {
 #[test]
 fn dynamodb_concurrent_attempts_cannot_outrun_the_throttle() {
     contract::concurrent_attempts_cannot_outrun_the_throttle(dynamo_stores(GUESSERS));
+}
+
+#[test]
+fn sqlite_concurrent_password_changes_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    contract::concurrent_password_changes_have_one_winner(sqlite_stores(&dir, RACERS));
+}
+
+#[test]
+fn dynamodb_concurrent_password_changes_have_one_winner() {
+    contract::concurrent_password_changes_have_one_winner(dynamo_stores(RACERS));
 }
 
 /// Tabs refreshing one token at once.

@@ -43,6 +43,12 @@ pub enum ApiError {
     /// 409: the username is taken.
     #[error("Username already registered")]
     UsernameTaken,
+    /// 409: the state changed under the request (a concurrent password change won).
+    #[error("{0}")]
+    Conflict(String),
+    /// 403: re-authentication failed; the password given is not the account's.
+    #[error("The password is incorrect")]
+    IncorrectPassword,
     /// 401 with `WWW-Authenticate: Bearer`: unknown user or wrong password, indistinguishable.
     #[error("{BAD_CREDENTIALS}")]
     InvalidCredentials,
@@ -86,7 +92,8 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::UsernameTaken => StatusCode::CONFLICT,
+            ApiError::UsernameTaken | ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::IncorrectPassword => StatusCode::FORBIDDEN,
             ApiError::InvalidCredentials | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

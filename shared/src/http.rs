@@ -204,6 +204,15 @@ pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
+/// 204 with no body.
+pub fn no_content() -> Response<Body> {
+    let mut resp = Response::new(Body::Empty);
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
 /// A JSON response with `Cache-Control: no-store` (RFC 6749 §5.1 for tokens, sensible for profiles).
 pub fn json(status: StatusCode, body: &Value) -> Response<Body> {
     json_cached(status, body, "no-store")

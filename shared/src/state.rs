@@ -9,8 +9,8 @@ use crate::clock::{self, Clock};
 use crate::session::SessionLimits;
 use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::store::{
-    CredentialStore, Credentials, DynamoStore, NewUser, ProfileReader, ProfileWithSession,
-    SessionRecord, SessionStore, SqliteStore, StoreError, UserWriter,
+    AccountStore, CredentialStore, Credentials, DynamoStore, NewUser, ProfileReader,
+    ProfileWithSession, SessionRecord, SessionStore, SqliteStore, StoreError, UserWriter,
 };
 use crate::token::{TokenIssuer, TokenVerifier};
 
@@ -73,6 +73,24 @@ pub struct LogoutState<S> {
     /// The `iss` tokens must carry.
     pub issuer: Issuer,
     /// The time, for session ends.
+    pub clock: Clock,
+}
+
+/// State of the `account` function: re-authentication, password changes and account deletion.
+pub struct AccountState<A, S> {
+    /// Accounts, sessions and login outcomes.
+    pub store: A,
+    /// Verifies current passwords and hashes new ones.
+    pub hasher: PasswordHasher,
+    /// Issues the new session's access token after a password change.
+    pub tokens: TokenIssuer<S>,
+    /// Checks bearer tokens.
+    pub verifier: TokenVerifier,
+    /// `iss` of the tokens.
+    pub issuer: Issuer,
+    /// How long the new session lasts.
+    pub sessions: SessionLimits,
+    /// The time, for the throttle and sessions.
     pub clock: Clock,
 }
 
@@ -161,6 +179,26 @@ impl ProfileReader for AnyStore {
         match self {
             AnyStore::Sqlite(s) => s.profile(id, username, sid).await,
             AnyStore::Dynamo(s) => s.profile(id, username, sid).await,
+        }
+    }
+}
+
+impl AccountStore for AnyStore {
+    async fn change_password(
+        &self,
+        user: &Credentials,
+        new_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.change_password(user, new_hash).await,
+            AnyStore::Dynamo(s) => s.change_password(user, new_hash).await,
+        }
+    }
+
+    async fn delete_account(&self, user: &Credentials) -> Result<bool, StoreError> {
+        match self {
+            AnyStore::Sqlite(s) => s.delete_account(user).await,
+            AnyStore::Dynamo(s) => s.delete_account(user).await,
         }
     }
 }
@@ -269,6 +307,23 @@ impl MeState<AnyStore> {
             store: AnyStore::open(config, aws.as_ref())?,
             verifier: TokenVerifier::new(public_key(config, aws.as_ref()).await?, &config.audience),
             issuer: config.issuer.clone(),
+            clock: clock::system(),
+        })
+    }
+}
+
+impl AccountState<AnyStore, AnySigner> {
+    /// Opens the store and loads the signing key (whose public half checks bearers).
+    pub async fn from_config(config: &Config) -> Result<Self, InitError> {
+        let aws = aws_config(config).await;
+        let signer = signer(config, aws.as_ref()).await?;
+        Ok(AccountState {
+            store: AnyStore::open(config, aws.as_ref())?,
+            hasher: PasswordHasher::new(config.bcrypt_cost),
+            verifier: TokenVerifier::new(signer.public_key().clone(), &config.audience),
+            tokens: TokenIssuer::new(signer, &config.audience, config.token_ttl),
+            issuer: config.issuer.clone(),
+            sessions: config.sessions,
             clock: clock::system(),
         })
     }

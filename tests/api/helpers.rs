@@ -10,9 +10,11 @@ use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::Config;
-use shared::handlers::{discovery, login, logout, me, register};
+use shared::handlers::{account, discovery, login, logout, me, register};
 use shared::signer::AnySigner;
-use shared::state::{AnyStore, DiscoveryState, LoginState, LogoutState, MeState, RegisterState};
+use shared::state::{
+    AccountState, AnyStore, DiscoveryState, LoginState, LogoutState, MeState, RegisterState,
+};
 use shared::store::DynamoStore;
 
 /// A password the policy accepts.
@@ -25,6 +27,7 @@ pub enum Route {
     Login,
     Me,
     Logout,
+    Account,
     Discovery,
 }
 
@@ -44,6 +47,7 @@ pub struct TestApp {
     login: LoginState<AnyStore, AnySigner>,
     me: MeState<AnyStore>,
     logout: LogoutState<AnyStore>,
+    account: AccountState<AnyStore, AnySigner>,
     discovery: DiscoveryState,
     clock: Arc<AtomicU64>,
 }
@@ -137,7 +141,10 @@ impl TestApp {
         me.clock = frozen();
         let mut logout = LogoutState::from_config(&config).await.unwrap();
         logout.clock = frozen();
+        let mut account = AccountState::from_config(&config).await.unwrap();
+        account.clock = frozen();
         TestApp {
+            account,
             register: RegisterState::from_config(&config).await.unwrap(),
             me,
             logout,
@@ -163,6 +170,7 @@ impl TestApp {
         app.login.store = store();
         app.me.store = store();
         app.logout.store = store();
+        app.account.store = store();
         app.backend = Backend::Dynamo {
             client: aws_sdk_dynamodb::Client::new(&config),
             table,
@@ -298,6 +306,7 @@ impl TestApp {
             Route::Login => login::handle(&self.login, req).await,
             Route::Me => me::handle(&self.me, req).await,
             Route::Logout => logout::handle(&self.logout, req).await,
+            Route::Account => account::handle(&self.account, req).await,
             Route::Discovery => discovery::handle(&self.discovery, req).await,
         })
     }
@@ -388,6 +397,48 @@ impl TestApp {
         self.login_form(&format!(
             "grant_type=refresh_token&refresh_token={refresh_token}"
         ))
+        .await
+    }
+
+    /// `PUT /me/password` or `DELETE /me` with an optional bearer and a JSON body.
+    pub async fn account(
+        &self,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> Reply {
+        let mut builder = HttpRequest::builder()
+            .method(method)
+            .uri(format!("https://api.example.test{path}"))
+            .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = bearer {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        self.send(
+            Route::Account,
+            builder.body(Body::Text(body.to_string())).unwrap(),
+        )
+        .await
+    }
+
+    pub async fn change_password(&self, bearer: &str, current: &str, new: &str) -> Reply {
+        self.account(
+            Method::PUT,
+            "/me/password",
+            Some(bearer),
+            serde_json::json!({"current_password": current, "new_password": new}),
+        )
+        .await
+    }
+
+    pub async fn delete_me(&self, bearer: &str, password: &str) -> Reply {
+        self.account(
+            Method::DELETE,
+            "/me",
+            Some(bearer),
+            serde_json::json!({"password": password}),
+        )
         .await
     }
 

@@ -15,6 +15,7 @@ macro_rules! on_both_backends {
 
 mod helpers;
 
+mod account;
 mod account_protection;
 mod discovery;
 mod events;

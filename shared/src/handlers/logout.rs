@@ -14,7 +14,6 @@ use crate::policy;
 use crate::session;
 use crate::state::LogoutState;
 use crate::store::{ProfileReader, SessionStore};
-use crate::token::INVALID_TOKEN;
 
 /// Handles one request; every failure becomes its problem response.
 pub async fn handle<S: SessionStore + ProfileReader>(
@@ -63,15 +62,10 @@ async fn logout<S: SessionStore + ProfileReader>(
             ));
         }
     };
-    let iss = http::issuer(&state.issuer, &req)?;
-    let claims = state.verifier.verify(http::bearer_token(&req)?, &iss)?;
     // Only a token whose session is still open may end sessions.
-    state
-        .store
-        .profile(&claims.sub, &claims.preferred_username, &claims.sid)
-        .await?
-        .filter(|found| session::is_open(found, &claims.sub, (state.clock)()))
-        .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
+    let now = (state.clock)();
+    let (claims, _) =
+        super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
     if global {
         let key = policy::username_key(&claims.preferred_username);
         state.store.end_all_sessions(&claims.sub, &key).await?;

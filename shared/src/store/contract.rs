@@ -3,15 +3,22 @@
 //! against DynamoDB on moto. Compiled only for tests (`--features testing`).
 
 use super::{
-    CredentialStore, NewUser, Profile, ProfileReader, SessionStore, StoreError, UserWriter,
+    AccountStore, CredentialStore, NewUser, Profile, ProfileReader, SessionStore, StoreError,
+    UserWriter,
 };
 use crate::policy;
 use crate::session::{self, Grant, SessionError, SessionLimits};
 use crate::throttle::{self, Attempt};
 
 /// Everything a full backend implements.
-pub trait FullStore: UserWriter + CredentialStore + ProfileReader + SessionStore {}
-impl<T: UserWriter + CredentialStore + ProfileReader + SessionStore> FullStore for T {}
+pub trait FullStore:
+    UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore
+{
+}
+impl<T: UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore> FullStore
+    for T
+{
+}
 
 /// A user whose key derives from `username`, with a unique id.
 pub fn new_user(id_hint: &str, username: &str) -> NewUser {
@@ -449,6 +456,90 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
         store.end_all_sessions("no-such-id", &key).await.unwrap(),
         None
     );
+}
+
+/// A password change replaces the hash only if it is still the one read, resets the failure
+/// count and ends every session in the same write.
+pub async fn password_changes_are_conditional_and_end_sessions(store: &impl FullStore) {
+    let grant = logged_in(store, "changer", 1_000).await;
+    let before = store.credentials("changer").await.unwrap().unwrap();
+    assert!(store.claim_attempt(&before, 1_000).await.unwrap());
+    let epoch = store
+        .change_password(&before, "$new-hash$")
+        .await
+        .unwrap()
+        .expect("the hash was still the one read");
+    let after = store.credentials("changer").await.unwrap().unwrap();
+    assert_eq!(after.password_hash, "$new-hash$");
+    assert_eq!((after.failed_logins, after.last_failed_at), (0, None));
+    assert_eq!(after.session_epoch, epoch);
+    assert!(!is_open(store, &grant, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+    // A stale read loses: the newer hash stays.
+    assert_eq!(
+        store.change_password(&before, "$stale$").await.unwrap(),
+        None
+    );
+    let kept = store.credentials("changer").await.unwrap().unwrap();
+    assert_eq!(kept.password_hash, "$new-hash$");
+    // A session started under the new epoch is open.
+    let fresh = session::start(store, &kept, &LIMITS, 1_002).await.unwrap();
+    assert!(is_open(store, &fresh, 1_002).await);
+}
+
+/// Deleting an account removes it and ends its sessions; a stale delete of a replaced account
+/// deletes nothing.
+pub async fn deleted_accounts_are_gone_with_their_sessions(store: &impl FullStore) {
+    let grant = logged_in(store, "leaving", 1_000).await;
+    let user = store.credentials("leaving").await.unwrap().unwrap();
+    assert!(store.delete_account(&user).await.unwrap());
+    assert!(store.credentials("leaving").await.unwrap().is_none());
+    assert!(!is_open(store, &grant, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+    assert!(!store.delete_account(&user).await.unwrap(), "already gone");
+    // A new account under the name is not deleted by the old account's stale read.
+    let again = new_user("again", "leaving");
+    store.create(&again).await.unwrap();
+    assert!(!store.delete_account(&user).await.unwrap());
+    assert_eq!(
+        store.credentials("leaving").await.unwrap().unwrap().id,
+        again.id
+    );
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+}
+
+/// Of many password changes made at once from one read, exactly one wins.
+pub fn concurrent_password_changes_have_one_winner<S: FullStore + 'static>(stores: Vec<S>) {
+    let user = new_user("p", "raced");
+    on_thread(|| stores[0].create(&user)).unwrap();
+    let read = on_thread(|| stores[0].credentials("raced"))
+        .unwrap()
+        .unwrap();
+    let wins: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let read = read.clone();
+                scope.spawn(move || {
+                    let hash = format!("$hash-{i}$");
+                    on_thread(|| store.change_password(&read, &hash))
+                        .unwrap()
+                        .map(|_| hash)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap())
+            .collect()
+    });
+    assert_eq!(wins.len(), 1, "{wins:?}");
+    let stored = on_thread(|| stores[0].credentials("raced"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.password_hash, wins[0]);
+    assert_eq!(stored.session_epoch, 1);
 }
 
 /// N refreshes of one token at once through separate stores all succeed with the same successor,

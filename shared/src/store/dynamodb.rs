@@ -22,8 +22,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use super::{
-    CredentialStore, Credentials, NewUser, PreviousGeneration, Profile, ProfileReader,
-    ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError, UserWriter,
+    AccountStore, CredentialStore, Credentials, NewUser, PreviousGeneration, Profile,
+    ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError,
+    UserWriter,
 };
 use crate::aws;
 use crate::policy;
@@ -302,6 +303,60 @@ fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
         epoch: required_n(item, "epoch")?,
         expires_at: required_n(item, TTL_ATTRIBUTE)?,
     })
+}
+
+impl AccountStore for DynamoStore {
+    async fn change_password(
+        &self,
+        user: &Credentials,
+        new_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(&user.username_key))
+            .update_expression(
+                "SET hashed_password = :new, failed_logins = :zero REMOVE last_failed_at \
+                 ADD session_epoch :one",
+            )
+            .condition_expression("user_id = :id AND hashed_password = :old")
+            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":old", s(&user.password_hash))
+            .expression_attribute_values(":new", s(new_hash))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .attributes
+                .as_ref()
+                .and_then(|a| get_n(a, "session_epoch"))),
+            Err(e) if condition_failed(&e) => Ok(None),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    async fn delete_account(&self, user: &Credentials) -> Result<bool, StoreError> {
+        // Session items stay until their TTL, refused from now on: their account is gone, and a
+        // new account under the name has another id.
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, s(&user.username_key))
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":id", s(&user.id))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if condition_failed(&e) => Ok(false),
+            Err(e) => Err(fail(e)),
+        }
+    }
 }
 
 impl SessionStore for DynamoStore {

@@ -200,6 +200,27 @@ pub struct PreviousGeneration {
     pub rotated_at: u64,
 }
 
+/// Changing and deleting accounts (the `account` function).
+pub trait AccountStore: Send + Sync {
+    /// Replaces `user`'s hash by `new_hash` only if the stored hash is still `user`'s (of two
+    /// racing changes one wins), resets the failure count and moves the session epoch on, ending
+    /// every session, all in one write. The new epoch, or `None` when the hash changed meanwhile
+    /// or the account is gone.
+    fn change_password(
+        &self,
+        user: &Credentials,
+        new_hash: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Deletes `user`'s account (only if it is still that account) and, where the backend keeps
+    /// no TTL, its sessions; sessions left behind are refused at once (their account is gone).
+    /// `false` when it was already gone.
+    fn delete_account(
+        &self,
+        user: &Credentials,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
 /// Storing, rotating and ending sessions (the `login` and `logout` functions).
 pub trait SessionStore: Send + Sync {
     /// Stores a new session; pruning ended ones is the backend's business (TTL, or deletes).

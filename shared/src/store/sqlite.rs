@@ -14,8 +14,9 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    CredentialStore, Credentials, NewUser, PreviousGeneration, Profile, ProfileReader,
-    ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError, UserWriter,
+    AccountStore, CredentialStore, Credentials, NewUser, PreviousGeneration, Profile,
+    ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError,
+    UserWriter,
 };
 use crate::policy;
 
@@ -314,6 +315,46 @@ impl ProfileReader for SqliteStore {
             })
             .optional()
             .map_err(classify)
+    }
+}
+
+impl AccountStore for SqliteStore {
+    async fn change_password(
+        &self,
+        user: &Credentials,
+        new_hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let epoch: Option<i64> = tx
+            .query_row(
+                "UPDATE users SET hashed_password = ?3, session_epoch = session_epoch + 1,
+                     failed_logins = 0, last_failed_at = NULL
+                 WHERE user_id = ?1 AND hashed_password = ?2
+                 RETURNING session_epoch",
+                params![user.id, user.password_hash, new_hash],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)?;
+        if epoch.is_some() {
+            tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&user.id])
+                .map_err(classify)?;
+        }
+        tx.commit().map_err(classify)?;
+        Ok(epoch.map(uint))
+    }
+
+    async fn delete_account(&self, user: &Credentials) -> Result<bool, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let deleted = tx
+            .execute("DELETE FROM users WHERE user_id = ?1", [&user.id])
+            .map_err(classify)?;
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [&user.id])
+            .map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(deleted == 1)
     }
 }
 

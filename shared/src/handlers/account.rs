@@ -1,0 +1,179 @@
+//! The account's own life, each step behind the bearer *and* the current password
+//! (re-authentication, ASVS 7.5.1):
+//! - `PUT /me/password` {current_password, new_password} → 200 with a new session for the caller;
+//!   every other session ends and no access token issued before passes `/me` (ASVS 3.3.3);
+//! - `DELETE /me` {password} → 204; the account and its sessions are gone (ASVS 7.4.2).
+//!
+//! A wrong password counts as a failed login of the account, through the same throttle
+//! ([`throttle::claim`]), so these routes are no side door for guessing.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::http::{self, BodyFormat};
+use crate::password::{self, Verification};
+use crate::policy::{self, Username};
+use crate::session;
+use crate::signer::Signer;
+use crate::state::AccountState;
+use crate::store::{
+    AccountStore, CredentialStore, Credentials, ProfileReader, ProfileWithSession, SessionStore,
+};
+use crate::throttle::{self, Attempt};
+use crate::token::{Claims, INVALID_TOKEN};
+
+/// Everything the account routes need of a store.
+pub trait Accounts: AccountStore + CredentialStore + ProfileReader + SessionStore {}
+impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore> Accounts for T {}
+
+/// Handles one request; every failure becomes its problem response.
+pub async fn handle<A: Accounts, S: Signer>(
+    state: &AccountState<A, S>,
+    req: Request,
+) -> Response<Body> {
+    route(state, req)
+        .await
+        .unwrap_or_else(ApiError::into_response)
+}
+
+async fn route<A: Accounts, S: Signer>(
+    state: &AccountState<A, S>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    let path = http::path(&req).trim_end_matches('/');
+    if path.ends_with("/me/password") {
+        http::require_method(&req, "PUT")?;
+        change_password(state, req).await
+    } else if path.ends_with("/me") {
+        if req.method() != Method::DELETE {
+            return Err(ApiError::MethodNotAllowed("GET, DELETE"));
+        }
+        delete_account(state, req).await
+    } else {
+        Err(ApiError::NotFound(path.to_string()))
+    }
+}
+
+async fn change_password<A: Accounts, S: Signer>(
+    state: &AccountState<A, S>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    let now = (state.clock)();
+    let (claims, found) =
+        super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
+    let fields = http::read_fields(&req, &[BodyFormat::Json])?;
+    let current = fields.string("current_password")?;
+    let new = fields.string("new_password")?;
+    // Every check of the new password is cheap and comes before any bcrypt.
+    check_new_password(new, current, &claims, &found)?;
+    let user = reauthenticate(state, &claims, current, now).await?;
+    let new_hash = state
+        .hasher
+        .hash(new)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let epoch = state
+        .store
+        .change_password(&user, &new_hash)
+        .await?
+        .ok_or_else(|| ApiError::Conflict("The password was changed meanwhile".into()))?;
+    tracing::info!(user_id = %user.id, "password changed");
+    let grant = session::start(
+        &state.store,
+        &Credentials {
+            session_epoch: epoch,
+            ..user
+        },
+        &state.sessions,
+        now,
+    )
+    .await?;
+    let iss = http::issuer(&state.issuer, &req)?;
+    let token = state
+        .tokens
+        .issue(&iss, &grant.user_id, &grant.username, &grant.sid)
+        .await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({
+            "access_token": token.access_token,
+            "token_type": "bearer",
+            "expires_in": token.expires_in,
+            "refresh_token": grant.refresh_token,
+        }),
+    ))
+}
+
+async fn delete_account<A: Accounts, S: Signer>(
+    state: &AccountState<A, S>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    let now = (state.clock)();
+    let (claims, _) =
+        super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
+    let fields = http::read_fields(&req, &[BodyFormat::Json])?;
+    let password = fields.string("password")?;
+    let user = reauthenticate(state, &claims, password, now).await?;
+    if !state.store.delete_account(&user).await? {
+        // Deleted by a concurrent request: the bearer's account is gone either way.
+        return Err(ApiError::InvalidToken(INVALID_TOKEN));
+    }
+    tracing::info!(user_id = %user.id, "account deleted");
+    Ok(http::no_content())
+}
+
+/// The policy for a new password: the registration rules, named `new_password`, and not the
+/// current one.
+fn check_new_password(
+    new: &str,
+    current: &str,
+    claims: &Claims,
+    found: &ProfileWithSession,
+) -> Result<(), ApiError> {
+    let username = Username {
+        display: found.profile.username.clone(),
+        key: policy::username_key(&claims.preferred_username),
+    };
+    policy::password(new, &username, found.profile.full_name.as_deref()).map_err(|e| match e {
+        ApiError::Validation { reason, .. } => ApiError::validation("new_password", reason),
+        other => other,
+    })?;
+    if password::normalize(new) == password::normalize(current) {
+        return Err(ApiError::validation(
+            "new_password",
+            "must differ from the current password",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks `password` as a login of the bearer's account would: throttled, counted on failure,
+/// reset on success.
+async fn reauthenticate<A: Accounts, S: Signer>(
+    state: &AccountState<A, S>,
+    claims: &Claims,
+    password: &str,
+    now: u64,
+) -> Result<Credentials, ApiError> {
+    if password.chars().count() > policy::PASSWORD_MAX_CHARS {
+        return Err(ApiError::IncorrectPassword);
+    }
+    let key = policy::username_key(&claims.preferred_username);
+    let user = match throttle::claim(&state.store, &key, now).await? {
+        Attempt::Wait(retry_after) => return Err(ApiError::TooManyAttempts { retry_after }),
+        Attempt::Check(user) if user.id == claims.sub => user,
+        // Gone or replaced since the bearer check.
+        _ => return Err(ApiError::InvalidToken(INVALID_TOKEN)),
+    };
+    match state.hasher.verify(password, &user.password_hash) {
+        Verification::Mismatch => {
+            tracing::info!(user_id = %user.id, failures = user.failed_logins + 1, "re-authentication failed");
+            Err(ApiError::IncorrectPassword)
+        }
+        Verification::Match { .. } => {
+            state.store.record_success(&user, None).await?;
+            Ok(user)
+        }
+    }
+}
