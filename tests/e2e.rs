@@ -312,6 +312,57 @@ fn flow(watch: &mut Watch) -> String {
     token
 }
 
+/// A second account changes its password, then deletes itself, over HTTP.
+fn account_lifecycle(watch: &Watch) {
+    let http = agent();
+    let new_password = "copper-lantern-orchard-17";
+    let r = reply(http.post(watch.url("/register")).send_json(json!({
+        "username": "lifecycle", "password": PASSWORD
+    })));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let login = |password: &str| {
+        reply(
+            http.post(watch.url("/login"))
+                .send_form([("username", "lifecycle"), ("password", password)]),
+        )
+    };
+    let first = login(PASSWORD);
+    let bearer = |r: &Reply| format!("Bearer {}", r.body["access_token"].as_str().unwrap());
+
+    let wrong = reply(
+        http.put(watch.url("/me/password"))
+            .header("Authorization", bearer(&first))
+            .send_json(json!({"current_password": "not-it-at-all", "new_password": new_password})),
+    );
+    assert_eq!(wrong.status, 403, "{}", wrong.body);
+    let changed = reply(
+        http.put(watch.url("/me/password"))
+            .header("Authorization", bearer(&first))
+            .send_json(json!({"current_password": PASSWORD, "new_password": new_password})),
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert!(changed.body["refresh_token"].is_string());
+    let me = |auth: &str| reply(http.get(watch.url("/me")).header("Authorization", auth).call());
+    assert_eq!(me(&bearer(&first)).status, 401, "the old session ended");
+    assert_eq!(me(&bearer(&changed)).status, 200);
+    assert_eq!(login(PASSWORD).status, 401);
+
+    let deleted = reply(
+        http.delete(watch.url("/me"))
+            .header("Authorization", bearer(&changed))
+            .force_send_body()
+            .send_json(json!({"password": new_password})),
+    );
+    assert_eq!(deleted.status, 204, "{}", deleted.body);
+    assert_eq!(me(&bearer(&changed)).status, 401);
+    assert_eq!(login(new_password).status, 401);
+    let refresh = reply(http.post(watch.url("/login")).send_form([
+        ("grant_type", "refresh_token"),
+        ("refresh_token", changed.body["refresh_token"].as_str().unwrap()),
+    ]));
+    assert_eq!(refresh.status, 400);
+}
+
 /// The account-protection rules, attacked over real HTTP (the same rules run in-process in
 /// `api/`, on both backends where they touch storage).
 fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
@@ -479,6 +530,7 @@ fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
     let dir = tempfile::tempdir().unwrap();
     let mut watch = Watch::start(dir.path(), &sqlite_env(dir.path()));
     let token = flow(&mut watch);
+    account_lifecycle(&watch);
     let public_pem = std::fs::read(dir.path().join("signing-key.pub.pem")).unwrap();
     attacks_over_http(&watch, &token, &public_pem, &dir.path().join("users.db"));
 
@@ -548,6 +600,7 @@ fn dynamodb_and_kms_register_login_me_over_http() {
     env.push(("AUTH_SIGNING_KEY", format!("kms:{key_id}")));
     let mut watch = Watch::start(dir.path(), &env);
     let token = flow(&mut watch);
+    account_lifecycle(&watch);
     assert_eq!(
         decode_header(&token).unwrap().typ.as_deref(),
         Some("at+jwt")
