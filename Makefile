@@ -50,7 +50,7 @@ bench: $(TOOLS)
 
 ## microbench: criterion micro-benchmarks of token issue/verify, bcrypt and the me handler
 microbench:
-	cargo bench -p auth-shared --bench core
+	cargo bench -p auth-shared --features testing --bench core
 
 ## tools: install the pinned Python-side tools into .venv/
 tools: $(TOOLS)

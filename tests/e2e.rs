@@ -15,6 +15,8 @@ use integration_tests::{fixture, moto, write_test_keys};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
+use shared::store::SqliteStore;
+use shared::store::testing::TestSeam;
 
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const ISSUER: &str = "http://localhost:1";
@@ -87,7 +89,9 @@ impl Watch {
         let log = dir.join("watch.log");
         let out = std::fs::File::create(&log).unwrap();
         let child = nested_cargo()
-            .args(["lambda", "watch", "--invoke-address", "127.0.0.1"])
+            // Edits to the tree while a test runs must not restart the functions under it.
+            .args(["lambda", "watch", "--ignore-changes"])
+            .args(["--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .args(["--concurrency", &concurrency.to_string()])
             .current_dir(workspace_root())
@@ -342,7 +346,13 @@ fn account_lifecycle(watch: &Watch) {
     );
     assert_eq!(changed.status, 200, "{}", changed.body);
     assert!(changed.body["refresh_token"].is_string());
-    let me = |auth: &str| reply(http.get(watch.url("/me")).header("Authorization", auth).call());
+    let me = |auth: &str| {
+        reply(
+            http.get(watch.url("/me"))
+                .header("Authorization", auth)
+                .call(),
+        )
+    };
     assert_eq!(me(&bearer(&first)).status, 401, "the old session ended");
     assert_eq!(me(&bearer(&changed)).status, 200);
     assert_eq!(login(PASSWORD).status, 401);
@@ -358,7 +368,10 @@ fn account_lifecycle(watch: &Watch) {
     assert_eq!(login(new_password).status, 401);
     let refresh = reply(http.post(watch.url("/login")).send_form([
         ("grant_type", "refresh_token"),
-        ("refresh_token", changed.body["refresh_token"].as_str().unwrap()),
+        (
+            "refresh_token",
+            changed.body["refresh_token"].as_str().unwrap(),
+        ),
     ]));
     assert_eq!(refresh.status, 400);
 }
@@ -507,14 +520,12 @@ fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs() as i64;
-    rusqlite::Connection::open(db)
-        .unwrap()
-        .execute(
-            "UPDATE users SET failed_logins = 10, last_failed_at = ?1 WHERE username_key = 'polyglot'",
-            [now],
-        )
-        .unwrap();
+        .as_secs();
+    tokio::runtime::Runtime::new().unwrap().block_on(
+        SqliteStore::open(db)
+            .unwrap()
+            .set_failures("polyglot", 10, now),
+    );
     let r = reply(
         http.post(watch.url("/login"))
             .send_json(json!({"username": "polyglot", "password": unicode})),
@@ -565,10 +576,14 @@ fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
         log.contains("login succeeded"),
         "functions' logs are captured:\n{log}"
     );
-    let hash: String = rusqlite::Connection::open(dir.path().join("users.db"))
+    let (hash, _) = tokio::runtime::Runtime::new()
         .unwrap()
-        .query_row("SELECT hashed_password FROM users", [], |r| r.get(0))
-        .unwrap();
+        .block_on(
+            SqliteStore::open(&dir.path().join("users.db"))
+                .unwrap()
+                .stored("emma"),
+        )
+        .expect("emma is stored");
     let signature = token.rsplit('.').next().unwrap();
     for (what, secret) in [
         ("password", PASSWORD),

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use serde_json::Value;
 
 /// The folder holding the event fixtures.
@@ -66,36 +65,14 @@ pub fn event(name: &str, vars: &[(&str, &str)]) -> lambda_http::Request {
     lambda_http::request::from_str(&fixture(name, vars)).expect("fixture is a valid event")
 }
 
-/// Writes a fresh 2048-bit RSA key pair as `signing-key.pem` (PKCS#8) and `signing-key.pub.pem`
-/// (SPKI) into `dir`, returning both paths. Keys exist only for the test's lifetime.
-pub fn write_test_keys(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("key generation");
-    let private = dir.join("signing-key.pem");
-    let public = dir.join("signing-key.pub.pem");
-    std::fs::write(
-        &private,
-        key.to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
-    )
-    .unwrap();
-    std::fs::write(
-        &public,
-        key.to_public_key()
-            .to_public_key_pem(LineEnding::LF)
-            .unwrap(),
-    )
-    .unwrap();
-    (private, public)
-}
+/// Writes a fresh key pair as `signing-key.pem` and `signing-key.pub.pem` into `dir`.
+pub use shared::signer::test_keys::write_pair as write_test_keys;
 
 /// moto_server, started by `make test` (`scripts/with_moto.sh`) on a free loopback port and
 /// named by `MOTO_ENDPOINT`: DynamoDB and KMS for the AWS backends' tests.
 pub mod moto {
     use aws_config::{BehaviorVersion, Region, SdkConfig};
     use aws_sdk_dynamodb::config::Credentials;
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-        TimeToLiveSpecification,
-    };
     use aws_sdk_kms::types::{KeySpec, KeyUsageType};
 
     /// The moto endpoint; tests that need it fail (never skip) without it.
@@ -127,44 +104,10 @@ pub mod moto {
         .await
     }
 
-    /// Creates a fresh users table with the key schema and TTL attribute `template.yaml` declares;
-    /// returns its name.
+    /// Creates a fresh users table as `template.yaml` declares it; returns its name.
     pub async fn create_users_table(config: &SdkConfig) -> String {
         let name = format!("users-{}", uuid::Uuid::new_v4().simple());
-        aws_sdk_dynamodb::Client::new(config)
-            .create_table()
-            .table_name(&name)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name("username_key")
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name("username_key")
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("create table on moto");
-        aws_sdk_dynamodb::Client::new(config)
-            .update_time_to_live()
-            .table_name(&name)
-            .time_to_live_specification(
-                TimeToLiveSpecification::builder()
-                    .attribute_name(shared::store::TTL_ATTRIBUTE)
-                    .enabled(true)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .expect("enable TTL on moto");
+        shared::store::DynamoStore::create_table(config, &name).await;
         name
     }
 

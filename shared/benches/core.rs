@@ -6,18 +6,17 @@
 //! changes on one machine; `make bench` measures the real release binaries as Lambda would.
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, SamplingMode, criterion_group, criterion_main};
 use lambda_http::Request;
-use rsa::pkcs8::{EncodePrivateKey, EncodePublicKey, LineEnding};
 use shared::Config;
 use shared::handlers::{login, me, register};
 use shared::password::PasswordHasher;
 use shared::signer::LocalSigner;
-use shared::state::{AnyStore, LoginState, MeState, RegisterState};
+use shared::store::SqliteStore;
 use shared::token::{TokenIssuer, TokenVerifier};
+use shared::wiring::Wiring;
 
 const ISSUER: &str = "https://auth.example.test";
 const AUDIENCE: &str = "example-api";
@@ -25,21 +24,6 @@ const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const USER_ID: &str = "0123456789abcdef0123456789abcdef";
 /// The cost tests use, and the service's default (`AUTH_BCRYPT_COST`).
 const COSTS: [u32; 2] = [4, 12];
-
-/// A throwaway 2048-bit key pair written as PEM files into `dir`.
-fn write_keys(dir: &Path) -> (PathBuf, PathBuf) {
-    let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).expect("key generation");
-    let private = dir.join("signing-key.pem");
-    let public = dir.join("signing-key.pub.pem");
-    let private_pem = key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 PEM");
-    let public_pem = key
-        .to_public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .expect("SPKI PEM");
-    std::fs::write(&private, private_pem.as_bytes()).expect("write private key");
-    std::fs::write(&public, public_pem).expect("write public key");
-    (private, public)
-}
 
 /// An API Gateway HTTP API (v2) `GET /me` event, as JSON.
 fn me_event(authorization: Option<&str>) -> String {
@@ -96,7 +80,7 @@ fn json_post(body: &serde_json::Value) -> Request {
 
 fn tokens(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (private, _) = write_keys(dir.path());
+    let (private, _) = shared::signer::test_keys::write_pair(dir.path());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -148,7 +132,7 @@ fn passwords(c: &mut Criterion) {
 
 fn me_handler(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let (private, public) = write_keys(dir.path());
+    let (private, public) = shared::signer::test_keys::write_pair(dir.path());
     let vars = [
         (
             "AUTH_STORE",
@@ -166,15 +150,13 @@ fn me_handler(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
-    let state: MeState<AnyStore> = rt.block_on(MeState::from_config(&config)).expect("state");
+    let wiring = Wiring::new(config);
+    let store = || SqliteStore::open(&dir.path().join("users.db")).expect("store");
+    let state = rt.block_on(wiring.me(store())).expect("state");
 
     // The user and the token come from the register and login handlers, as in production.
-    let register = rt
-        .block_on(RegisterState::from_config(&config))
-        .expect("register state");
-    let login = rt
-        .block_on(LoginState::from_config(&config))
-        .expect("login state");
+    let register = wiring.register(store());
+    let login = rt.block_on(wiring.login(store())).expect("login state");
     let body =
         serde_json::json!({"username": "Emma", "password": PASSWORD, "full_name": "Emma Doe"});
     let created = rt.block_on(register::handle(&register, json_post(&body)));

@@ -163,13 +163,6 @@ impl Config {
     pub fn verification_key(&self) -> &KeyConfig {
         self.public_key.as_ref().unwrap_or(&self.signing_key)
     }
-
-    /// Whether any backend needs the AWS SDK (so SQLite with a PEM key does no AWS set-up).
-    pub fn uses_aws(&self) -> bool {
-        matches!(self.store, StoreConfig::Dynamodb(_))
-            || matches!(self.signing_key, KeyConfig::Kms(_))
-            || matches!(self.public_key, Some(KeyConfig::Kms(_)))
-    }
 }
 
 fn parse_number<T: std::str::FromStr>(
@@ -252,7 +245,6 @@ mod tests {
         );
         assert_eq!(c.issuer, Issuer::Fixed(DEFAULT_ISSUER.into()));
         assert_eq!(c.verification_key(), &KeyConfig::File("k.pem".into()));
-        assert!(!c.uses_aws());
     }
 
     #[test]
@@ -266,7 +258,6 @@ mod tests {
         assert_eq!(c.signing_key, KeyConfig::Kms("alias/jwt-auth".into()));
         let c = config(&[("AUTH_SIGNING_KEY", "kms:k"), ("AUTH_ISSUER", "request")]).unwrap();
         assert_eq!(c.issuer, Issuer::FromRequest);
-        assert!(c.uses_aws());
     }
 
     #[test]

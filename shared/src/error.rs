@@ -7,9 +7,11 @@ use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::policy::PolicyError;
 use crate::session::SessionError;
 use crate::signer::SignError;
 use crate::store::StoreError;
+use crate::token::TokenError;
 
 /// Message shared by the unknown-user and wrong-password cases, identical on purpose.
 pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
@@ -179,6 +181,24 @@ impl From<StoreError> for ApiError {
             StoreError::Duplicate => ApiError::UsernameTaken,
             StoreError::Unavailable(cause) => ApiError::Unavailable(cause),
             StoreError::Fault(cause) => ApiError::Internal(cause),
+        }
+    }
+}
+
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        ApiError::Validation {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Invalid => ApiError::InvalidToken(crate::token::INVALID_TOKEN),
+            TokenError::Expired => ApiError::InvalidToken(crate::token::EXPIRED_TOKEN),
         }
     }
 }

@@ -2,8 +2,8 @@
 //! token issue and verification, the storage and signing traits with their backends, and the
 //! handlers that translate HTTP requests into calls on them.
 //!
-//! Each binary in `functions/` builds its state once per cold start (see [`state`]) and hands every
-//! request to one handler in [`handlers`].
+//! Each binary in `functions/` builds its state once per cold start (see [`wiring`]) and hands
+//! every request to one handler in [`handlers`].
 
 pub mod aws;
 pub mod clock;
@@ -20,6 +20,7 @@ pub mod store;
 pub mod telemetry;
 pub mod throttle;
 pub mod token;
+pub mod wiring;
 
 pub use config::{Config, Issuer};
 pub use error::ApiError;

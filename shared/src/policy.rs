@@ -4,7 +4,32 @@
 
 use unicode_normalization::UnicodeNormalization;
 
-use crate::error::ApiError;
+/// An input that breaks a rule: the field it came from and why (a 422 at the HTTP edge).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct PolicyError {
+    /// The offending field.
+    pub field: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+impl PolicyError {
+    fn new(field: &str, reason: impl Into<String>) -> Self {
+        PolicyError {
+            field: field.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The same refusal, reported under another field name (e.g. `new_password`).
+    pub fn for_field(self, field: &str) -> Self {
+        PolicyError {
+            field: field.to_string(),
+            ..self
+        }
+    }
+}
 
 /// Shortest username, in characters.
 pub const USERNAME_MIN_CHARS: usize = 3;
@@ -65,8 +90,8 @@ pub fn username_key(raw: &str) -> String {
 }
 
 /// Validates and normalises a username for registration.
-pub fn username(raw: &str) -> Result<Username, ApiError> {
-    let fail = |reason: &str| Err(ApiError::validation("username", reason));
+pub fn username(raw: &str) -> Result<Username, PolicyError> {
+    let fail = |reason: &str| Err(PolicyError::new("username", reason));
     let display: String = raw.nfkc().collect();
     let len = display.chars().count();
     if !(USERNAME_MIN_CHARS..=USERNAME_MAX_CHARS).contains(&len) {
@@ -88,18 +113,18 @@ pub fn username(raw: &str) -> Result<Username, ApiError> {
 }
 
 /// Validates a full name: optional, bounded, printable.
-pub fn full_name(raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub fn full_name(raw: Option<&str>) -> Result<Option<String>, PolicyError> {
     let Some(raw) = raw else { return Ok(None) };
     let name: String = raw.nfkc().collect();
     let name = name.trim();
     if name.chars().count() > FULL_NAME_MAX_CHARS {
-        return Err(ApiError::validation(
+        return Err(PolicyError::new(
             "full_name",
             format!("must be at most {FULL_NAME_MAX_CHARS} characters long"),
         ));
     }
     if name.chars().any(|c| c.is_control() || is_invisible(c)) {
-        return Err(ApiError::validation(
+        return Err(PolicyError::new(
             "full_name",
             "must not contain control or invisible characters",
         ));
@@ -109,9 +134,13 @@ pub fn full_name(raw: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// Checks a new password: length in code points, not the username, not common or guessable.
 /// No composition rules. Lengths count code points after NFKC normalisation.
-pub fn password(raw: &str, username: &Username, full_name: Option<&str>) -> Result<(), ApiError> {
+pub fn password(
+    raw: &str,
+    username: &Username,
+    full_name: Option<&str>,
+) -> Result<(), PolicyError> {
     let password = &crate::password::normalize(raw);
-    let fail = |reason: String| Err(ApiError::validation("password", reason));
+    let fail = |reason: String| Err(PolicyError::new("password", reason));
     let len = password.chars().count();
     if len < PASSWORD_MIN_CHARS {
         return fail(format!(
@@ -171,11 +200,8 @@ mod tests {
         assert!(failures < 100, "{failures} failures in an hour");
     }
 
-    fn reason(e: ApiError) -> String {
-        match e {
-            ApiError::Validation { reason, .. } => reason,
-            other => panic!("expected a validation error, got {other:?}"),
-        }
+    fn reason(e: PolicyError) -> String {
+        e.reason
     }
 
     #[test]

@@ -12,7 +12,6 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::error::ApiError;
 use crate::signer::{PublicKey, SignError, Signer};
 
 /// The `typ` header of access tokens (RFC 9068).
@@ -54,13 +53,21 @@ pub struct IssuedToken {
     pub expires_in: u64,
 }
 
-/// Why a token was refused; only the client-facing detail differs.
-fn invalid(detail: &'static str) -> ApiError {
-    ApiError::InvalidToken(detail)
-}
-
 /// Detail for any token that is not acceptable.
 pub const INVALID_TOKEN: &str = "Could not validate credentials";
+/// Detail for an expired token.
+pub const EXPIRED_TOKEN: &str = "Token has expired";
+
+/// Why a token was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    /// Forged, malformed, foreign or of another kind: one answer for all.
+    #[error("{INVALID_TOKEN}")]
+    Invalid,
+    /// Well formed and ours, but past its `exp`.
+    #[error("{EXPIRED_TOKEN}")]
+    Expired,
+}
 
 /// Issues tokens for one audience.
 pub struct TokenIssuer<S> {
@@ -154,11 +161,11 @@ impl TokenVerifier {
 
     /// Checks a compact JWS from issuer `iss` and returns its claims. The header is untrusted
     /// input: only `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
-    pub fn verify(&self, token: &str, iss: &str) -> Result<Claims, ApiError> {
+    pub fn verify(&self, token: &str, iss: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
-            return Err(invalid(INVALID_TOKEN));
+            return Err(TokenError::Invalid);
         }
-        let header = jsonwebtoken::decode_header(token).map_err(|_| invalid(INVALID_TOKEN))?;
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
         });
@@ -166,17 +173,17 @@ impl TokenVerifier {
             || !typ_ok
             || header.kid.as_deref() != Some(self.key.kid())
         {
-            return Err(invalid(INVALID_TOKEN));
+            return Err(TokenError::Invalid);
         }
         let claims =
             jsonwebtoken::decode::<Claims>(token, self.key.decoding_key(), &self.validation)
                 .map(|data| data.claims)
                 .map_err(|e| match e.kind() {
-                    ErrorKind::ExpiredSignature => invalid("Token has expired"),
-                    _ => invalid(INVALID_TOKEN),
+                    ErrorKind::ExpiredSignature => TokenError::Expired,
+                    _ => TokenError::Invalid,
                 })?;
         if claims.iss != iss {
-            return Err(invalid(INVALID_TOKEN));
+            return Err(TokenError::Invalid);
         }
         Ok(claims)
     }
@@ -186,8 +193,9 @@ impl TokenVerifier {
 pub(crate) mod tests {
     use super::*;
     use crate::signer::LocalSigner;
+    use crate::signer::test_keys;
     use hmac::{Hmac, Mac};
-    use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey, LineEnding};
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
     use std::sync::OnceLock;
 
     const ISS: &str = "https://auth.example.test";
@@ -196,18 +204,12 @@ pub(crate) mod tests {
     /// A 2048-bit key generated once per test run; never written anywhere.
     pub(crate) fn test_key_pem() -> &'static str {
         static PEM: OnceLock<String> = OnceLock::new();
-        PEM.get_or_init(|| {
-            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-            key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
-        })
+        PEM.get_or_init(test_keys::private_pem)
     }
 
     fn other_key_pem() -> &'static str {
         static PEM: OnceLock<String> = OnceLock::new();
-        PEM.get_or_init(|| {
-            let key = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), 2048).unwrap();
-            key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string()
-        })
+        PEM.get_or_init(test_keys::private_pem)
     }
 
     fn issuer() -> TokenIssuer<LocalSigner> {
@@ -221,7 +223,7 @@ pub(crate) mod tests {
 
     fn assert_refused(v: &TokenVerifier, token: &str, why: &str) {
         match v.verify(token, ISS) {
-            Err(ApiError::InvalidToken(_)) => {}
+            Err(TokenError::Invalid) => {}
             other => panic!("{why}: expected refusal, got {other:?}"),
         }
     }
@@ -291,7 +293,7 @@ pub(crate) mod tests {
             .unwrap();
         assert!(matches!(
             verifier(&i).verify(&old.access_token, ISS),
-            Err(ApiError::InvalidToken("Token has expired"))
+            Err(TokenError::Expired)
         ));
     }
 

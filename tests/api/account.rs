@@ -4,7 +4,7 @@
 use lambda_http::http::Method;
 use serde_json::json;
 
-use crate::helpers::{GOOD_PASSWORD, TestApp};
+use crate::helpers::{AppStore, GOOD_PASSWORD, TestApp};
 
 const NEW_PASSWORD: &str = "copper-lantern-orchard-17";
 
@@ -29,7 +29,7 @@ fn sub(access_token: &str) -> String {
     claims["sub"].as_str().unwrap().to_string()
 }
 
-async fn a_password_change_starts_a_new_session_and_ends_every_other(app: TestApp) {
+async fn a_password_change_starts_a_new_session_and_ends_every_other<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (caller, caller_refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let (other, other_refresh) = app.tokens("emma", GOOD_PASSWORD).await;
@@ -63,7 +63,9 @@ async fn a_password_change_starts_a_new_session_and_ends_every_other(app: TestAp
     assert_eq!(failures, 0);
 }
 
-async fn a_wrong_current_password_is_403_and_counts_as_a_failed_login(app: TestApp) {
+async fn a_wrong_current_password_is_403_and_counts_as_a_failed_login<S: AppStore>(
+    app: TestApp<S>,
+) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, _) = app.tokens("emma", GOOD_PASSWORD).await;
     for n in 1..=5u64 {
@@ -92,7 +94,7 @@ async fn a_wrong_current_password_is_403_and_counts_as_a_failed_login(app: TestA
     assert_eq!(app.stored("emma").await.1, 0);
 }
 
-async fn a_new_password_must_pass_the_policy_and_differ(app: TestApp) {
+async fn a_new_password_must_pass_the_policy_and_differ<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, _) = app.tokens("emma", GOOD_PASSWORD).await;
     for weak in ["short", "password123", "emma", GOOD_PASSWORD] {
@@ -114,7 +116,7 @@ async fn a_new_password_must_pass_the_policy_and_differ(app: TestApp) {
     assert_eq!(app.me(&access).await.status, 200);
 }
 
-async fn the_account_routes_need_an_open_session(app: TestApp) {
+async fn the_account_routes_need_an_open_session<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, _) = app.tokens("emma", GOOD_PASSWORD).await;
     for (method, path, body) in [
@@ -149,7 +151,7 @@ async fn the_account_routes_need_an_open_session(app: TestApp) {
     reply.problem(405);
 }
 
-async fn deleting_the_account_ends_everything_and_frees_the_name(app: TestApp) {
+async fn deleting_the_account_ends_everything_and_frees_the_name<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let (other, other_refresh) = app.tokens("emma", GOOD_PASSWORD).await;
@@ -171,7 +173,7 @@ async fn deleting_the_account_ends_everything_and_frees_the_name(app: TestApp) {
     assert_eq!(app.me(&other).await.status, 401);
 }
 
-async fn a_wrong_password_does_not_delete(app: TestApp) {
+async fn a_wrong_password_does_not_delete<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, _) = app.tokens("emma", GOOD_PASSWORD).await;
     let reply = app.delete_me(&access, "not-the-password-1").await;

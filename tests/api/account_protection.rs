@@ -2,7 +2,7 @@
 //! DynamoDB on moto (the rules without storage are in `register.rs`, `login.rs`, `me.rs` and the
 //! unit tests of `shared`).
 
-use crate::helpers::{GOOD_PASSWORD, TestApp};
+use crate::helpers::{AppStore, DynamoApp, GOOD_PASSWORD, SqliteApp, TestApp};
 
 on_both_backends!(
     usernames_are_unique_without_regard_to_case,
@@ -13,7 +13,7 @@ on_both_backends!(
     an_old_token_does_not_reach_a_new_account_of_the_same_name,
 );
 
-async fn usernames_are_unique_without_regard_to_case(app: TestApp) {
+async fn usernames_are_unique_without_regard_to_case<S: AppStore>(app: TestApp<S>) {
     assert_eq!(app.register("Emma", GOOD_PASSWORD).await.status, 201);
     for again in ["Emma", "EMMA", "emma", "Ｅｍｍａ"] {
         let reply = app.register(again, "another-fine-passphrase-9").await;
@@ -24,7 +24,7 @@ async fn usernames_are_unique_without_regard_to_case(app: TestApp) {
     assert_eq!(app.me(&token).await.body["username"], "Emma");
 }
 
-async fn after_five_failures_each_attempt_waits_and_a_success_resets(app: TestApp) {
+async fn after_five_failures_each_attempt_waits_and_a_success_resets<S: AppStore>(app: TestApp<S>) {
     app.register("target", GOOD_PASSWORD).await;
     for _ in 0..5 {
         app.login("target", "wrong-guess-123").await.problem(401);
@@ -49,7 +49,7 @@ async fn after_five_failures_each_attempt_waits_and_a_success_resets(app: TestAp
     assert_eq!(app.login("target", GOOD_PASSWORD).await.status, 200);
 }
 
-async fn the_wait_is_capped_at_fifteen_minutes(app: TestApp) {
+async fn the_wait_is_capped_at_fifteen_minutes<S: AppStore>(app: TestApp<S>) {
     app.register("patient", GOOD_PASSWORD).await;
     // A count far past the cap, as a long attack would leave it.
     app.set_failures("patient", 40, app.now()).await;
@@ -61,7 +61,7 @@ async fn the_wait_is_capped_at_fifteen_minutes(app: TestApp) {
     assert_eq!(app.login("patient", GOOD_PASSWORD).await.status, 200);
 }
 
-async fn a_tutorial_hash_logs_in_and_is_upgraded(app: TestApp) {
+async fn a_tutorial_hash_logs_in_and_is_upgraded<S: AppStore>(app: TestApp<S>) {
     // A row as the FastAPI tutorial writes it: plain bcrypt of the raw password.
     let legacy = bcrypt::hash("johns-old-secret", 4).unwrap();
     app.insert_user("johndoe", &legacy, Some("John Doe")).await;
@@ -77,7 +77,7 @@ async fn a_tutorial_hash_logs_in_and_is_upgraded(app: TestApp) {
     app.login("johndoe", "johns-old-secreT").await.problem(401);
 }
 
-async fn a_token_of_a_deleted_user_is_refused(app: TestApp) {
+async fn a_token_of_a_deleted_user_is_refused<S: AppStore>(app: TestApp<S>) {
     app.register("leaver", GOOD_PASSWORD).await;
     let token = app.token("leaver", GOOD_PASSWORD).await;
     assert_eq!(app.me(&token).await.status, 200);
@@ -90,7 +90,7 @@ async fn a_token_of_a_deleted_user_is_refused(app: TestApp) {
     );
 }
 
-async fn an_old_token_does_not_reach_a_new_account_of_the_same_name(app: TestApp) {
+async fn an_old_token_does_not_reach_a_new_account_of_the_same_name<S: AppStore>(app: TestApp<S>) {
     app.register("reused", GOOD_PASSWORD).await;
     let old = app.token("reused", GOOD_PASSWORD).await;
     app.delete_all_users().await;
@@ -107,19 +107,19 @@ async fn an_old_token_does_not_reach_a_new_account_of_the_same_name(app: TestApp
 
 #[tokio::test]
 async fn a_lower_cost_hash_is_upgraded_to_the_configured_cost() {
-    let low = TestApp::with_cost(4).await;
+    let low = SqliteApp::with_cost(4).await;
     low.register("frugal", GOOD_PASSWORD).await;
     let (hash, _) = low.stored("frugal").await;
-    for high in [
-        TestApp::with_cost(5).await,
-        TestApp::dynamo_with_cost(5).await,
-    ] {
-        high.insert_user("frugal", &hash, None).await;
-        assert_eq!(high.login("frugal", GOOD_PASSWORD).await.status, 200);
-        let (upgraded, _) = high.stored("frugal").await;
-        assert!(
-            upgraded.starts_with("$bcrypt-sha256$v=2,t=2b,r=5$"),
-            "{upgraded}"
-        );
-    }
+    upgrades_at_cost_5(SqliteApp::with_cost(5).await, &hash).await;
+    upgrades_at_cost_5(DynamoApp::dynamo_with_cost(5).await, &hash).await;
+}
+
+async fn upgrades_at_cost_5<S: AppStore>(high: TestApp<S>, hash: &str) {
+    high.insert_user("frugal", hash, None).await;
+    assert_eq!(high.login("frugal", GOOD_PASSWORD).await.status, 200);
+    let (upgraded, _) = high.stored("frugal").await;
+    assert!(
+        upgraded.starts_with("$bcrypt-sha256$v=2,t=2b,r=5$"),
+        "{upgraded}"
+    );
 }

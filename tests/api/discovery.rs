@@ -4,16 +4,16 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use lambda_http::http::Method;
 
-use crate::helpers::{GOOD_PASSWORD, Route, TestApp};
+use crate::helpers::{GOOD_PASSWORD, Route, SqliteApp};
 
 #[tokio::test]
 async fn a_token_verifies_with_the_published_jwks_alone() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let token = app.token("emma", GOOD_PASSWORD).await;
 
     let config = app
-        .send_event(Route::Discovery, "v2_openid_configuration", &[])
+        .send_event(Route::Jwks, "v2_openid_configuration", &[])
         .await;
     assert_eq!(config.body["issuer"], "https://auth.example.test");
     assert_eq!(
@@ -29,7 +29,7 @@ async fn a_token_verifies_with_the_published_jwks_alone() {
         "RS256"
     );
 
-    let jwks = app.send_event(Route::Discovery, "v2_jwks", &[]).await;
+    let jwks = app.send_event(Route::Jwks, "v2_jwks", &[]).await;
     assert!(jwks.header("cache-control").contains("max-age"));
     assert!(
         !jwks.raw.contains("\"d\""),
@@ -50,13 +50,13 @@ async fn a_token_verifies_with_the_published_jwks_alone() {
 
 #[tokio::test]
 async fn other_paths_and_methods_are_refused() {
-    let app = TestApp::new().await;
-    let reply = app.raw(Route::Discovery, Method::GET, None, "").await;
+    let app = SqliteApp::new().await;
+    let reply = app.raw(Route::Jwks, Method::GET, None, "").await;
     reply.problem(404);
     let req = lambda_http::http::Request::builder()
         .method(Method::POST)
         .uri("https://x.test/.well-known/jwks.json")
         .body(lambda_http::Body::Empty)
         .unwrap();
-    app.send(Route::Discovery, req).await.problem(405);
+    app.send(Route::Jwks, req).await.problem(405);
 }

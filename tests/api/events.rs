@@ -1,10 +1,10 @@
 //! The whole flow through real API Gateway REST (v1), HTTP API (v2) and Function URL events.
 
-use crate::helpers::{GOOD_PASSWORD, Route, TestApp};
+use crate::helpers::{GOOD_PASSWORD, Route, SqliteApp};
 
 #[tokio::test]
 async fn register_login_and_me_work_with_every_event_kind() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     for kind in ["v1", "v2", "furl"] {
         let user = format!("emma-{kind}");
         let vars = [("USERNAME", user.as_str()), ("PASSWORD", GOOD_PASSWORD)];
@@ -39,16 +39,12 @@ async fn register_login_and_me_work_with_every_event_kind() {
         }
 
         let reply = app
-            .send_event(Route::Discovery, &format!("{kind}_jwks"), &[])
+            .send_event(Route::Jwks, &format!("{kind}_jwks"), &[])
             .await;
         assert_eq!(reply.status, 200, "{kind} jwks: {}", reply.raw);
         assert_eq!(reply.body["keys"][0]["kty"], "RSA");
         let reply = app
-            .send_event(
-                Route::Discovery,
-                &format!("{kind}_openid_configuration"),
-                &[],
-            )
+            .send_event(Route::Jwks, &format!("{kind}_openid_configuration"), &[])
             .await;
         assert_eq!(reply.status, 200, "{kind} openid: {}", reply.raw);
         assert_eq!(reply.body["issuer"], "https://auth.example.test");
@@ -57,7 +53,7 @@ async fn register_login_and_me_work_with_every_event_kind() {
 
 #[tokio::test]
 async fn a_bad_token_in_a_real_event_is_refused() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     for kind in ["v1", "v2", "furl"] {
         let reply = app
             .send_event(

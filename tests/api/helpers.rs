@@ -1,24 +1,29 @@
-//! A `TestApp`: the four functions' states over one temporary SQLite file and key, a fake clock,
-//! and typed request helpers.
+//! A `TestApp`: every function's state over one store (a temporary SQLite file, or a fresh
+//! DynamoDB table on moto), one temporary key, a fake clock, and typed request helpers. Stored
+//! state is reached only through the store's test seam (`shared::store::testing`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use integration_tests::{event, moto, write_test_keys};
 use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::Config;
-use shared::handlers::{account, discovery, login, logout, me, register};
+use shared::handlers::{account, jwks, login, logout, me, register};
 use shared::signer::AnySigner;
-use shared::state::{
-    AccountState, AnyStore, DiscoveryState, LoginState, LogoutState, MeState, RegisterState,
-};
-use shared::store::DynamoStore;
+use shared::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
+use shared::store::contract::FullStore;
+use shared::store::testing::TestSeam;
+use shared::store::{DynamoStore, SqliteStore};
+use shared::wiring::Wiring;
 
 /// A password the policy accepts.
 pub const GOOD_PASSWORD: &str = "velvet-tundra-marmalade-42";
+
+/// What a test app's store must be: a full backend with its test seam.
+pub trait AppStore: FullStore + TestSeam + 'static {}
+impl<T: FullStore + TestSeam + 'static> AppStore for T {}
 
 /// Which function a request goes to.
 #[derive(Debug, Clone, Copy)]
@@ -28,29 +33,26 @@ pub enum Route {
     Me,
     Logout,
     Account,
-    Discovery,
+    Jwks,
 }
 
-/// Where the app's users live, with direct access for the tests (as an operator would have).
-pub enum Backend {
-    Sqlite,
-    Dynamo {
-        client: aws_sdk_dynamodb::Client,
-        table: String,
-    },
-}
-
-pub struct TestApp {
+pub struct TestApp<S> {
     pub dir: tempfile::TempDir,
-    pub backend: Backend,
-    register: RegisterState<AnyStore>,
-    login: LoginState<AnyStore, AnySigner>,
-    me: MeState<AnyStore>,
-    logout: LogoutState<AnyStore>,
-    account: AccountState<AnyStore, AnySigner>,
-    discovery: DiscoveryState,
+    /// The store, as an operator (or another tool) would reach it.
+    pub store: S,
+    register: RegisterState<S>,
+    login: LoginState<S, AnySigner>,
+    me: MeState<S>,
+    logout: LogoutState<S>,
+    account: AccountState<S, AnySigner>,
+    jwks: JwksState,
     clock: Arc<AtomicU64>,
 }
+
+/// The app most tests use.
+pub type SqliteApp = TestApp<SqliteStore>;
+/// The same app on DynamoDB (moto).
+pub type DynamoApp = TestApp<DynamoStore>;
 
 /// A response with its body parsed.
 #[derive(Debug)]
@@ -96,38 +98,56 @@ impl Reply {
     }
 }
 
-impl TestApp {
+impl SqliteApp {
     pub async fn new() -> Self {
         Self::with_cost(4).await
     }
 
+    /// Each function gets its own connection to one file, as separate processes would.
     pub async fn with_cost(cost: u32) -> Self {
-        Self::with_settings(cost, &[]).await
+        let (dir, wiring) = wiring(cost);
+        let path = dir.path().join("users.db");
+        TestApp::build(dir, wiring, || SqliteStore::open(&path).unwrap()).await
+    }
+}
+
+impl TestApp<DynamoStore> {
+    /// The same app with its users in a fresh DynamoDB table on moto.
+    pub async fn dynamo() -> Self {
+        Self::dynamo_with_cost(4).await
     }
 
-    /// An app with extra settings (e.g. short session limits).
-    pub async fn with_settings(cost: u32, extra: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (private, public) = write_test_keys(dir.path());
-        let vars = [
-            (
-                "AUTH_STORE",
-                format!("sqlite:{}", dir.path().join("users.db").display()),
-            ),
-            ("AUTH_SIGNING_KEY", format!("file:{}", private.display())),
-            ("AUTH_PUBLIC_KEY", format!("file:{}", public.display())),
-            ("AUTH_ISSUER", "https://auth.example.test".into()),
-            ("AUTH_AUDIENCE", "example-api".into()),
-            ("AUTH_BCRYPT_COST", cost.to_string()),
-        ];
-        let config = Config::from_lookup(|k| {
-            extra
-                .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-                .or_else(|| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-        })
-        .unwrap();
+    pub async fn dynamo_with_cost(cost: u32) -> Self {
+        let (dir, wiring) = wiring(cost);
+        let config = moto::sdk_config().await;
+        let table = moto::create_users_table(&config).await;
+        TestApp::build(dir, wiring, || DynamoStore::new(&config, &table)).await
+    }
+}
+
+/// A temporary folder with a fresh key pair, and the settings of a test app.
+fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = write_test_keys(dir.path());
+    let vars = [
+        (
+            "AUTH_STORE",
+            format!("sqlite:{}", dir.path().join("users.db").display()),
+        ),
+        ("AUTH_SIGNING_KEY", format!("file:{}", private.display())),
+        ("AUTH_PUBLIC_KEY", format!("file:{}", public.display())),
+        ("AUTH_ISSUER", "https://auth.example.test".into()),
+        ("AUTH_AUDIENCE", "example-api".into()),
+        ("AUTH_BCRYPT_COST", cost.to_string()),
+    ];
+    let config =
+        Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+            .unwrap();
+    (dir, Wiring::new(config))
+}
+
+impl<S: AppStore> TestApp<S> {
+    async fn build(dir: tempfile::TempDir, wiring: Wiring, store: impl Fn() -> S) -> Self {
         // A frozen clock that only `advance` moves: a slow machine must not open a lockout early
         // or end a session.
         let clock = Arc::new(AtomicU64::new(shared::clock::now()));
@@ -135,154 +155,48 @@ impl TestApp {
             let clock = clock.clone();
             Arc::new(move || clock.load(Ordering::SeqCst))
         };
-        let mut login = LoginState::from_config(&config).await.unwrap();
+        let mut login = wiring.login(store()).await.unwrap();
         login.clock = frozen();
-        let mut me = MeState::from_config(&config).await.unwrap();
+        let mut me = wiring.me(store()).await.unwrap();
         me.clock = frozen();
-        let mut logout = LogoutState::from_config(&config).await.unwrap();
+        let mut logout = wiring.logout(store()).await.unwrap();
         logout.clock = frozen();
-        let mut account = AccountState::from_config(&config).await.unwrap();
+        let mut account = wiring.account(store()).await.unwrap();
         account.clock = frozen();
         TestApp {
-            account,
-            register: RegisterState::from_config(&config).await.unwrap(),
+            register: wiring.register(store()),
+            jwks: wiring.jwks().await.unwrap(),
+            store: store(),
+            login,
             me,
             logout,
-            discovery: DiscoveryState::from_config(&config).await.unwrap(),
-            login,
+            account,
             dir,
-            backend: Backend::Sqlite,
             clock,
         }
     }
 
-    /// The same app with its users in a fresh DynamoDB table on moto.
-    pub async fn dynamo() -> Self {
-        Self::dynamo_with_cost(4).await
-    }
-
-    pub async fn dynamo_with_cost(cost: u32) -> Self {
-        let mut app = Self::with_cost(cost).await;
-        let config = moto::sdk_config().await;
-        let table = moto::create_users_table(&config).await;
-        let store = || AnyStore::Dynamo(DynamoStore::new(&config, &table));
-        app.register.store = store();
-        app.login.store = store();
-        app.me.store = store();
-        app.logout.store = store();
-        app.account.store = store();
-        app.backend = Backend::Dynamo {
-            client: aws_sdk_dynamodb::Client::new(&config),
-            table,
-        };
-        app
-    }
-
-    /// Deletes every user.
+    /// Deletes every user behind the service's back.
     pub async fn delete_all_users(&self) {
-        match &self.backend {
-            Backend::Sqlite => {
-                self.db().execute("DELETE FROM users", []).unwrap();
-            }
-            Backend::Dynamo { client, table } => {
-                let items = client.scan().table_name(table).send().await.unwrap();
-                for item in items.items() {
-                    client
-                        .delete_item()
-                        .table_name(table)
-                        .key("username_key", item["username_key"].clone())
-                        .send()
-                        .await
-                        .unwrap();
-                }
-            }
-        }
+        self.store.delete_all_users().await;
     }
 
     /// The stored hash and failure count of `key`.
     pub async fn stored(&self, key: &str) -> (String, u64) {
-        match &self.backend {
-            Backend::Sqlite => self
-                .db()
-                .query_row(
-                    "SELECT hashed_password, failed_logins FROM users WHERE username_key = ?1",
-                    [key],
-                    |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)),
-                )
-                .unwrap(),
-            Backend::Dynamo { client, table } => {
-                let item = client
-                    .get_item()
-                    .table_name(table)
-                    .key("username_key", AttributeValue::S(key.into()))
-                    .consistent_read(true)
-                    .send()
-                    .await
-                    .unwrap()
-                    .item
-                    .expect("user exists");
-                let count = item["failed_logins"].as_n().unwrap().parse().unwrap();
-                (item["hashed_password"].as_s().unwrap().clone(), count)
-            }
-        }
+        let (hash, count) = self.store.stored(key).await.expect("user exists");
+        (hash, u64::from(count))
     }
 
     /// Sets the failure count and last failure time of `key`, as a long attack would leave them.
     pub async fn set_failures(&self, key: &str, count: u64, at: u64) {
-        match &self.backend {
-            Backend::Sqlite => {
-                self.db()
-                    .execute(
-                        "UPDATE users SET failed_logins = ?2, last_failed_at = ?3 WHERE username_key = ?1",
-                        rusqlite::params![key, count as i64, at as i64],
-                    )
-                    .unwrap();
-            }
-            Backend::Dynamo { client, table } => {
-                client
-                    .update_item()
-                    .table_name(table)
-                    .key("username_key", AttributeValue::S(key.into()))
-                    .update_expression("SET failed_logins = :c, last_failed_at = :t")
-                    .expression_attribute_values(":c", AttributeValue::N(count.to_string()))
-                    .expression_attribute_values(":t", AttributeValue::N(at.to_string()))
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
+        self.store.set_failures(key, count as u32, at).await;
     }
 
     /// Inserts a user row as another tool wrote it: the FastAPI tutorial's plain bcrypt hash, or
     /// a hash made at another cost.
     pub async fn insert_user(&self, username: &str, hash: &str, full_name: Option<&str>) {
-        let key = shared::policy::username_key(username);
-        let id = format!("imported-{key}");
-        match &self.backend {
-            Backend::Sqlite => {
-                self.db()
-                    .execute(
-                        "INSERT INTO users (username, hashed_password, full_name, user_id, username_key)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                        rusqlite::params![username, hash, full_name, id, key],
-                    )
-                    .unwrap();
-            }
-            Backend::Dynamo { client, table } => {
-                let mut put = client
-                    .put_item()
-                    .table_name(table)
-                    .item("username_key", AttributeValue::S(key))
-                    .item("user_id", AttributeValue::S(id))
-                    .item("username", AttributeValue::S(username.into()))
-                    .item("hashed_password", AttributeValue::S(hash.into()))
-                    .item("failed_logins", AttributeValue::N("0".into()));
-                if let Some(name) = full_name {
-                    put = put.item("full_name", AttributeValue::S(name.into()));
-                }
-                put.send().await.unwrap();
-            }
-        }
+        let id = format!("imported-{}", shared::policy::username_key(username));
+        self.store.seed_user(&id, username, hash, full_name).await;
     }
 
     /// Shorter session limits for the login function (the other functions need none).
@@ -307,7 +221,7 @@ impl TestApp {
             Route::Me => me::handle(&self.me, req).await,
             Route::Logout => logout::handle(&self.logout, req).await,
             Route::Account => account::handle(&self.account, req).await,
-            Route::Discovery => discovery::handle(&self.discovery, req).await,
+            Route::Jwks => jwks::handle(&self.jwks, req).await,
         })
     }
 
@@ -479,10 +393,5 @@ impl TestApp {
 
     pub async fn me(&self, token: &str) -> Reply {
         self.me_with(Some(&format!("Bearer {token}"))).await
-    }
-
-    /// Direct access to the database file, as an operator would have.
-    pub fn db(&self) -> rusqlite::Connection {
-        rusqlite::Connection::open(self.dir.path().join("users.db")).unwrap()
     }
 }

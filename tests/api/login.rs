@@ -3,11 +3,11 @@
 
 use lambda_http::http::Method;
 
-use crate::helpers::{GOOD_PASSWORD, Route, TestApp};
+use crate::helpers::{GOOD_PASSWORD, Route, SqliteApp};
 
 #[tokio::test]
 async fn the_oauth2_password_form_and_json_both_log_in() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     for form in [
         format!("grant_type=password&username=emma&password={GOOD_PASSWORD}&scope="),
@@ -37,7 +37,7 @@ async fn the_oauth2_password_form_and_json_both_log_in() {
 
 #[tokio::test]
 async fn unknown_user_and_wrong_password_are_indistinguishable() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let wrong = app.login("emma", "not-the-password-at-all").await;
     let unknown = app.login("nobody-here", "not-the-password-at-all").await;
@@ -50,7 +50,7 @@ async fn unknown_user_and_wrong_password_are_indistinguishable() {
 
 #[tokio::test]
 async fn malformed_logins_are_4xx() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     let reply = app
         .login_form("grant_type=client_credentials&username=a&password=b")
         .await;

@@ -5,10 +5,10 @@
 macro_rules! on_both_backends {
     ($($rule:ident),* $(,)?) => {
         mod sqlite {
-            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::new().await).await; })*
+            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::SqliteApp::new().await).await; })*
         }
         mod dynamodb {
-            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::TestApp::dynamo().await).await; })*
+            $(#[tokio::test] async fn $rule() { super::$rule(crate::helpers::DynamoApp::dynamo().await).await; })*
         }
     };
 }

@@ -3,7 +3,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::helpers::{GOOD_PASSWORD, TestApp};
+use crate::helpers::{GOOD_PASSWORD, SqliteApp};
 
 fn assert_invalid_token(reply: &crate::helpers::Reply) {
     reply.problem(401);
@@ -15,7 +15,7 @@ fn assert_invalid_token(reply: &crate::helpers::Reply) {
 
 #[tokio::test]
 async fn the_scheme_is_case_insensitive() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let token = app.token("emma", GOOD_PASSWORD).await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
@@ -27,7 +27,7 @@ async fn the_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn missing_or_malformed_credentials_are_401_invalid_token() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let token = app.token("emma", GOOD_PASSWORD).await;
     let reply = app.me_with(None).await;
@@ -49,7 +49,7 @@ async fn missing_or_malformed_credentials_are_401_invalid_token() {
 
 #[tokio::test]
 async fn a_tampered_token_is_refused() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     app.register("mallory", GOOD_PASSWORD).await;
     let emma = app.token("emma", GOOD_PASSWORD).await;

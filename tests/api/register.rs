@@ -3,11 +3,13 @@
 use lambda_http::http::Method;
 use serde_json::json;
 
-use crate::helpers::{GOOD_PASSWORD, Route, TestApp};
+use shared::store::testing::TestSeam;
+
+use crate::helpers::{GOOD_PASSWORD, Route, SqliteApp};
 
 #[tokio::test]
 async fn full_name_is_optional() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     let reply = app
         .register_json(json!({"username": "nameless", "password": GOOD_PASSWORD}))
         .await;
@@ -21,7 +23,7 @@ async fn full_name_is_optional() {
 
 #[tokio::test]
 async fn invalid_fields_are_422_naming_the_field() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     for (body, field, says) in [
         (
             json!({"password": GOOD_PASSWORD}),
@@ -82,16 +84,12 @@ async fn invalid_fields_are_422_naming_the_field() {
         assert!(detail.contains(says), "{body}: {detail}");
     }
     // Nothing was created by any of them.
-    let count: i64 = app
-        .db()
-        .query_row("SELECT count(*) FROM users", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(count, 0);
+    assert_eq!(app.store.user_count().await, 0);
 }
 
 #[tokio::test]
 async fn unreadable_bodies_are_4xx_with_a_clear_detail() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     let json = Some("application/json");
     let reply = app
         .raw(Route::Register, Method::POST, json, "{\"username\": ")
@@ -126,7 +124,7 @@ fn reply_is_413(reply: crate::helpers::Reply) {
 
 #[tokio::test]
 async fn sql_looking_usernames_are_just_names() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     let name = "robert');DROP_TABLE_users;--";
     assert_eq!(app.register(name, GOOD_PASSWORD).await.status, 201);
     let token = app.token(name, GOOD_PASSWORD).await;
@@ -135,12 +133,9 @@ async fn sql_looking_usernames_are_just_names() {
 
 #[tokio::test]
 async fn responses_never_contain_the_password_or_its_hash() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     let reply = app.register("secretive", GOOD_PASSWORD).await;
-    let hash: String = app
-        .db()
-        .query_row("SELECT hashed_password FROM users", [], |r| r.get(0))
-        .unwrap();
+    let (hash, _) = app.stored("secretive").await;
     assert!(hash.starts_with("$bcrypt-sha256$v=2,t=2b,r=4$"));
     let login = app.login("secretive", GOOD_PASSWORD).await;
     let me = app.me(login.body["access_token"].as_str().unwrap()).await;

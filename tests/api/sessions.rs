@@ -8,7 +8,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use shared::session::SessionLimits;
 
-use crate::helpers::{GOOD_PASSWORD, Reply, TestApp};
+use crate::helpers::{AppStore, GOOD_PASSWORD, Reply, SqliteApp, TestApp};
 
 on_both_backends!(
     every_password_grant_starts_a_session,
@@ -35,7 +35,7 @@ fn assert_invalid_grant(reply: &Reply) {
     assert_eq!(reply.header("www-authenticate"), "");
 }
 
-async fn every_password_grant_starts_a_session(app: TestApp) {
+async fn every_password_grant_starts_a_session<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let mut sids = Vec::new();
     for form in [
@@ -60,7 +60,7 @@ async fn every_password_grant_starts_a_session(app: TestApp) {
     assert_eq!(sids.len(), 3, "one session per login");
 }
 
-async fn the_refresh_grant_rotates_by_form_and_json(app: TestApp) {
+async fn the_refresh_grant_rotates_by_form_and_json<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let by_form = app.refresh(&refresh).await;
@@ -83,7 +83,7 @@ async fn the_refresh_grant_rotates_by_form_and_json(app: TestApp) {
     assert_eq!(app.me(&access).await.status, 200);
 }
 
-async fn every_refusal_is_one_invalid_grant(app: TestApp) {
+async fn every_refusal_is_one_invalid_grant<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (access, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let mut bodies = Vec::new();
@@ -117,7 +117,7 @@ async fn every_refusal_is_one_invalid_grant(app: TestApp) {
     assert_eq!(app.refresh(&refresh2).await.status, 200);
 }
 
-async fn a_reused_token_ends_only_its_session(app: TestApp) {
+async fn a_reused_token_ends_only_its_session<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (other_access, other_refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let (access, refresh1) = app.tokens("emma", GOOD_PASSWORD).await;
@@ -137,7 +137,7 @@ async fn a_reused_token_ends_only_its_session(app: TestApp) {
     assert_eq!(app.refresh(&other_refresh).await.status, 200);
 }
 
-async fn a_retry_within_the_interval_gets_the_same_successor(app: TestApp) {
+async fn a_retry_within_the_interval_gets_the_same_successor<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (_, refresh1) = app.tokens("emma", GOOD_PASSWORD).await;
     let (_, refresh2) = app.refresh(&refresh1).await.token_pair();
@@ -152,7 +152,7 @@ async fn a_retry_within_the_interval_gets_the_same_successor(app: TestApp) {
     assert_eq!(app.me(&access).await.status, 401);
 }
 
-async fn logout_by_refresh_token_ends_that_session(app: TestApp) {
+async fn logout_by_refresh_token_ends_that_session<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (kept, _) = app.tokens("emma", GOOD_PASSWORD).await;
     let (access, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
@@ -184,7 +184,7 @@ async fn logout_by_refresh_token_ends_that_session(app: TestApp) {
     assert_eq!(app.me(&kept).await.status, 200);
 }
 
-async fn logout_by_bearer_ends_that_session(app: TestApp) {
+async fn logout_by_bearer_ends_that_session<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (kept, kept_refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     let (access, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
@@ -199,7 +199,7 @@ async fn logout_by_bearer_ends_that_session(app: TestApp) {
     assert_eq!(again.body["error"], "invalid_token");
 }
 
-async fn global_logout_ends_every_session_of_the_account(app: TestApp) {
+async fn global_logout_ends_every_session_of_the_account<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     app.register("olivia", GOOD_PASSWORD).await;
     let (stranger, _) = app.tokens("olivia", GOOD_PASSWORD).await;
@@ -248,7 +248,7 @@ async fn global_logout_ends_every_session_of_the_account(app: TestApp) {
     }
 }
 
-async fn logout_refuses_what_it_cannot_act_on(app: TestApp) {
+async fn logout_refuses_what_it_cannot_act_on<S: AppStore>(app: TestApp<S>) {
     let neither = app.logout(None, None, "").await;
     neither.problem(400);
     assert_eq!(neither.body["error"], "invalid_request");
@@ -265,7 +265,7 @@ async fn logout_refuses_what_it_cannot_act_on(app: TestApp) {
     assert_eq!(bad_scope.status, 422);
 }
 
-async fn sessions_end_when_idle_and_at_their_absolute_limit(mut app: TestApp) {
+async fn sessions_end_when_idle_and_at_their_absolute_limit<S: AppStore>(mut app: TestApp<S>) {
     app.set_session_limits(SessionLimits {
         idle: 5,
         max: 12,
@@ -292,7 +292,7 @@ async fn sessions_end_when_idle_and_at_their_absolute_limit(mut app: TestApp) {
     assert_invalid_grant(&app.refresh(&last).await);
 }
 
-async fn a_deleted_account_cannot_refresh(app: TestApp) {
+async fn a_deleted_account_cannot_refresh<S: AppStore>(app: TestApp<S>) {
     app.register("emma", GOOD_PASSWORD).await;
     let (_, refresh) = app.tokens("emma", GOOD_PASSWORD).await;
     app.delete_all_users().await;
@@ -304,7 +304,7 @@ async fn a_deleted_account_cannot_refresh(app: TestApp) {
 
 #[tokio::test]
 async fn the_sqlite_file_holds_no_usable_refresh_token() {
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let (_, first) = app.tokens("emma", GOOD_PASSWORD).await;
     let (_, second) = app.refresh(&first).await.token_pair();
@@ -329,7 +329,7 @@ async fn the_sqlite_file_holds_no_usable_refresh_token() {
 #[tokio::test]
 async fn an_access_token_without_sid_is_refused() {
     use shared::signer::{LocalSigner, Signer};
-    let app = TestApp::new().await;
+    let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let access = app.token("emma", GOOD_PASSWORD).await;
     let mut payload = claims(&access);

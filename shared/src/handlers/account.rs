@@ -135,10 +135,8 @@ fn check_new_password(
         display: found.profile.username.clone(),
         key: policy::username_key(&claims.preferred_username),
     };
-    policy::password(new, &username, found.profile.full_name.as_deref()).map_err(|e| match e {
-        ApiError::Validation { reason, .. } => ApiError::validation("new_password", reason),
-        other => other,
-    })?;
+    policy::password(new, &username, found.profile.full_name.as_deref())
+        .map_err(|e| e.for_field("new_password"))?;
     if password::normalize(new) == password::normalize(current) {
         return Err(ApiError::validation(
             "new_password",

@@ -2,7 +2,7 @@
 //! storage or crypto details), and the bearer check the protected routes share.
 
 pub mod account;
-pub mod discovery;
+pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod me;

@@ -4,6 +4,8 @@
 mod kms;
 mod local;
 pub mod provider;
+#[cfg(any(test, feature = "testing"))]
+pub mod test_keys;
 
 use std::future::Future;
 use std::path::Path;

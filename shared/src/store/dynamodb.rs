@@ -502,3 +502,120 @@ impl SessionStore for DynamoStore {
         }
     }
 }
+
+#[cfg(any(test, feature = "testing"))]
+impl DynamoStore {
+    /// Creates a table with the key schema and TTL attribute `template.yaml` declares.
+    pub async fn create_table(config: &aws_config::SdkConfig, name: &str) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let client = Client::new(config);
+        client
+            .create_table()
+            .table_name(name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(
+                AttributeDefinition::builder()
+                    .attribute_name(KEY)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .expect("attribute definition"),
+            )
+            .key_schema(
+                KeySchemaElement::builder()
+                    .attribute_name(KEY)
+                    .key_type(KeyType::Hash)
+                    .build()
+                    .expect("key schema"),
+            )
+            .send()
+            .await
+            .expect("create the table");
+        client
+            .update_time_to_live()
+            .table_name(name)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name(TTL_ATTRIBUTE)
+                    .enabled(true)
+                    .build()
+                    .expect("TTL specification"),
+            )
+            .send()
+            .await
+            .expect("enable TTL");
+    }
+
+    async fn user_items(&self) -> Vec<Item> {
+        let out = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan the table");
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| get_s(i, KEY).is_some_and(|k| !k.starts_with(SESSION_PREFIX)))
+            .collect()
+    }
+}
+
+#[cfg(any(test, feature = "testing"))]
+impl super::testing::TestSeam for DynamoStore {
+    async fn seed_user(&self, id: &str, username: &str, hash: &str, full_name: Option<&str>) {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(&policy::username_key(username)))
+            .item("user_id", s(id))
+            .item("username", s(username))
+            .item("hashed_password", s(hash));
+        if let Some(name) = full_name {
+            put = put.item("full_name", s(name));
+        }
+        put.send().await.expect("seed a user");
+    }
+
+    async fn stored(&self, username_key: &str) -> Option<(String, u32)> {
+        let item = self.get(username_key).await.expect("read a user")?;
+        Some((
+            get_s(&item, "hashed_password")?,
+            get_n(&item, "failed_logins").unwrap_or(0) as u32,
+        ))
+    }
+
+    async fn set_failures(&self, username_key: &str, count: u32, at: u64) {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, s(username_key))
+            .update_expression("SET failed_logins = :c, last_failed_at = :t")
+            .expression_attribute_values(":c", n(u64::from(count)))
+            .expression_attribute_values(":t", n(at))
+            .send()
+            .await
+            .expect("set failures");
+    }
+
+    async fn delete_all_users(&self) {
+        for item in self.user_items().await {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key(KEY, item[KEY].clone())
+                .send()
+                .await
+                .expect("delete a user");
+        }
+    }
+
+    async fn user_count(&self) -> usize {
+        self.user_items().await.len()
+    }
+}

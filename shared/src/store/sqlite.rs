@@ -487,6 +487,57 @@ impl SessionStore for SqliteStore {
     }
 }
 
+#[cfg(any(test, feature = "testing"))]
+impl super::testing::TestSeam for SqliteStore {
+    async fn seed_user(&self, id: &str, username: &str, hash: &str, full_name: Option<&str>) {
+        self.lock()
+            .execute(
+                "INSERT INTO users (username, hashed_password, full_name, user_id, username_key)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    username,
+                    hash,
+                    full_name,
+                    id,
+                    policy::username_key(username)
+                ],
+            )
+            .expect("seed a user");
+    }
+
+    async fn stored(&self, username_key: &str) -> Option<(String, u32)> {
+        self.lock()
+            .query_row(
+                "SELECT hashed_password, failed_logins FROM users WHERE username_key = ?1",
+                [username_key],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .expect("read a user")
+    }
+
+    async fn set_failures(&self, username_key: &str, count: u32, at: u64) {
+        self.lock()
+            .execute(
+                "UPDATE users SET failed_logins = ?2, last_failed_at = ?3 WHERE username_key = ?1",
+                params![username_key, count, int(at)],
+            )
+            .expect("set failures");
+    }
+
+    async fn delete_all_users(&self) {
+        self.lock()
+            .execute("DELETE FROM users", [])
+            .expect("delete users");
+    }
+
+    async fn user_count(&self) -> usize {
+        self.lock()
+            .query_row("SELECT count(*) FROM users", [], |r| r.get::<_, i64>(0))
+            .expect("count users") as usize
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

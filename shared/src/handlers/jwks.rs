@@ -7,17 +7,17 @@ use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http;
-use crate::state::DiscoveryState;
+use crate::state::JwksState;
 
 /// How long clients may cache the key set and metadata.
 const CACHE: &str = "public, max-age=300";
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle(state: &DiscoveryState, req: Request) -> Response<Body> {
-    discovery(state, &req).unwrap_or_else(ApiError::into_response)
+pub async fn handle(state: &JwksState, req: Request) -> Response<Body> {
+    jwks(state, &req).unwrap_or_else(ApiError::into_response)
 }
 
-fn discovery(state: &DiscoveryState, req: &Request) -> Result<Response<Body>, ApiError> {
+fn jwks(state: &JwksState, req: &Request) -> Result<Response<Body>, ApiError> {
     let path = http::path(req);
     if path.ends_with("/.well-known/jwks.json") {
         http::require_method(req, "GET")?;

@@ -1,0 +1,179 @@
+//! Building each function's state from [`Config`] at cold start: the one place that knows which
+//! backend a setting names. A function's `main` opens the store once and matches on it
+//! ([`with_store!`](crate::with_store)), so every handler is compiled for each concrete backend
+//! and no code forwards store calls from an enum to its variants.
+
+use tokio::sync::OnceCell;
+
+use aws_config::SdkConfig;
+
+use crate::clock;
+use crate::config::{Config, KeyConfig, StoreConfig};
+use crate::password::PasswordHasher;
+use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, Signer};
+use crate::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
+use crate::store::{DynamoStore, SqliteStore, StoreError};
+use crate::token::{TokenIssuer, TokenVerifier};
+
+/// A cold start that cannot complete: reported as one line, then the process exits.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    /// A setting is wrong.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// The store cannot be opened.
+    #[error("cannot open the user store: {0}")]
+    Store(#[from] StoreError),
+    /// The key cannot be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+/// The store `AUTH_STORE` names, opened.
+pub enum Store {
+    /// `sqlite:PATH`.
+    Sqlite(SqliteStore),
+    /// `dynamodb:TABLE`.
+    Dynamo(DynamoStore),
+}
+
+/// Runs `$body` with `$store` bound to the opened store's concrete backend (one arm each), exiting
+/// with one line if it cannot be opened.
+#[macro_export]
+macro_rules! with_store {
+    ($wiring:expr, |$store:ident| $body:expr) => {
+        match $crate::telemetry::or_exit($wiring.store().await) {
+            $crate::wiring::Store::Sqlite($store) => $body,
+            $crate::wiring::Store::Dynamo($store) => $body,
+        }
+    };
+}
+
+/// The configuration and, loaded on first use only, the AWS SDK's (so SQLite with a PEM key does
+/// no AWS set-up at all).
+pub struct Wiring {
+    /// The validated settings.
+    pub config: Config,
+    aws: OnceCell<SdkConfig>,
+}
+
+impl Wiring {
+    /// Wiring for `config`.
+    pub fn new(config: Config) -> Self {
+        Wiring {
+            config,
+            aws: OnceCell::new(),
+        }
+    }
+
+    async fn aws(&self) -> &SdkConfig {
+        self.aws.get_or_init(crate::aws::load).await
+    }
+
+    /// Opens the configured store. DynamoDB makes no call here: the first request connects.
+    pub async fn store(&self) -> Result<Store, InitError> {
+        Ok(match &self.config.store {
+            StoreConfig::Sqlite(path) => Store::Sqlite(SqliteStore::open(path)?),
+            StoreConfig::Dynamodb(table) => {
+                Store::Dynamo(DynamoStore::new(self.aws().await, table))
+            }
+        })
+    }
+
+    /// The signing key.
+    pub async fn signer(&self) -> Result<AnySigner, InitError> {
+        Ok(match &self.config.signing_key {
+            KeyConfig::File(path) => AnySigner::Local(LocalSigner::from_pem_file(path)?),
+            KeyConfig::Kms(id) => AnySigner::Kms(KmsSigner::new(self.aws().await, id).await?),
+        })
+    }
+
+    /// The public key verify-only functions load (`AUTH_PUBLIC_KEY`, else the signing key's).
+    pub async fn public_key(&self) -> Result<PublicKey, InitError> {
+        Ok(match self.config.verification_key() {
+            KeyConfig::File(path) => PublicKey::from_pem_file(path)?,
+            KeyConfig::Kms(id) => KmsSigner::new(self.aws().await, id)
+                .await?
+                .public_key()
+                .clone(),
+        })
+    }
+
+    async fn verifier(&self) -> Result<TokenVerifier, InitError> {
+        Ok(TokenVerifier::new(
+            self.public_key().await?,
+            &self.config.audience,
+        ))
+    }
+
+    fn hasher(&self) -> PasswordHasher {
+        PasswordHasher::new(self.config.bcrypt_cost)
+    }
+
+    /// The `register` function's state over `store`.
+    pub fn register<W>(&self, store: W) -> RegisterState<W> {
+        RegisterState {
+            store,
+            hasher: self.hasher(),
+        }
+    }
+
+    /// The `login` function's state over `store`, with the signing key.
+    pub async fn login<C>(&self, store: C) -> Result<LoginState<C, AnySigner>, InitError> {
+        Ok(LoginState {
+            store,
+            hasher: self.hasher(),
+            tokens: TokenIssuer::new(
+                self.signer().await?,
+                &self.config.audience,
+                self.config.token_ttl,
+            ),
+            issuer: self.config.issuer.clone(),
+            sessions: self.config.sessions,
+            clock: clock::system(),
+        })
+    }
+
+    /// The `me` function's state over `store`, with the public key.
+    pub async fn me<P>(&self, store: P) -> Result<MeState<P>, InitError> {
+        Ok(MeState {
+            store,
+            verifier: self.verifier().await?,
+            issuer: self.config.issuer.clone(),
+            clock: clock::system(),
+        })
+    }
+
+    /// The `logout` function's state over `store`, with the public key.
+    pub async fn logout<S>(&self, store: S) -> Result<LogoutState<S>, InitError> {
+        Ok(LogoutState {
+            store,
+            verifier: self.verifier().await?,
+            issuer: self.config.issuer.clone(),
+            clock: clock::system(),
+        })
+    }
+
+    /// The `account` function's state over `store`, with the signing key (whose public half
+    /// checks bearers).
+    pub async fn account<A>(&self, store: A) -> Result<AccountState<A, AnySigner>, InitError> {
+        let signer = self.signer().await?;
+        Ok(AccountState {
+            store,
+            hasher: self.hasher(),
+            verifier: TokenVerifier::new(signer.public_key().clone(), &self.config.audience),
+            tokens: TokenIssuer::new(signer, &self.config.audience, self.config.token_ttl),
+            issuer: self.config.issuer.clone(),
+            sessions: self.config.sessions,
+            clock: clock::system(),
+        })
+    }
+
+    /// The `jwks` function's state: the public key and the issuer.
+    pub async fn jwks(&self) -> Result<JwksState, InitError> {
+        Ok(JwksState {
+            key: self.public_key().await?,
+            issuer: self.config.issuer.clone(),
+        })
+    }
+}
