@@ -84,13 +84,14 @@ def assets_url():
 
 
 def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
-    """Calls each of the five functions once, so every build happens here, not inside a test."""
+    """Calls each of the six functions once, so every build happens here, not inside a test."""
     probes = [
         ("GET", "/.well-known/jwks.json", 200),
         ("GET", "/openapi.json", 200),
         ("POST", "/register", 415),
         ("POST", "/login", 415),
         ("GET", "/me", 401),
+        ("POST", "/logout", 400),
     ]
     deadline = time.monotonic() + STARTUP_LIMIT
     for method, path, expected in probes:

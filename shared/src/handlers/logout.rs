@@ -36,15 +36,6 @@ async fn logout<S: SessionStore + ProfileReader>(
         Fields::default()
     };
     let done = || http::json(StatusCode::OK, &json!({"message": "Logged out"}));
-    if let Some(token) = fields.optional_string("token")? {
-        session::end_by_token(&state.store, token).await?;
-        return Ok(done());
-    }
-    if req.headers().get("authorization").is_none() {
-        return Err(ApiError::BadRequest(
-            "Send the refresh token as `token`, or an access token as a bearer".into(),
-        ));
-    }
     let scope = match fields.optional_string("scope")? {
         Some(scope) => Some(scope.to_string()),
         None => req
@@ -62,6 +53,16 @@ async fn logout<S: SessionStore + ProfileReader>(
             ));
         }
     };
+    if let Some(token) = fields.optional_string("token")? {
+        // A refresh token names one session: `scope` does not widen it.
+        session::end_by_token(&state.store, token).await?;
+        return Ok(done());
+    }
+    if req.headers().get("authorization").is_none() {
+        return Err(ApiError::BadRequest(
+            "Send the refresh token as `token`, or an access token as a bearer".into(),
+        ));
+    }
     // Only a token whose session is still open may end sessions.
     let now = (state.clock)();
     let (claims, _) =
