@@ -13,7 +13,12 @@ PORT ?= 9000
 DEV := .dev
 DEV_KEY := $(DEV)/signing-key.pem
 
-.PHONY: run test build tools dev-key clean bench microbench
+.PHONY: help run check test build tools dev-key clean bench microbench conformance
+
+## help: list these targets and what each does
+help:
+	@sed -n -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' $(MAKEFILE_LIST)
+
 
 ## run: serve the API locally on SQLite under cargo lambda watch (http://localhost:$(PORT))
 run: $(TOOLS) $(DEV_KEY)
@@ -22,6 +27,14 @@ run: $(TOOLS) $(DEV_KEY)
 	AUTH_PUBLIC_KEY="$${AUTH_PUBLIC_KEY:-file:$(CURDIR)/$(DEV)/signing-key.pub.pem}" \
 	AUTH_ISSUER="$${AUTH_ISSUER:-http://localhost:$(PORT)}" \
 	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(PORT)
+
+## check: the quick loop: formatting, lints, unit tests and the SQLite handler tests (no moto,
+## no watch, no browser; `make test` is the full suite CI runs)
+check:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace --exclude integration-tests
+	cargo test -p integration-tests --test api -- --skip dynamodb
 
 ## test: formatting, lints, template checks, and every test (unit, handler, contract, end-to-end)
 test: $(TOOLS)
@@ -66,13 +79,13 @@ dev-key: $(DEV_KEY)
 $(DEV_KEY): | $(TOOLS)
 	$(VENV)/bin/python scripts/dev_key.py $(DEV)
 
+## clean: remove the development key and database and the build output
 clean:
 	rm -rf $(DEV) target
 
 ## conformance: openapi.yaml against the running service (schemathesis with every check and the
 ## stateful links, authlib + PyJWT, the README's curl commands, Swagger UI in headless Chromium).
 ## Installs what it lacks: pip into .venv/, apt chromium + chromium-driver, npm swagger-ui-dist.
-.PHONY: conformance
 CONFORMANCE := tests/conformance
 CONFORMANCE_TOOLS := $(VENV)/.conformance-installed
 CONFORMANCE_ASSETS := $(CONFORMANCE)/node_modules/.package-lock.json

@@ -376,46 +376,119 @@ fn account_lifecycle(watch: &Watch) {
     assert_eq!(refresh.status, 400);
 }
 
-/// The account-protection rules, attacked over real HTTP (the same rules run in-process in
-/// `api/`, on both backends where they touch storage).
-fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
+/// A watch on a fresh SQLite file (the attacks below each get their own), ready to serve, with
+/// the user `polyglot` registered under a long Unicode password; returns its access token.
+struct Target {
+    _one: std::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    watch: Watch,
+    http: ureq::Agent,
+    token: String,
+}
+
+const UNICODE_PASSWORD_CHARS: usize = 160;
+
+fn unicode_password() -> String {
+    "ключ-🔑-鍵-"
+        .chars()
+        .cycle()
+        .take(UNICODE_PASSWORD_CHARS)
+        .collect()
+}
+
+impl Target {
+    fn start() -> Target {
+        let one = ONE_WATCH.lock().unwrap_or_else(|p| p.into_inner());
+        let dir = tempfile::tempdir().unwrap();
+        let mut watch = Watch::start(dir.path(), &sqlite_env(dir.path()));
+        let http = agent();
+        wait_until_ready(&mut watch, &http);
+        let r = reply(
+            http.post(watch.url("/register"))
+                .send_json(json!({"username": "polyglot", "password": unicode_password()})),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+        let r = reply(
+            http.post(watch.url("/login"))
+                .send_json(json!({"username": "polyglot", "password": unicode_password()})),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let token = r.body["access_token"].as_str().unwrap().to_string();
+        Target {
+            _one: one,
+            dir,
+            watch,
+            http,
+            token,
+        }
+    }
+
+    fn post_json(&self, path: &str, body: Value) -> Reply {
+        reply(self.http.post(self.watch.url(path)).send_json(body))
+    }
+
+    fn post_raw(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        reply(
+            self.http
+                .post(self.watch.url(path))
+                .header("Content-Type", content_type)
+                .send(body.as_bytes()),
+        )
+    }
+
+    fn login_form(&self, username: &str, password: &str) -> Reply {
+        reply(
+            self.http
+                .post(self.watch.url("/login"))
+                .send_form([("username", username), ("password", password)]),
+        )
+    }
+
+    fn me_with(&self, bearer: &str) -> Reply {
+        reply(
+            self.http
+                .get(self.watch.url("/me"))
+                .header("Authorization", format!("Bearer {bearer}"))
+                .call(),
+        )
+    }
+}
+
+/// Forged tokens (alg none, HS256 keyed with our public key, a tampered payload) are refused.
+#[test]
+fn forged_tokens_are_refused_over_http() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use hmac::{Hmac, Mac};
     use sha2::Sha256;
-    let http = agent();
-    let me_with = |bearer: &str| {
-        reply(
-            http.get(watch.url("/me"))
-                .header("Authorization", format!("Bearer {bearer}"))
-                .call(),
-        )
-    };
-    let parts: Vec<&str> = token.split('.').collect();
+    let t = Target::start();
+    assert_eq!(t.me_with(&t.token).status, 200, "the genuine token passes");
+    let public_pem = std::fs::read(t.dir.path().join("signing-key.pub.pem")).unwrap();
+    let parts: Vec<&str> = t.token.split('.').collect();
     let claims = parts[1];
 
-    // Forged tokens: alg none, HS256 keyed with our public key, a tampered payload.
     let none = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"at+jwt"}"#);
     assert_eq!(
-        me_with(&format!("{none}.{claims}.")).status,
+        t.me_with(&format!("{none}.{claims}.")).status,
         401,
         "alg none"
     );
-    let header = serde_json::json!({"alg": "HS256", "typ": "at+jwt", "kid": decode_header(token).unwrap().kid});
+    let header =
+        json!({"alg": "HS256", "typ": "at+jwt", "kid": decode_header(&t.token).unwrap().kid});
     let payload: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
     let input = format!(
         "{}.{}",
         URL_SAFE_NO_PAD.encode(header.to_string()),
         URL_SAFE_NO_PAD.encode(payload.to_string())
     );
-    let mut mac = Hmac::<Sha256>::new_from_slice(public_pem).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&public_pem).unwrap();
     mac.update(input.as_bytes());
     let hs256 = format!(
         "{input}.{}",
         URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     );
-    assert_eq!(me_with(&hs256).status, 401, "HS256 with the public key");
-    let mut forged: Value = payload.clone();
+    assert_eq!(t.me_with(&hs256).status, 401, "HS256 with the public key");
+    let mut forged = payload.clone();
     forged["sub"] = "someone-else".into();
     let forged = format!(
         "{}.{}.{}",
@@ -423,112 +496,92 @@ fn attacks_over_http(watch: &Watch, token: &str, public_pem: &[u8], db: &Path) {
         URL_SAFE_NO_PAD.encode(forged.to_string()),
         parts[2]
     );
-    assert_eq!(me_with(&forged).status, 401, "tampered payload");
+    assert_eq!(t.me_with(&forged).status, 401, "tampered payload");
+}
 
-    // Bodies: oversized, wrong content type, malformed, wrongly typed.
+/// Oversized, mistyped, malformed and wrongly typed bodies are 4xx with no bcrypt.
+#[test]
+fn unreadable_bodies_are_4xx_over_http() {
+    let t = Target::start();
     let big = format!(
         r#"{{"username":"big","password":"{}"}}"#,
         "x".repeat(70_000)
     );
-    let r = reply(
-        http.post(watch.url("/register"))
-            .header("Content-Type", "application/json")
-            .send(big.as_bytes()),
-    );
+    let r = t.post_raw("/register", "application/json", &big);
     assert_eq!(r.status, 413, "{}", r.body);
-    let r = reply(
-        http.post(watch.url("/register"))
-            .header("Content-Type", "text/plain")
-            .send("username=a".as_bytes()),
+    assert_eq!(
+        t.post_raw("/register", "text/plain", "username=a").status,
+        415
     );
-    assert_eq!(r.status, 415);
-    let r = reply(
-        http.post(watch.url("/register"))
-            .header("Content-Type", "application/json")
-            .send("{\"username\": ".as_bytes()),
+    assert_eq!(
+        t.post_raw("/register", "application/json", "{\"username\": ")
+            .status,
+        400
     );
-    assert_eq!(r.status, 400);
-    let r = reply(
-        http.post(watch.url("/register"))
-            .send_json(json!({"username": 7, "password": []})),
-    );
+    let r = t.post_json("/register", json!({"username": 7, "password": []}));
     assert_eq!(
         (r.status, r.body["field"].as_str()),
         (422, Some("username"))
     );
+}
 
-    // Passwords: the tutorial's example, an over-long one, a long Unicode one.
-    let r = reply(
-        http.post(watch.url("/register"))
-            .send_json(json!({"username": "tutorial", "password": "123456"})),
+/// The tutorial's example password and an over-long one are refused; a long Unicode one works.
+#[test]
+fn the_password_rules_hold_over_http() {
+    let t = Target::start();
+    let r = t.post_json(
+        "/register",
+        json!({"username": "tutorial", "password": "123456"}),
     );
     assert_eq!(
         (r.status, r.body["field"].as_str()),
         (422, Some("password"))
     );
-    let r = reply(
-        http.post(watch.url("/register"))
-            .send_json(json!({"username": "verbose", "password": "y".repeat(300)})),
+    let r = t.post_json(
+        "/register",
+        json!({"username": "verbose", "password": "y".repeat(300)}),
     );
     assert_eq!(r.status, 422);
-    let unicode: String = "ключ-🔑-鍵-".chars().cycle().take(160).collect();
-    let r = reply(
-        http.post(watch.url("/register"))
-            .send_json(json!({"username": "polyglot", "password": unicode})),
-    );
-    assert_eq!(r.status, 201, "{}", r.body);
-    let r = reply(
-        http.post(watch.url("/login"))
-            .send_json(json!({"username": "polyglot", "password": unicode})),
-    );
-    assert_eq!(r.status, 200);
+    // Target::start registered and logged in with a 160-character Unicode password.
+    assert_eq!(t.me_with(&t.token).status, 200);
+}
 
-    // SQL-looking input is just a name.
+/// A name that looks like SQL is just a name.
+#[test]
+fn sql_looking_names_are_data_over_http() {
+    let t = Target::start();
     let sql = "x');DROP_TABLE_users;--";
-    let r = reply(
-        http.post(watch.url("/register"))
-            .send_json(json!({"username": sql, "password": PASSWORD})),
-    );
+    let r = t.post_json("/register", json!({"username": sql, "password": PASSWORD}));
     assert_eq!(r.status, 201, "{}", r.body);
-    let r = reply(
-        http.post(watch.url("/login"))
-            .send_form([("username", sql), ("password", PASSWORD)]),
-    );
-    assert_eq!(r.status, 200);
+    assert_eq!(t.login_form(sql, PASSWORD).status, 200);
+    assert_eq!(t.login_form("polyglot", &unicode_password()).status, 200);
+}
 
-    // Enumeration: an unknown user and a wrong password look the same.
-    let wrong = reply(
-        http.post(watch.url("/login"))
-            .send_form([("username", "polyglot"), ("password", "not-it-at-all")]),
-    );
-    let unknown = reply(
-        http.post(watch.url("/login"))
-            .send_form([("username", "nobody-at-all"), ("password", "not-it-at-all")]),
-    );
+/// An unknown user and a wrong password look the same; after five failures the account waits,
+/// and an account a long attack has left at ten failures waits 2^5 s, even for the right
+/// password. (The schedule itself runs on a fake clock in `api/account_protection.rs`; here the
+/// wall clock could cross a second.)
+#[test]
+fn enumeration_and_brute_force_over_http() {
+    let t = Target::start();
+    let wrong = t.login_form("polyglot", "not-it-at-all");
+    let unknown = t.login_form("nobody-at-all", "not-it-at-all");
     assert_eq!((wrong.status, &wrong.body), (unknown.status, &unknown.body));
-
-    // Brute force: five failures are answered 401; an account that a long attack has left at ten
-    // failures waits 2^5 s, even for the right password. (The schedule itself runs on a fake
-    // clock in `api/account_protection.rs`; here the wall clock could cross a second.)
     for _ in 0..4 {
-        let r = reply(
-            http.post(watch.url("/login"))
-                .send_form([("username", "polyglot"), ("password", "not-it-at-all")]),
-        );
-        assert_eq!(r.status, 401);
+        assert_eq!(t.login_form("polyglot", "not-it-at-all").status, 401);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     tokio::runtime::Runtime::new().unwrap().block_on(
-        SqliteStore::open(db)
+        SqliteStore::open(&t.dir.path().join("users.db"))
             .unwrap()
             .set_failures("polyglot", 10, now),
     );
-    let r = reply(
-        http.post(watch.url("/login"))
-            .send_json(json!({"username": "polyglot", "password": unicode})),
+    let r = t.post_json(
+        "/login",
+        json!({"username": "polyglot", "password": unicode_password()}),
     );
     assert_eq!(r.status, 429);
     let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
@@ -542,8 +595,6 @@ fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
     let mut watch = Watch::start(dir.path(), &sqlite_env(dir.path()));
     let token = flow(&mut watch);
     account_lifecycle(&watch);
-    let public_pem = std::fs::read(dir.path().join("signing-key.pub.pem")).unwrap();
-    attacks_over_http(&watch, &token, &public_pem, &dir.path().join("users.db"));
 
     // `cargo lambda invoke --data-file` with a real HTTP API event.
     let event = dir.path().join("me-event.json");

@@ -65,11 +65,6 @@ impl PasswordHasher {
         PasswordHasher { cost, dummy }
     }
 
-    /// The configured cost.
-    pub fn cost(&self) -> u32 {
-        self.cost
-    }
-
     /// Hashes `password` (NFKC-normalised first) with a fresh salt in the `bcrypt_sha256` v2 format.
     pub fn hash(&self, password: &str) -> Result<String, HashError> {
         let password = &normalize(password);

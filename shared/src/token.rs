@@ -154,11 +154,6 @@ impl TokenVerifier {
         TokenVerifier { key, validation }
     }
 
-    /// The public key tokens must be signed with.
-    pub fn public_key(&self) -> &PublicKey {
-        &self.key
-    }
-
     /// Checks a compact JWS from issuer `iss` and returns its claims. The header is untrusted
     /// input: only `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
     pub fn verify(&self, token: &str, iss: &str) -> Result<Claims, TokenError> {

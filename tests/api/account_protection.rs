@@ -16,7 +16,7 @@ on_both_backends!(
 async fn usernames_are_unique_without_regard_to_case<S: AppStore>(app: TestApp<S>) {
     assert_eq!(app.register("Emma", GOOD_PASSWORD).await.status, 201);
     for again in ["Emma", "EMMA", "emma", "Ｅｍｍａ"] {
-        let reply = app.register(again, "another-fine-passphrase-9").await;
+        let reply = app.try_register(again, "another-fine-passphrase-9").await;
         assert_eq!(reply.problem(409), "Username already registered");
     }
     // The first registration is intact: its password still works and its name keeps its case.

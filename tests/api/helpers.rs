@@ -257,7 +257,15 @@ impl<S: AppStore> TestApp<S> {
         .await
     }
 
+    /// Registers a user as set-up for a test: anything but 201 fails the test here.
     pub async fn register(&self, username: &str, password: &str) -> Reply {
+        let reply = self.try_register(username, password).await;
+        assert_eq!(reply.status, 201, "{}", reply.raw);
+        reply
+    }
+
+    /// A registration whose refusal the test checks.
+    pub async fn try_register(&self, username: &str, password: &str) -> Reply {
         self.register_json(serde_json::json!({
             "username": username, "password": password, "full_name": format!("{username} Example")
         }))

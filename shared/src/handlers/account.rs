@@ -7,9 +7,8 @@
 //! A wrong password counts as a failed login of the account, through the same throttle
 //! ([`throttle::claim`]), so these routes are no side door for guessing.
 
-use lambda_http::http::{Method, StatusCode};
+use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat};
@@ -90,19 +89,7 @@ async fn change_password<A: Accounts, S: Signer>(
     )
     .await?;
     let iss = http::issuer(&state.issuer, &req)?;
-    let token = state
-        .tokens
-        .issue(&iss, &grant.user_id, &grant.username, &grant.sid)
-        .await?;
-    Ok(http::json(
-        StatusCode::OK,
-        &json!({
-            "access_token": token.access_token,
-            "token_type": "bearer",
-            "expires_in": token.expires_in,
-            "refresh_token": grant.refresh_token,
-        }),
-    ))
+    super::token_response(&state.tokens, &iss, &grant).await
 }
 
 async fn delete_account<A: Accounts, S: Signer>(

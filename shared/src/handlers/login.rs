@@ -10,9 +10,7 @@
 //! Refresh grant: rotates the session's refresh token ([`session::refresh`]); every refusal is
 //! one 400 `invalid_grant`.
 
-use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde_json::json;
 
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
@@ -51,19 +49,7 @@ async fn token<C: CredentialStore + SessionStore, S: Signer>(
             ));
         }
     };
-    let token = state
-        .tokens
-        .issue(&iss, &grant.user_id, &grant.username, &grant.sid)
-        .await?;
-    Ok(http::json(
-        StatusCode::OK,
-        &json!({
-            "access_token": token.access_token,
-            "token_type": "bearer",
-            "expires_in": token.expires_in,
-            "refresh_token": grant.refresh_token,
-        }),
-    ))
+    super::token_response(&state.tokens, &iss, &grant).await
 }
 
 async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(

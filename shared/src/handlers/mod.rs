@@ -8,14 +8,38 @@ pub mod logout;
 pub mod me;
 pub mod register;
 
-use lambda_http::Request;
+use lambda_http::http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde_json::json;
 
 use crate::config::Issuer;
 use crate::error::ApiError;
 use crate::http;
-use crate::session;
+use crate::session::{self, Grant};
+use crate::signer::Signer;
 use crate::store::{ProfileReader, ProfileWithSession};
-use crate::token::{Claims, INVALID_TOKEN, TokenVerifier};
+use crate::token::{Claims, INVALID_TOKEN, TokenIssuer, TokenVerifier};
+
+/// The token endpoint's answer (RFC 6749 §5.1) for a session's grant: a new access token of
+/// that session from `iss`, and the refresh token that goes with it.
+pub(crate) async fn token_response<S: Signer>(
+    tokens: &TokenIssuer<S>,
+    iss: &str,
+    grant: &Grant,
+) -> Result<Response<Body>, ApiError> {
+    let token = tokens
+        .issue(iss, &grant.user_id, &grant.username, &grant.sid)
+        .await?;
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({
+            "access_token": token.access_token,
+            "token_type": "bearer",
+            "expires_in": token.expires_in,
+            "refresh_token": grant.refresh_token,
+        }),
+    ))
+}
 
 /// The bearer's claims and account, if its token verifies, its account still exists and its
 /// session is open at `now`: the check of every protected route, in one store round trip.

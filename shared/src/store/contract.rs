@@ -152,23 +152,31 @@ pub async fn rehash_is_conditional(store: &impl FullStore) {
     assert_eq!(last.password_hash, "$new$1");
 }
 
-/// A new account under an old name is not the old account.
+/// A new account under an old name is not the old account: it has a new id, and the old id
+/// finds nothing under the name.
 pub async fn a_new_account_under_an_old_name_has_a_new_id(store: &impl FullStore) {
-    let user = new_user("old", "Recycled");
-    store.create(&user).await.unwrap();
+    let old = new_user("old", "Recycled");
+    store.create(&old).await.unwrap();
+    let old_creds = store.credentials("recycled").await.unwrap().unwrap();
+    assert!(store.delete_account(&old_creds).await.unwrap());
+    let new = new_user("new", "Recycled");
+    store.create(&new).await.unwrap();
+    let found = store.credentials("recycled").await.unwrap().unwrap();
+    assert_eq!(found.id, new.id);
+    assert_ne!(found.id, old.id);
     assert!(
         store
-            .profile(&user.id, "Recycled", "s")
-            .await
-            .unwrap()
-            .is_some()
-    );
-    assert!(
-        store
-            .profile(&user.id, "someone-else", "s")
+            .profile(&old.id, "Recycled", "s")
             .await
             .unwrap()
             .is_none()
+    );
+    assert!(
+        store
+            .profile(&new.id, "Recycled", "s")
+            .await
+            .unwrap()
+            .is_some()
     );
 }
 

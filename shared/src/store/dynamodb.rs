@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use super::{
@@ -85,6 +86,25 @@ fn condition_failed<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.as_service_error().and_then(|e| e.code()) == Some("ConditionalCheckFailedException")
 }
 
+/// The outcome of a conditional write: `Some` when it applied, `None` when its condition did not
+/// hold (an expected answer, never an error), `Err` for a real failure.
+fn applied<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<Option<T>, StoreError>
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(out) => Ok(Some(out)),
+        Err(e) if condition_failed(&e) => Ok(None),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// A number attribute an applied `UpdateItem` returned (`ReturnValue::UpdatedNew`).
+fn returned_n(out: Option<UpdateItemOutput>, name: &str) -> Option<u64> {
+    out?.attributes.as_ref().and_then(|a| get_n(a, name))
+}
+
 impl DynamoStore {
     /// A store on `table`, with a client built from `config`.
     pub fn new(config: &aws_config::SdkConfig, table: &str) -> Self {
@@ -94,12 +114,13 @@ impl DynamoStore {
         }
     }
 
-    async fn get(&self, username_key: &str) -> Result<Option<Item>, StoreError> {
+    /// The item under `key`, read strongly consistently.
+    async fn get(&self, key: AttributeValue) -> Result<Option<Item>, StoreError> {
         let out = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key(KEY, s(username_key))
+            .key(KEY, key)
             .consistent_read(true)
             .send()
             .await
@@ -125,11 +146,9 @@ impl UserWriter for DynamoStore {
         if let Some(full_name) = &user.full_name {
             put = put.item("full_name", s(full_name));
         }
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(e) if condition_failed(&e) => Err(StoreError::Duplicate),
-            Err(e) => Err(fail(e)),
-        }
+        applied(put.send().await)?
+            .map(|_| ())
+            .ok_or(StoreError::Duplicate)
     }
 }
 
@@ -138,7 +157,7 @@ impl CredentialStore for DynamoStore {
         if username_key.starts_with(SESSION_PREFIX) {
             return Ok(None);
         }
-        let Some(item) = self.get(username_key).await? else {
+        let Some(item) = self.get(s(username_key)).await? else {
             return Ok(None);
         };
         let field = |name| {
@@ -175,12 +194,7 @@ impl CredentialStore for DynamoStore {
             .expression_attribute_values(":id", s(&user.id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            // Another attempt claimed this count first, or the account was replaced meanwhile.
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(fail(e)),
-        }
+        Ok(applied(out)?.is_some())
     }
 
     async fn record_success(
@@ -214,18 +228,12 @@ impl CredentialStore for DynamoStore {
             }
             req.send()
         };
-        match update(rehash).await {
-            Ok(_) => Ok(()),
-            // The hash changed since it was read (a concurrent rehash or password change):
-            // keep the newer hash, still reset the counter.
-            Err(e) if condition_failed(&e) && rehash.is_some() => match update(None).await {
-                Ok(_) => Ok(()),
-                Err(e) if condition_failed(&e) => Ok(()),
-                Err(e) => Err(fail(e)),
-            },
-            Err(e) if condition_failed(&e) => Ok(()),
-            Err(e) => Err(fail(e)),
+        if applied(update(rehash).await)?.is_none() && rehash.is_some() {
+            // The hash changed since it was read (a concurrent rehash or password change): keep
+            // the newer hash, still reset the counter (unless the account is gone).
+            applied(update(None).await)?;
         }
+        Ok(())
     }
 }
 
@@ -329,14 +337,7 @@ impl AccountStore for DynamoStore {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(out
-                .attributes
-                .as_ref()
-                .and_then(|a| get_n(a, "session_epoch"))),
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(fail(e)),
-        }
+        Ok(returned_n(applied(out)?, "session_epoch"))
     }
 
     async fn delete_account(&self, user: &Credentials) -> Result<bool, StoreError> {
@@ -351,11 +352,7 @@ impl AccountStore for DynamoStore {
             .expression_attribute_values(":id", s(&user.id))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(fail(e)),
-        }
+        Ok(applied(out)?.is_some())
     }
 }
 
@@ -387,16 +384,7 @@ impl SessionStore for DynamoStore {
     }
 
     async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key(KEY, session_key(sid))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(fail)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.get(session_key(sid)).await? else {
             return Ok(None);
         };
         let previous = match (
@@ -455,11 +443,7 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":ea", n(to.life.expires_at))
             .send()
             .await;
-        match out {
-            Ok(_) => Ok(true),
-            Err(e) if condition_failed(&e) => Ok(false),
-            Err(e) => Err(fail(e)),
-        }
+        Ok(applied(out)?.is_some())
     }
 
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
@@ -492,14 +476,7 @@ impl SessionStore for DynamoStore {
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await;
-        match out {
-            Ok(out) => Ok(out
-                .attributes
-                .as_ref()
-                .and_then(|a| get_n(a, "session_epoch"))),
-            Err(e) if condition_failed(&e) => Ok(None),
-            Err(e) => Err(fail(e)),
-        }
+        Ok(returned_n(applied(out)?, "session_epoch"))
     }
 }
 
@@ -583,7 +560,7 @@ impl super::testing::TestSeam for DynamoStore {
     }
 
     async fn stored(&self, username_key: &str) -> Option<(String, u32)> {
-        let item = self.get(username_key).await.expect("read a user")?;
+        let item = self.get(s(username_key)).await.expect("read a user")?;
         Some((
             get_s(&item, "hashed_password")?,
             get_n(&item, "failed_logins").unwrap_or(0) as u32,
