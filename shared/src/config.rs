@@ -46,6 +46,9 @@ pub struct Config {
     /// `AUTH_PUBLIC_KEY`: the matching public key. Functions that only verify (`me`, `jwks`) read it
     /// instead of the private key when it is set.
     pub public_key: Option<KeyConfig>,
+    /// `AUTH_EXTRA_PUBLIC_KEYS`: more keys to publish and accept (never to sign with), for a
+    /// rotation.
+    pub extra_public_keys: Vec<KeyConfig>,
     /// `AUTH_ISSUER`: the `iss` claim, also the base of the discovery URLs.
     pub issuer: Issuer,
     /// `AUTH_AUDIENCE`: the `aud` claim.
@@ -99,6 +102,16 @@ impl Config {
         let public_key = get("AUTH_PUBLIC_KEY")
             .map(|v| parse_key("AUTH_PUBLIC_KEY", &v))
             .transpose()?;
+        let extra_public_keys = get("AUTH_EXTRA_PUBLIC_KEYS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| parse_key("AUTH_EXTRA_PUBLIC_KEYS", k))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
 
         let issuer = match get("AUTH_ISSUER") {
             Some(v) if v == "request" => Issuer::FromRequest,
@@ -151,6 +164,7 @@ impl Config {
             store,
             signing_key,
             public_key,
+            extra_public_keys,
             issuer,
             audience,
             token_ttl: Duration::from_secs(ttl),
@@ -248,6 +262,24 @@ mod tests {
     }
 
     #[test]
+    fn extra_public_keys_are_a_comma_separated_list() {
+        let c = config(&[
+            ("AUTH_SIGNING_KEY", "file:k.pem"),
+            ("AUTH_EXTRA_PUBLIC_KEYS", " file:old.pem , kms:alias/next ,"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.extra_public_keys,
+            [
+                KeyConfig::File("old.pem".into()),
+                KeyConfig::Kms("alias/next".into())
+            ]
+        );
+        let c = config(&[("AUTH_SIGNING_KEY", "file:k.pem")]).unwrap();
+        assert!(c.extra_public_keys.is_empty());
+    }
+
+    #[test]
     fn aws_backends_are_recognised() {
         let c = config(&[
             ("AUTH_SIGNING_KEY", "kms:alias/jwt-auth"),
@@ -279,6 +311,10 @@ mod tests {
                 "AUTH_TOKEN_TTL_SECONDS",
             ),
             (vec![key, ("AUTH_ISSUER", "example.com")], "AUTH_ISSUER"),
+            (
+                vec![key, ("AUTH_EXTRA_PUBLIC_KEYS", "file:a.pem,b.pem")],
+                "AUTH_EXTRA_PUBLIC_KEYS",
+            ),
             (
                 vec![key, ("AUTH_REFRESH_IDLE_SECONDS", "0")],
                 "AUTH_REFRESH_IDLE_SECONDS",

@@ -6,7 +6,7 @@ use crate::clock::Clock;
 use crate::config::Issuer;
 use crate::password::PasswordHasher;
 use crate::session::SessionLimits;
-use crate::signer::PublicKey;
+use crate::signer::KeySet;
 use crate::token::{TokenIssuer, TokenVerifier};
 
 /// State of the `register` function.
@@ -75,10 +75,10 @@ pub struct AccountState<A, S> {
     pub clock: Clock,
 }
 
-/// State of the `jwks` function: the public key and the issuer's discovery document.
+/// State of the `jwks` function: the published keys and the issuer's discovery document.
 pub struct JwksState {
-    /// The published key.
-    pub key: PublicKey,
+    /// The published keys: the current one and any extra ones of a rotation.
+    pub keys: KeySet,
     /// `AUTH_ISSUER`.
     pub issuer: Issuer,
 }

@@ -12,7 +12,7 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
 
-use crate::signer::{PublicKey, SignError, Signer};
+use crate::signer::{KeySet, PublicKey, SignError, Signer};
 
 /// The `typ` header of access tokens (RFC 9068).
 pub const TOKEN_TYPE: &str = "at+jwt";
@@ -137,25 +137,29 @@ fn b64_json<T: Serialize>(value: &T) -> String {
     URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).expect("headers and claims always serialise"))
 }
 
-/// Verifies tokens against one public key and audience.
+/// Verifies tokens against the published keys and one audience.
 #[derive(Debug, Clone)]
 pub struct TokenVerifier {
-    key: PublicKey,
+    keys: KeySet,
     validation: Validation,
 }
 
 impl TokenVerifier {
-    /// A verifier accepting only RS256 tokens signed by `key` for `audience`.
-    pub fn new(key: PublicKey, audience: &str) -> Self {
+    /// A verifier accepting only RS256 tokens signed by one of `keys` for `audience`.
+    pub fn new(keys: impl Into<KeySet>, audience: &str) -> Self {
         let mut validation = Validation::new(Algorithm::RS256);
         validation.set_audience(&[audience]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECONDS;
-        TokenVerifier { key, validation }
+        TokenVerifier {
+            keys: keys.into(),
+            validation,
+        }
     }
 
     /// Checks a compact JWS from issuer `iss` and returns its claims. The header is untrusted
-    /// input: only `alg: RS256`, `typ: at+jwt` and our own `kid` get as far as a signature check.
+    /// input: only `alg: RS256`, `typ: at+jwt` and a `kid` we publish get as far as a signature
+    /// check, and only with that key.
     pub fn verify(&self, token: &str, iss: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
             return Err(TokenError::Invalid);
@@ -164,19 +168,16 @@ impl TokenVerifier {
         let typ_ok = header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(TOKEN_TYPE) || t.eq_ignore_ascii_case("application/at+jwt")
         });
-        if header.alg != Algorithm::RS256
-            || !typ_ok
-            || header.kid.as_deref() != Some(self.key.kid())
-        {
+        let key = header.kid.as_deref().and_then(|kid| self.keys.find(kid));
+        let (Some(key), Algorithm::RS256, true) = (key, header.alg, typ_ok) else {
             return Err(TokenError::Invalid);
-        }
-        let claims =
-            jsonwebtoken::decode::<Claims>(token, self.key.decoding_key(), &self.validation)
-                .map(|data| data.claims)
-                .map_err(|e| match e.kind() {
-                    ErrorKind::ExpiredSignature => TokenError::Expired,
-                    _ => TokenError::Invalid,
-                })?;
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                _ => TokenError::Invalid,
+            })?;
         if claims.iss != iss {
             return Err(TokenError::Invalid);
         }

@@ -10,7 +10,7 @@ use aws_config::SdkConfig;
 use crate::clock;
 use crate::config::{Config, KeyConfig, StoreConfig};
 use crate::password::PasswordHasher;
-use crate::signer::{AnySigner, KeyError, KmsSigner, LocalSigner, PublicKey, Signer};
+use crate::signer::{AnySigner, KeyError, KeySet, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
 use crate::store::{DynamoStore, SqliteStore, StoreError};
 use crate::token::{TokenIssuer, TokenVerifier};
@@ -27,6 +27,9 @@ pub enum InitError {
     /// The key cannot be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The keys to publish do not make a valid key set.
+    #[error("invalid configuration: AUTH_EXTRA_PUBLIC_KEYS: {0}")]
+    KeySet(String),
 }
 
 /// The store `AUTH_STORE` names, opened.
@@ -66,6 +69,15 @@ impl Wiring {
         }
     }
 
+    /// Wiring for `config` with the AWS SDK's configuration given (a test's endpoint, say)
+    /// instead of read from the environment.
+    pub fn with_aws(config: Config, aws: SdkConfig) -> Self {
+        Wiring {
+            config,
+            aws: OnceCell::new_with(Some(aws)),
+        }
+    }
+
     async fn aws(&self) -> &SdkConfig {
         self.aws.get_or_init(crate::aws::load).await
     }
@@ -88,9 +100,8 @@ impl Wiring {
         })
     }
 
-    /// The public key verify-only functions load (`AUTH_PUBLIC_KEY`, else the signing key's).
-    pub async fn public_key(&self) -> Result<PublicKey, InitError> {
-        Ok(match self.config.verification_key() {
+    async fn load_public(&self, key: &KeyConfig) -> Result<PublicKey, InitError> {
+        Ok(match key {
             KeyConfig::File(path) => PublicKey::from_pem_file(path)?,
             KeyConfig::Kms(id) => KmsSigner::new(self.aws().await, id)
                 .await?
@@ -99,9 +110,26 @@ impl Wiring {
         })
     }
 
+    /// The keys tokens may carry: `current` (the signing key's public half) and the extra ones
+    /// published for a rotation.
+    async fn key_set(&self, current: PublicKey) -> Result<KeySet, InitError> {
+        let mut extra = Vec::with_capacity(self.config.extra_public_keys.len());
+        for key in &self.config.extra_public_keys {
+            extra.push(self.load_public(key).await?);
+        }
+        KeySet::new(current, extra).map_err(InitError::KeySet)
+    }
+
+    /// What verify-only functions load: `AUTH_PUBLIC_KEY` (else the signing key's public half)
+    /// and `AUTH_EXTRA_PUBLIC_KEYS`, never a private key.
+    pub async fn public_keys(&self) -> Result<KeySet, InitError> {
+        let current = self.load_public(self.config.verification_key()).await?;
+        self.key_set(current).await
+    }
+
     async fn verifier(&self) -> Result<TokenVerifier, InitError> {
         Ok(TokenVerifier::new(
-            self.public_key().await?,
+            self.public_keys().await?,
             &self.config.audience,
         ))
     }
@@ -161,7 +189,10 @@ impl Wiring {
         Ok(AccountState {
             store,
             hasher: self.hasher(),
-            verifier: TokenVerifier::new(signer.public_key().clone(), &self.config.audience),
+            verifier: TokenVerifier::new(
+                self.key_set(signer.public_key().clone()).await?,
+                &self.config.audience,
+            ),
             tokens: TokenIssuer::new(signer, &self.config.audience, self.config.token_ttl),
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
@@ -172,7 +203,7 @@ impl Wiring {
     /// The `jwks` function's state: the public key and the issuer.
     pub async fn jwks(&self) -> Result<JwksState, InitError> {
         Ok(JwksState {
-            key: self.public_key().await?,
+            keys: self.public_keys().await?,
             issuer: self.config.issuer.clone(),
         })
     }

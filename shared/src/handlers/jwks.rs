@@ -21,11 +21,7 @@ fn jwks(state: &JwksState, req: &Request) -> Result<Response<Body>, ApiError> {
     let path = http::path(req);
     if path.ends_with("/.well-known/jwks.json") {
         http::require_method(req, "GET")?;
-        Ok(http::json_cached(
-            StatusCode::OK,
-            &json!({"keys": [state.key.jwk()]}),
-            CACHE,
-        ))
+        Ok(http::json_cached(StatusCode::OK, &state.keys.jwks(), CACHE))
     } else if path.ends_with("/.well-known/openid-configuration") {
         http::require_method(req, "GET")?;
         let issuer = &http::issuer(&state.issuer, req)?;

@@ -144,6 +144,59 @@ impl PublicKey {
     }
 }
 
+/// API Gateway's JWT authorizer reads at most this much of a JWKS.
+pub const MAX_JWKS_BYTES: usize = 150_000;
+
+/// The keys tokens may be signed with: the current one first, then the extra ones published for a
+/// rotation (`AUTH_EXTRA_PUBLIC_KEYS`). Every `kid` is unique, and the JWKS they make fits what
+/// API Gateway's JWT authorizer reads.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    keys: Vec<PublicKey>,
+}
+
+impl KeySet {
+    /// `current` and `extra`, refused when two share a `kid` (the same key named twice) or when
+    /// the JWKS would exceed [`MAX_JWKS_BYTES`].
+    pub fn new(current: PublicKey, extra: Vec<PublicKey>) -> Result<Self, String> {
+        let mut keys = vec![current];
+        for key in extra {
+            if keys.iter().any(|k| k.kid() == key.kid()) {
+                return Err(format!(
+                    "duplicate key id {}: the same key is named twice (signing key and AUTH_EXTRA_PUBLIC_KEYS)",
+                    key.kid()
+                ));
+            }
+            keys.push(key);
+        }
+        let set = KeySet { keys };
+        let size = set.jwks().to_string().len();
+        if size > MAX_JWKS_BYTES {
+            return Err(format!(
+                "the JWKS of {} keys is {size} bytes, over API Gateway's {MAX_JWKS_BYTES}",
+                set.keys.len()
+            ));
+        }
+        Ok(set)
+    }
+
+    /// The key with this `kid`, if published.
+    pub fn find(&self, kid: &str) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.kid() == kid)
+    }
+
+    /// The JWK Set (RFC 7517) of every key, the current one first.
+    pub fn jwks(&self) -> serde_json::Value {
+        serde_json::json!({ "keys": self.keys.iter().map(PublicKey::jwk).collect::<Vec<_>>() })
+    }
+}
+
+impl From<PublicKey> for KeySet {
+    fn from(key: PublicKey) -> Self {
+        KeySet { keys: vec![key] }
+    }
+}
+
 /// The configured signer, chosen at cold start.
 pub enum AnySigner {
     /// A PEM private key read from a file.
