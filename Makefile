@@ -4,6 +4,7 @@
 SHELL := /bin/bash
 VENV := .venv
 TOOLS := $(VENV)/.installed
+CHECKOV := $(VENV)/checkov/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 # SAM and cfn-lint run offline: no telemetry, dummy credentials, a fixed region.
@@ -37,11 +38,12 @@ check:
 	cargo test -p integration-tests --test api -- --skip dynamodb
 
 ## test: formatting, lints, template checks, and every test (unit, handler, contract, end-to-end)
-test: $(TOOLS)
+test: $(TOOLS) $(CHECKOV)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(SAM_ENV) cfn-lint template.yaml
 	$(SAM_ENV) sam validate --region us-east-1
+	$(VENV)/checkov/bin/checkov -f template.yaml --framework cloudformation --quiet --compact --skip-download
 	scripts/with_moto.sh cargo test --workspace
 	$(MAKE) --no-print-directory conformance
 
@@ -66,11 +68,17 @@ microbench:
 	cargo bench -p auth-shared --features testing --bench core
 
 ## tools: install the pinned Python-side tools into .venv/
-tools: $(TOOLS)
+tools: $(TOOLS) $(CHECKOV)
 
 $(TOOLS): requirements-dev.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# checkov pins boto3 to a version SAM CLI's own pin excludes, so it gets a venv of its own.
+$(CHECKOV): requirements-checkov.txt
+	python3 -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
 ## dev-key: create the git-ignored development signing key

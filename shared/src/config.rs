@@ -193,7 +193,9 @@ fn parse_number<T: std::str::FromStr>(
     }
 }
 
-fn parse_store(value: &str) -> Result<StoreConfig, ConfigError> {
+/// Parses an `AUTH_STORE` value (`sqlite:PATH` or `dynamodb:TABLE`); public for tools that need
+/// the store and none of the other settings (`auth-admin`).
+pub fn parse_store(value: &str) -> Result<StoreConfig, ConfigError> {
     match value.split_once(':') {
         Some(("sqlite", path)) if !path.is_empty() => Ok(StoreConfig::Sqlite(PathBuf::from(path))),
         Some(("dynamodb", table)) if valid_table_name(table) => {

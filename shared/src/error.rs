@@ -58,6 +58,10 @@ pub enum ApiError {
     /// reused; one answer for every cause.
     #[error("The refresh token is invalid, expired or revoked")]
     InvalidGrant,
+    /// 401 with `WWW-Authenticate: Bearer` and no error code (RFC 6750 §3.1): the request
+    /// carries no bearer credentials at all (no `Authorization`, or another scheme).
+    #[error("Not authenticated")]
+    Unauthenticated,
     /// 401 with `WWW-Authenticate: Bearer error="invalid_token"`: missing, malformed, forged,
     /// expired or orphaned bearer token.
     #[error("{0}")]
@@ -96,7 +100,9 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::UsernameTaken | ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::IncorrectPassword => StatusCode::FORBIDDEN,
-            ApiError::InvalidCredentials | ApiError::InvalidToken(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidCredentials
+            | ApiError::InvalidToken(_)
+            | ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -155,7 +161,7 @@ impl ApiError {
             .header(header::CONTENT_TYPE, "application/problem+json")
             .header(header::CACHE_CONTROL, "no-store");
         match &self {
-            ApiError::InvalidCredentials => {
+            ApiError::InvalidCredentials | ApiError::Unauthenticated => {
                 builder = builder.header(header::WWW_AUTHENTICATE, "Bearer");
             }
             ApiError::InvalidToken(_) => {
@@ -266,6 +272,12 @@ mod tests {
         assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
         assert_eq!(body(&resp)["detail"], BAD_CREDENTIALS);
         assert_eq!(body(&resp)["error"], "invalid_grant");
+        let resp = ApiError::Unauthenticated.into_response();
+        assert_eq!(resp.headers()[header::WWW_AUTHENTICATE], "Bearer");
+        assert!(
+            body(&resp).get("error").is_none(),
+            "no error code without credentials"
+        );
         let resp = ApiError::InvalidToken("token expired").into_response();
         assert_eq!(
             resp.headers()[header::WWW_AUTHENTICATE],

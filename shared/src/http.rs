@@ -42,23 +42,19 @@ pub fn path(req: &Request) -> &str {
 }
 
 /// The `iss` for this request: the configured URL, or `https://` + the domain API Gateway
-/// received the request on (its request context, else the `Host` header).
+/// received the request on. That domain comes only from the request context, which API Gateway
+/// writes: the `Host` header is the client's to choose, and an issuer taken from it would let a
+/// caller mint discovery documents (and tokens) naming any host. A request without it is refused.
 pub fn issuer(configured: &Issuer, req: &Request) -> Result<String, ApiError> {
     match configured {
         Issuer::Fixed(url) => Ok(url.clone()),
         Issuer::FromRequest => {
-            let from_context = match req.request_context_ref() {
-                Some(RequestContext::ApiGatewayV2(c)) => c.domain_name.clone(),
-                Some(RequestContext::ApiGatewayV1(c)) => c.domain_name.clone(),
+            let domain = match req.request_context_ref() {
+                Some(RequestContext::ApiGatewayV2(c)) => c.domain_name.as_deref(),
+                Some(RequestContext::ApiGatewayV1(c)) => c.domain_name.as_deref(),
                 _ => None,
             };
-            let host = from_context.or_else(|| {
-                req.headers()
-                    .get(header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_string)
-            });
-            match host {
+            match domain {
                 Some(h)
                     if !h.is_empty()
                         && h.chars()
@@ -66,9 +62,21 @@ pub fn issuer(configured: &Issuer, req: &Request) -> Result<String, ApiError> {
                 {
                     Ok(format!("https://{h}"))
                 }
-                _ => Err(ApiError::BadRequest("Request has no usable Host".into())),
+                _ => Err(ApiError::BadRequest(
+                    "The request names no API Gateway domain to issue from".into(),
+                )),
             }
         }
+    }
+}
+
+/// The client's address as API Gateway saw it (the request context; never a header a client
+/// could write), for logs only.
+pub fn source_ip(req: &Request) -> Option<&str> {
+    match req.request_context_ref()? {
+        RequestContext::ApiGatewayV2(c) => c.http.source_ip.as_deref(),
+        RequestContext::ApiGatewayV1(c) => c.identity.source_ip.as_deref(),
+        _ => None,
     }
 }
 
@@ -135,14 +143,59 @@ pub fn read_fields(req: &Request, accepted: &[BodyFormat]) -> Result<Fields, Api
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Fields, ApiError> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(Fields(map)),
-        Ok(_) => Err(ApiError::validation("body", "must be a JSON object")),
-        Err(e) => Err(ApiError::BadRequest(format!(
+    let malformed = |e: serde_json::Error| {
+        ApiError::BadRequest(format!(
             "Malformed JSON body at line {} column {}",
             e.line(),
             e.column()
-        ))),
+        ))
+    };
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(_)) => {}
+        Ok(_) => return Err(ApiError::validation("body", "must be a JSON object")),
+        Err(e) => return Err(malformed(e)),
+    }
+    // serde_json keeps the last of repeated keys without a word; another parser in front of us
+    // may keep the first. A body that means two things is refused, as a repeated form key is.
+    let duplicate = std::cell::RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde::de::DeserializeSeed::deserialize(UniqueKeys(&duplicate), &mut de) {
+        Ok(map) => Ok(Fields(map)),
+        Err(e) => match duplicate.into_inner() {
+            Some(key) => Err(ApiError::validation(&key, "must be given only once")),
+            None => Err(malformed(e)),
+        },
+    }
+}
+
+/// Reads a JSON object, stopping at the first key given twice (recorded in the cell).
+struct UniqueKeys<'a>(&'a std::cell::RefCell<Option<String>>);
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = Map<String, Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys<'_> {
+    type Value = Map<String, Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = Map::new();
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            if out.contains_key(&key) {
+                *self.0.borrow_mut() = Some(key);
+                return Err(serde::de::Error::custom("a key is given twice"));
+            }
+            out.insert(key, value);
+        }
+        Ok(out)
     }
 }
 
@@ -182,22 +235,22 @@ impl Fields {
     }
 }
 
-/// The bearer token of the `Authorization` header (scheme case-insensitive, RFC 6750).
+/// The bearer token of the `Authorization` header (scheme case-insensitive, RFC 6750). No
+/// header, or another scheme, is [`ApiError::Unauthenticated`] (a challenge without an error
+/// code); a malformed bearer is an invalid token.
 pub fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or(ApiError::InvalidToken("Not authenticated"))?
+        .ok_or(ApiError::Unauthenticated)?
         .to_str()
-        .map_err(|_| ApiError::InvalidToken(INVALID_TOKEN))?;
-    let (scheme, token) = value
-        .trim()
-        .split_once(' ')
-        .ok_or(ApiError::InvalidToken("Not authenticated"))?;
-    let token = token.trim_start();
+        .map_err(|_| ApiError::InvalidToken(INVALID_TOKEN))?
+        .trim();
+    let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
     if !scheme.eq_ignore_ascii_case("bearer") {
-        return Err(ApiError::InvalidToken("Not authenticated"));
+        return Err(ApiError::Unauthenticated);
     }
+    let token = token.trim_start();
     if token.is_empty() || token.len() > MAX_TOKEN_BYTES || token.contains(char::is_whitespace) {
         return Err(ApiError::InvalidToken(INVALID_TOKEN));
     }
@@ -239,4 +292,66 @@ pub fn json_cached(
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::request::from_str;
+
+    fn json_request(body: &str) -> Request {
+        lambda_http::http::Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::Text(body.into()))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_json_key_given_twice_is_refused_like_a_form_key() {
+        let err = read_fields(
+            &json_request(r#"{"username":"emma","password":"a","password":"b"}"#),
+            &[BodyFormat::Json],
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, ApiError::Validation { field, .. } if field == "password"),
+            "{err:?}"
+        );
+        // Nested repeats are the field's own business; distinct keys pass.
+        let ok = read_fields(&json_request(r#"{"a":1,"b":{"c":1}}"#), &[BodyFormat::Json]);
+        assert!(ok.is_ok());
+        let bad = read_fields(&json_request(r#"{"a":1,"#), &[BodyFormat::Json]).unwrap_err();
+        assert!(matches!(bad, ApiError::BadRequest(_)), "{bad:?}");
+    }
+
+    fn v2_event(domain: Option<&str>, host: &str) -> Request {
+        let context = match domain {
+            Some(d) => format!(r#","domainName":"{d}""#),
+            None => String::new(),
+        };
+        from_str(&format!(
+            r#"{{"version":"2.0","routeKey":"GET /x","rawPath":"/x","rawQueryString":"",
+                "headers":{{"host":"{host}"}},
+                "requestContext":{{"accountId":"1","apiId":"a","http":{{"method":"GET","path":"/x",
+                "protocol":"HTTP/1.1","sourceIp":"192.0.2.1","userAgent":"t"}},"requestId":"r",
+                "routeKey":"GET /x","stage":"$default","time":"","timeEpoch":0{context}}},
+                "isBase64Encoded":false}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_request_issuer_comes_from_the_gateways_domain_never_from_host() {
+        let issuer = |req: &Request| super::issuer(&Issuer::FromRequest, req);
+        assert_eq!(
+            issuer(&v2_event(Some("auth.example.com"), "evil.example")).unwrap(),
+            "https://auth.example.com"
+        );
+        assert!(matches!(
+            issuer(&v2_event(None, "evil.example")),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(issuer(&v2_event(Some("bad host<>"), "x")).is_err());
+    }
 }

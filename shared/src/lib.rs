@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod metrics;
 pub mod password;
 pub mod policy;
 pub mod session;

@@ -332,6 +332,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
             // Genuine (the tag holds) but rotated away: presented by someone it was stolen from, or
             // by the thief. Either way the session is no longer safe.
             store.end_session(&sid).await?;
+            crate::metrics::record(crate::metrics::Outcome::RefreshReuseDetected);
             tracing::warn!(user_id = %record.life.user_id, session_id = %sid, generation = token.generation, current = record.generation, "refresh token reuse detected; session ended");
         }
         return Err(SessionError::Invalid);

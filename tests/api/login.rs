@@ -84,3 +84,24 @@ async fn malformed_logins_are_4xx() {
     assert_eq!(reply.body["field"], "username");
     reply.problem(422);
 }
+
+#[tokio::test]
+async fn a_password_that_registers_always_logs_in() {
+    // 200 accented vowels written as vowel + combining acute: 400 code points as sent, 200
+    // after NFKC, which is what registration measures (limit 256).
+    let mut state = 7u32;
+    let password: String = (0..200)
+        .map(|_| {
+            state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let vowel = ['a', 'e', 'i', 'o', 'u'][(state >> 16) as usize % 5];
+            format!("{vowel}\u{301}")
+        })
+        .collect();
+    assert!(password.chars().count() > 256);
+    let app = SqliteApp::new().await;
+    let reply = app
+        .register_json(serde_json::json!({"username": "accented", "password": password}))
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.raw);
+    assert_eq!(app.login("accented", &password).await.status, 200);
+}

@@ -26,19 +26,36 @@ async fn the_scheme_is_case_insensitive() {
 }
 
 #[tokio::test]
-async fn missing_or_malformed_credentials_are_401_invalid_token() {
+async fn no_bearer_gets_a_challenge_without_an_error_code() {
     let app = SqliteApp::new().await;
     app.register("emma", GOOD_PASSWORD).await;
     let token = app.token("emma", GOOD_PASSWORD).await;
-    let reply = app.me_with(None).await;
-    assert_invalid_token(&reply);
-    assert_eq!(reply.body["detail"], "Not authenticated");
+    // RFC 6750 §3.1: a request without credentials learns how to authenticate, no error code.
     for header in [
-        "".to_string(),
+        None,
+        Some(""),
+        Some("Basic dXNlcjpwYXNz"),
+        Some(&*format!("Token {token}")),
+    ] {
+        let reply = app.me_with(header).await;
+        assert_eq!(reply.problem(401), "Not authenticated", "{header:?}");
+        assert_eq!(reply.header("www-authenticate"), "Bearer", "{header:?}");
+        assert!(
+            reply.body.get("error").is_none(),
+            "{header:?}: {}",
+            reply.raw
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_bearers_are_401_invalid_token() {
+    let app = SqliteApp::new().await;
+    app.register("emma", GOOD_PASSWORD).await;
+    let token = app.token("emma", GOOD_PASSWORD).await;
+    for header in [
         "Bearer".to_string(),
         "Bearer ".to_string(),
-        format!("Basic {token}"),
-        format!("Token {token}"),
         format!("Bearer {token} extra"),
         "Bearer not-a-jwt".to_string(),
         format!("Bearer {}", "a".repeat(10_000)),

@@ -84,7 +84,7 @@ def assets_url():
 
 
 def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
-    """Calls each of the six functions once, so every build happens here, not inside a test."""
+    """Calls each of the seven functions once, so every build happens here, not inside a test."""
     probes = [
         ("GET", "/.well-known/jwks.json", 200),
         ("GET", "/openapi.json", 200),
@@ -92,6 +92,7 @@ def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
         ("POST", "/login", 415),
         ("GET", "/me", 401),
         ("POST", "/logout", 400),
+        ("PUT", "/me/password", 401),
     ]
     deadline = time.monotonic() + STARTUP_LIMIT
     for method, path, expected in probes:

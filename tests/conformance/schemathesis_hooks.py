@@ -1,6 +1,17 @@
 """schemathesis hooks for test_schemathesis.py (loaded through SCHEMATHESIS_HOOKS)."""
 
+import base64
+import json
+import uuid
+
+import requests
 import schemathesis
+
+# The operations that re-authenticate, and the body field that carries the account's password.
+REAUTHENTICATING = {("PUT", "/me/password"): "current_password", ("DELETE", "/me"): "password"}
+# A password the registration rules accept, for a throwaway account when the request's own is
+# refused (too short, too common, not a string, ...).
+SPARE_PASSWORD = "umber-quokka-trellis-5307"
 
 
 @schemathesis.hook
@@ -22,16 +33,77 @@ def filter_body(context, body):
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    """Keeps alive the session every secured operation is tested with.
+    """Keeps alive the account and the session every secured operation is tested with.
 
     schemathesis signs up and logs in once (POST /register, POST /login) and sends that access
-    token with every operation that takes a bearer token. Sent to POST /logout, it would end that
-    session (with `scope=global`, every session of the account), and every later GET /me would
-    get 401. So /logout gets that token with its signature cut short: the bearer path is still
-    tested, and must answer the documented 401 (or 400/422 for the body); ending sessions is
-    tested by the stateful phase's LogOut link and by test_oauth2_clients.py.
+    token with every operation that takes a bearer token; it also logs that account in again
+    with its password, and the stateful phase's links then carry those tokens and that password
+    to the operations that end sessions.
     """
-    if case.operation.path != "/logout":
-        return
-    for name in [name for name in case.headers or {} if name.lower() == "authorization"]:
+    operation = (case.operation.method.upper(), case.operation.path)
+    if operation == ("POST", "/logout"):
+        _cut_bearer(case)
+    elif operation in REAUTHENTICATING:
+        _move_off_the_signed_up_account(case, REAUTHENTICATING[operation])
+
+
+def _cut_bearer(case):
+    """A bearer token sent to POST /logout would end its session (with `scope=global`, every
+    session of the account), and every later GET /me would get 401. So /logout gets it with its
+    signature cut short: the bearer path is still tested, and must answer the documented 401 (or
+    400/422 for the body); ending sessions is tested by the stateful phase's LogOut link and by
+    test_oauth2_clients.py."""
+    for name in _authorization_headers(case):
         case.headers[name] = case.headers[name][:-8]
+
+
+def _move_off_the_signed_up_account(case, password_field):
+    """PUT /me/password with the right password would end every session of the signed-up
+    account, and DELETE /me would delete it. So a request that carries a token of that account
+    (the bootstrapped token, or one from a stateful login with its password) goes, unchanged, to
+    a throwaway account instead: one registered with the password the request gives, when the
+    registration rules take it, so the request can succeed exactly when it would have for the
+    signed-up account; otherwise with a spare password, so the request gets the 403 of a wrong
+    password. Every other request (no token, a broken one, or one of an account the stateful
+    phase registered) is sent as it is.
+    """
+    signed_up = {_subject(auth.bearer) for auth in case.operation.schema.bootstrapped_auth.values()}
+    for name in _authorization_headers(case):
+        scheme, _, token = case.headers[name].partition(" ")
+        if _subject(token) in signed_up - {None}:
+            body = case.body if isinstance(case.body, dict) else {}
+            token = _throwaway_account(case.operation.schema.get_base_url(),
+                                       body.get(password_field))
+            case.headers[name] = f"{scheme} {token}"
+
+
+def _authorization_headers(case):
+    return [name for name in case.headers or {} if name.lower() == "authorization"]
+
+
+def _subject(token):
+    """The `sub` of an access token, read without verification; None for anything else."""
+    try:
+        payload = token.split(".")[1]
+        return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"]
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+def _throwaway_account(base_url, password):
+    """Registers an account with `password` (or, if refused, the spare one), logs it in and
+    returns its access token."""
+    username = f"throwaway-{uuid.uuid4().hex[:12]}"
+    for candidate in (password, SPARE_PASSWORD):
+        if not isinstance(candidate, str):
+            continue
+        r = requests.post(f"{base_url}/register", timeout=60,
+                          json={"username": username, "password": candidate})
+        if r.status_code == 201:
+            break
+    else:
+        raise AssertionError(f"cannot register a throwaway account: {r.status_code} {r.text}")
+    r = requests.post(f"{base_url}/login", timeout=60,
+                      json={"username": username, "password": candidate})
+    assert r.status_code == 200, f"cannot log the throwaway account in: {r.status_code} {r.text}"
+    return r.json()["access_token"]

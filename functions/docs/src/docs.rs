@@ -3,14 +3,14 @@
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::Value;
 use shared::ApiError;
 use shared::http;
 
-/// The API description, embedded at build time so the function needs no file at run time.
-pub const OPENAPI_YAML: &str = include_str!("../../../openapi.yaml");
+/// The API description (`openapi.yaml`), converted to JSON by `build.rs` and embedded, so the
+/// function needs no file and parses nothing at run time.
+pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.json"));
+/// Its `info.title`.
+const TITLE: &str = include_str!(concat!(env!("OUT_DIR"), "/title.txt"));
 
 /// Where Swagger UI's `swagger-ui.css` and `swagger-ui-bundle.js` come from unless
 /// `AUTH_DOCS_ASSETS_URL` says otherwise: one pinned release of the `swagger-ui-dist` package.
@@ -23,49 +23,28 @@ pub const ASSETS_URL_VAR: &str = "AUTH_DOCS_ASSETS_URL";
 const CACHE: &str = "public, max-age=300";
 
 /// Why the function cannot start.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum DocsError {
-    /// `openapi.yaml` is not valid YAML (a build of a broken description).
-    Description(String),
     /// `AUTH_DOCS_ASSETS_URL` is not an http(s) URL or an absolute path.
+    #[error(
+        "invalid configuration: {ASSETS_URL_VAR}: expected an http(s) URL or an absolute path \
+         without quotes, spaces or angle brackets, got {0:?}"
+    )]
     AssetsUrl(String),
-}
-
-impl std::fmt::Display for DocsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DocsError::Description(e) => write!(f, "openapi.yaml cannot be read: {e}"),
-            DocsError::AssetsUrl(v) => write!(
-                f,
-                "invalid configuration: {ASSETS_URL_VAR}: expected an http(s) URL or an absolute \
-                 path without quotes, spaces or angle brackets, got {v:?}"
-            ),
-        }
-    }
 }
 
 /// The two documents, ready to send.
 #[derive(Debug)]
 pub struct Docs {
-    openapi_json: String,
     page: String,
 }
 
 impl Docs {
-    /// Converts the embedded description to JSON and renders the Swagger UI page against
-    /// `assets_url` (`None`: [`DEFAULT_ASSETS_URL`]).
+    /// Renders the Swagger UI page against `assets_url` (`None`: [`DEFAULT_ASSETS_URL`]).
     pub fn new(assets_url: Option<&str>) -> Result<Self, DocsError> {
-        let openapi_json = yaml_to_json(OPENAPI_YAML).map_err(DocsError::Description)?;
-        let spec: Value = serde_json::from_str(&openapi_json)
-            .map_err(|e| DocsError::Description(e.to_string()))?;
-        let title = spec
-            .pointer("/info/title")
-            .and_then(Value::as_str)
-            .unwrap_or("API");
         let assets = assets_base(assets_url.unwrap_or(DEFAULT_ASSETS_URL))?;
         Ok(Docs {
-            page: swagger_page(title, assets),
-            openapi_json,
+            page: swagger_page(TITLE, assets),
         })
     }
 
@@ -85,14 +64,14 @@ impl Docs {
     fn route(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         let path = http::path(req);
         let (body, content_type) = if path.ends_with("/openapi.json") {
-            (&self.openapi_json, "application/json")
+            (OPENAPI_JSON, "application/json")
         } else if path.ends_with("/docs") {
-            (&self.page, "text/html; charset=utf-8")
+            (self.page.as_str(), "text/html; charset=utf-8")
         } else {
             return Err(ApiError::NotFound(path.to_string()));
         };
         http::require_method(req, "GET")?;
-        let mut resp = Response::new(Body::Text(body.clone()));
+        let mut resp = Response::new(Body::Text(body.to_string()));
         *resp.status_mut() = StatusCode::OK;
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -111,118 +90,6 @@ impl Docs {
             HeaderValue::from_static("no-referrer"),
         );
         Ok(resp)
-    }
-}
-
-/// Converts a YAML document to JSON text, keeping the order it was written in (Swagger UI lists
-/// routes in document order). OpenAPI 3.1 documents are YAML 1.2, so only `true`/`false` are
-/// booleans: YAML 1.1's `n`, `no`, `off`, … stay strings.
-fn yaml_to_json(yaml: &str) -> Result<String, String> {
-    let options = serde_saphyr::options! { strict_booleans: true };
-    let node: Node =
-        serde_saphyr::from_str_with_options(yaml, options).map_err(|e| e.to_string())?;
-    serde_json::to_string(&node).map_err(|e| e.to_string())
-}
-
-/// A YAML value with its mappings in written order (`serde_json::Value` sorts them).
-#[derive(Debug)]
-enum Node {
-    Null,
-    Bool(bool),
-    Int(i64),
-    Uint(u64),
-    Float(f64),
-    Str(String),
-    Seq(Vec<Node>),
-    Map(Vec<(String, Node)>),
-}
-
-impl<'de> Deserialize<'de> for Node {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NodeVisitor)
-    }
-}
-
-struct NodeVisitor;
-
-impl<'de> Visitor<'de> for NodeVisitor {
-    type Value = Node;
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a YAML value")
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<Node, E> {
-        Ok(Node::Null)
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Node, D::Error> {
-        Node::deserialize(deserializer)
-    }
-
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Node, E> {
-        Ok(Node::Bool(v))
-    }
-
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Node, E> {
-        Ok(Node::Int(v))
-    }
-
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Node, E> {
-        Ok(Node::Uint(v))
-    }
-
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Node, E> {
-        Ok(Node::Float(v))
-    }
-
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Node, E> {
-        Ok(Node::Str(v.to_owned()))
-    }
-
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Node, E> {
-        Ok(Node::Str(v))
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element()? {
-            items.push(item);
-        }
-        Ok(Node::Seq(items))
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
-        let mut entries = Vec::new();
-        while let Some(entry) = map.next_entry::<String, Node>()? {
-            entries.push(entry);
-        }
-        Ok(Node::Map(entries))
-    }
-}
-
-impl Serialize for Node {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Node::Null => serializer.serialize_unit(),
-            Node::Bool(v) => serializer.serialize_bool(*v),
-            Node::Int(v) => serializer.serialize_i64(*v),
-            Node::Uint(v) => serializer.serialize_u64(*v),
-            Node::Float(v) => serializer.serialize_f64(*v),
-            Node::Str(v) => serializer.serialize_str(v),
-            Node::Seq(items) => serializer.collect_seq(items),
-            Node::Map(entries) => {
-                let mut map = serializer.serialize_map(Some(entries.len()))?;
-                for (k, v) in entries {
-                    map.serialize_entry(k, v)?;
-                }
-                map.end()
-            }
-        }
     }
 }
 
@@ -291,6 +158,23 @@ window.ui = SwaggerUIBundle({{
 mod tests {
     use super::*;
     use lambda_http::http::Method;
+    use serde_json::Value;
+
+    /// The paths `cargo lambda watch` routes (the root Cargo.toml's router): the same list the
+    /// template and API Gateway serve.
+    fn routed_paths() -> Vec<String> {
+        let manifest = include_str!("../../../Cargo.toml");
+        let router = manifest
+            .split("[workspace.metadata.lambda.watch.router]")
+            .nth(1)
+            .expect("the workspace has a watch router");
+        router
+            .lines()
+            .take_while(|l| !l.starts_with('['))
+            .filter_map(|l| l.strip_prefix('"')?.split('"').next())
+            .map(str::to_string)
+            .collect()
+    }
 
     fn request(method: Method, path: &str) -> Request {
         let mut req = Request::new(Body::Empty);
@@ -313,17 +197,16 @@ mod tests {
         assert!(spec["openapi"].as_str().unwrap().starts_with("3.1."));
         // Status codes stay strings, as JSON object keys must be.
         assert!(spec["paths"]["/register"]["post"]["responses"]["201"].is_object());
-        for path in [
-            "/register",
-            "/login",
-            "/me",
-            "/.well-known/jwks.json",
-            "/.well-known/openid-configuration",
-            "/docs",
-            "/openapi.json",
-        ] {
+        let routed = routed_paths();
+        assert!(routed.len() >= 8, "{routed:?}");
+        for path in &routed {
             assert!(spec["paths"][path].is_object(), "{path} is described");
         }
+        // And nothing is described that is not routed.
+        let described = spec["paths"].as_object().unwrap();
+        assert_eq!(described.len(), routed.len(), "{:?}", described.keys());
+        // The components came through as JSON objects, not strings.
+        assert_eq!(spec["components"]["schemas"]["Profile"]["type"], "object");
         assert_eq!(
             spec["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]["tokenUrl"],
             "/login"
@@ -331,11 +214,9 @@ mod tests {
     }
 
     #[test]
-    fn conversion_keeps_the_written_order_and_yaml_1_2_scalars() {
-        let json = yaml_to_json("b: 1\na: [n, no, off, true, ~, 1.5, '42']\n").unwrap();
-        assert_eq!(json, r#"{"b":1,"a":["n","no","off",true,null,1.5,"42"]}"#);
+    fn conversion_keeps_the_written_order() {
         // Routes are listed as written, not alphabetically.
-        let json = Docs::new(None).unwrap().openapi_json;
+        let json = OPENAPI_JSON;
         let at = |path: &str| json.find(&format!("\"{path}\":{{")).unwrap();
         assert!(at("/register") < at("/login") && at("/login") < at("/me"));
         assert!(at("/me") < at("/.well-known/jwks.json"));

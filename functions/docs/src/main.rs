@@ -8,7 +8,7 @@ use lambda_http::{Error, service_fn};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_http::tracing::init_default_subscriber();
+    shared::telemetry::init_logging();
     let docs = shared::telemetry::or_exit(docs::Docs::from_env());
     lambda_http::run(service_fn(async |req| {
         Ok::<_, std::convert::Infallible>(docs.handle(&req))

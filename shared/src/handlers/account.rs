@@ -141,12 +141,15 @@ async fn reauthenticate<A: Accounts, S: Signer>(
     password: &str,
     now: u64,
 ) -> Result<Credentials, ApiError> {
-    if password.chars().count() > policy::PASSWORD_MAX_CHARS {
+    if password::normalize(password).chars().count() > policy::PASSWORD_MAX_CHARS {
         return Err(ApiError::IncorrectPassword);
     }
     let key = policy::username_key(&claims.preferred_username);
     let user = match throttle::claim(&state.store, &key, now).await? {
-        Attempt::Wait(retry_after) => return Err(ApiError::TooManyAttempts { retry_after }),
+        Attempt::Wait(retry_after) => {
+            crate::metrics::record(crate::metrics::Outcome::LoginThrottled);
+            return Err(ApiError::TooManyAttempts { retry_after });
+        }
         Attempt::Check(user) if user.id == claims.sub => user,
         // Gone or replaced since the bearer check.
         _ => return Err(ApiError::InvalidToken(INVALID_TOKEN)),
@@ -154,6 +157,7 @@ async fn reauthenticate<A: Accounts, S: Signer>(
     match state.hasher.verify(password, &user.password_hash) {
         Verification::Mismatch => {
             tracing::info!(user_id = %user.id, failures = user.failed_logins + 1, "re-authentication failed");
+            crate::metrics::record(crate::metrics::Outcome::LoginFailed);
             Err(ApiError::IncorrectPassword)
         }
         Verification::Match { .. } => {

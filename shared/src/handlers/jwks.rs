@@ -5,6 +5,7 @@ use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
+use crate::config::Issuer;
 use crate::error::ApiError;
 use crate::http;
 use crate::state::JwksState;
@@ -41,7 +42,12 @@ fn jwks(state: &JwksState, req: &Request) -> Result<Response<Body>, ApiError> {
                 "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
                 "claims_supported": ["iss", "aud", "sub", "exp", "iat", "jti", "sid"],
             }),
-            CACHE,
+            // Derived from the request, it describes that domain alone: no shared cache may
+            // hand it to a request that arrived on another.
+            match state.issuer {
+                Issuer::Fixed(_) => CACHE,
+                Issuer::FromRequest => "private, no-cache",
+            },
         ))
     } else {
         Err(ApiError::NotFound(path.to_string()))

@@ -14,6 +14,7 @@ use lambda_http::{Body, Request, Response};
 
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
+use crate::metrics::{self, Outcome};
 use crate::password::Verification;
 use crate::policy;
 use crate::session::{self, Grant};
@@ -40,7 +41,7 @@ async fn token<C: CredentialStore + SessionStore, S: Signer>(
     let iss = http::issuer(&state.issuer, &req)?;
     let fields = http::read_fields(&req, &[BodyFormat::Form, BodyFormat::Json])?;
     let grant = match fields.optional_string("grant_type")? {
-        None | Some("password") => password_grant(state, &fields).await?,
+        None | Some("password") => password_grant(state, &fields, http::source_ip(&req)).await?,
         Some("refresh_token") => refresh_grant(state, &fields).await?,
         Some(_) => {
             return Err(ApiError::validation(
@@ -55,10 +56,13 @@ async fn token<C: CredentialStore + SessionStore, S: Signer>(
 async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
+    source_ip: Option<&str>,
 ) -> Result<Grant, ApiError> {
     let username = fields.string("username")?;
     let password = fields.string("password")?;
-    if password.chars().count() > policy::PASSWORD_MAX_CHARS
+    // Measured as registration measures it (after NFKC), so a password that registers always
+    // gets as far as its check.
+    if crate::password::normalize(password).chars().count() > policy::PASSWORD_MAX_CHARS
         || username.chars().count() > policy::USERNAME_MAX_CHARS * 4
     {
         // Longer than anything registration accepts: refused before any lookup or bcrypt.
@@ -70,14 +74,18 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
             state.hasher.dummy_verify(password);
             return Err(ApiError::InvalidCredentials);
         }
-        Attempt::Wait(retry_after) => return Err(ApiError::TooManyAttempts { retry_after }),
+        Attempt::Wait(retry_after) => {
+            metrics::record(Outcome::LoginThrottled);
+            return Err(ApiError::TooManyAttempts { retry_after });
+        }
         Attempt::Check(user) => user,
     };
     match state.hasher.verify(password, &user.password_hash) {
         Verification::Mismatch => {
             // Already counted by the claim.
             let failures = user.failed_logins + 1;
-            tracing::info!(user_id = %user.id, failures, "login failed");
+            tracing::info!(user_id = %user.id, failures, source_ip = source_ip.unwrap_or("-"), "login failed");
+            metrics::record(Outcome::LoginFailed);
             Err(ApiError::InvalidCredentials)
         }
         Verification::Match { needs_rehash } => {
@@ -96,6 +104,7 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
                 .map(|new| (user.password_hash.as_str(), new));
             state.store.record_success(&user, rehash).await?;
             tracing::info!(user_id = %user.id, rehashed = needs_rehash, "login succeeded");
+            metrics::record(Outcome::LoginSucceeded);
             Ok(session::start(&state.store, &user, &state.sessions, now).await?)
         }
     }
@@ -109,5 +118,7 @@ async fn refresh_grant<C: CredentialStore + SessionStore, S: Signer>(
         .optional_string("refresh_token")
         .map_err(|_| ApiError::BadRequest("refresh_token must be a string".into()))?
         .ok_or_else(|| ApiError::BadRequest("refresh_token is required".into()))?;
-    Ok(session::refresh(&state.store, presented, &state.sessions, (state.clock)()).await?)
+    let grant = session::refresh(&state.store, presented, &state.sessions, (state.clock)()).await?;
+    metrics::record(Outcome::Refreshed);
+    Ok(grant)
 }

@@ -56,6 +56,7 @@ async fn logout<S: SessionStore + ProfileReader>(
     if let Some(token) = fields.optional_string("token")? {
         // A refresh token names one session: `scope` does not widen it.
         session::end_by_token(&state.store, token).await?;
+        crate::metrics::record(crate::metrics::Outcome::LoggedOut);
         return Ok(done());
     }
     if req.headers().get("authorization").is_none() {
@@ -75,5 +76,6 @@ async fn logout<S: SessionStore + ProfileReader>(
         state.store.end_session(&claims.sid).await?;
         tracing::info!(user_id = %claims.sub, session_id = %claims.sid, "session ended");
     }
+    crate::metrics::record(crate::metrics::Outcome::LoggedOut);
     Ok(done())
 }

@@ -18,7 +18,10 @@ async fn me<P: ProfileReader>(
     state: &MeState<P>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
-    http::require_method(&req, "GET")?;
+    // DELETE /me is the account function's; every other method is wrong here.
+    if req.method() != lambda_http::http::Method::GET {
+        return Err(ApiError::MethodNotAllowed("GET, DELETE"));
+    }
     let now = (state.clock)();
     let (_, found) =
         super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;

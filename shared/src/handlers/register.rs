@@ -41,6 +41,7 @@ async fn register<W: UserWriter>(
     };
     state.store.create(&user).await?;
     tracing::info!(user_id = %user.id, "user registered");
+    crate::metrics::record(crate::metrics::Outcome::Registered);
     Ok(http::json(
         StatusCode::CREATED,
         &json!({"message": "User registered successfully"}),

@@ -3,6 +3,7 @@
 //! rotates sessions, `me` reads a profile together with the session of its token, `logout` ends
 //! sessions.
 
+pub mod admin;
 mod dynamodb;
 mod sqlite;
 

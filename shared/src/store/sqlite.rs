@@ -36,7 +36,7 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
-fn classify(e: rusqlite::Error) -> StoreError {
+pub(super) fn classify(e: rusqlite::Error) -> StoreError {
     match e.sqlite_error_code() {
         Some(ErrorCode::ConstraintViolation) => StoreError::Duplicate,
         Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked | ErrorCode::CannotOpen) => {
@@ -182,7 +182,7 @@ impl SqliteStore {
         tx.commit().map_err(classify)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave the connection half-used: every statement
         // is self-contained, so a poisoned lock is still safe to reuse.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
@@ -270,11 +270,11 @@ impl CredentialStore for SqliteStore {
 }
 
 /// Seconds as SQLite's integer (saturating: no time this service stores comes near the limit).
-fn int(t: u64) -> i64 {
+pub(super) fn int(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
 
-fn uint(t: i64) -> u64 {
+pub(super) fn uint(t: i64) -> u64 {
     t.max(0) as u64
 }
 
