@@ -3,6 +3,7 @@
 //! Every limit is a constant here and documented in the README.
 
 use unicode_normalization::UnicodeNormalization;
+use unicode_security::MixedScript;
 
 /// An input that breaks a rule: the field it came from and why (a 422 at the HTTP edge).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -107,6 +108,11 @@ pub fn username(raw: &str) -> Result<Username, PolicyError> {
     }
     if display.chars().any(is_invisible) {
         return fail("must not contain invisible or text-direction characters");
+    }
+    // UTS #39 single-script restriction: "pаypal" with a Cyrillic "а" looks like "paypal" but
+    // is another key. Digits and punctuation go with any script.
+    if !display.as_str().is_single_script() {
+        return fail("must be written in one script (no look-alike letters from another)");
     }
     let key = username_key(&display);
     Ok(Username { display, key })
@@ -231,6 +237,22 @@ mod tests {
             username(&"é".repeat(64)).is_ok(),
             "length counts characters, not bytes"
         );
+    }
+
+    #[test]
+    fn look_alike_names_mixing_scripts_are_refused() {
+        // Cyrillic "а" (U+0430) in a Latin name, and Greek "ο" in another.
+        for raw in ["p\u{430}ypal", "g\u{3bf}ogle", "admin\u{430}"] {
+            assert!(
+                reason(username(raw).unwrap_err()).contains("one script"),
+                "{raw:?}"
+            );
+        }
+        assert!(username("ελένη.k").is_err(), "Greek with a Latin k");
+        // One script, with digits and punctuation, is fine in any script.
+        for raw in ["paypal", "пример", "émile-2024", "山田_太郎", "ελένη.7"] {
+            assert!(username(raw).is_ok(), "{raw:?}");
+        }
     }
 
     #[test]

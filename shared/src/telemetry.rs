@@ -54,7 +54,11 @@ pub fn init_logging() {
         .from_env_lossy()
         .and(filter_fn(may_log));
     let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
-    let layer = fmt::layer().with_target(false).without_time();
+    // No colour codes: CloudWatch shows them as text.
+    let layer = fmt::layer()
+        .with_target(false)
+        .without_time()
+        .with_ansi(false);
     let registry = tracing_subscriber::registry();
     if json {
         registry.with(layer.json().with_filter(filter)).init();

@@ -84,7 +84,7 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
         Verification::Mismatch => {
             // Already counted by the claim.
             let failures = user.failed_logins + 1;
-            tracing::info!(user_id = %user.id, failures, source_ip = source_ip.unwrap_or("-"), "login failed");
+            tracing::info!(user_id = %user.id, failures, source_ip = %source_ip.unwrap_or("-"), "login failed");
             metrics::record(Outcome::LoginFailed);
             Err(ApiError::InvalidCredentials)
         }
