@@ -54,6 +54,9 @@ import urllib.request
 import uuid
 import zipfile
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "tests" / "fixtures"))
+import generate as fixtures  # noqa: E402  the one builder of API Gateway events
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 API = "/2018-06-01/runtime"
 PASSWORD = "velvet-tundra-marmalade-42"
@@ -245,47 +248,11 @@ class RuntimeApi:
 # -- Events -----------------------------------------------------------------------------------
 
 def http_api_event(method, path, headers=None, body=None, base64_body=False):
-    """An API Gateway HTTP API (payload format 2.0) event for `method path`."""
-    now = time.time()
-    all_headers = {
-        "accept": "*/*",
-        "content-length": str(len(body or "")),
-        "host": HOST,
-        "user-agent": "curl/8.5.0",
-        "x-amzn-trace-id": "Root=1-%08x-%s" % (int(now), uuid.uuid4().hex[:24]),
-        "x-forwarded-for": "203.0.113.10",
-        "x-forwarded-port": "443",
-        "x-forwarded-proto": "https",
-    }
-    all_headers.update(headers or {})
-    event = {
-        "version": "2.0",
-        "routeKey": "%s %s" % (method, path),
-        "rawPath": path,
-        "rawQueryString": "",
-        "headers": all_headers,
-        "requestContext": {
-            "accountId": "123456789012",
-            "apiId": HOST.split(".")[0],
-            "domainName": HOST,
-            "domainPrefix": HOST.split(".")[0],
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1",
-                     "sourceIp": "203.0.113.10", "userAgent": "curl/8.5.0"},
-            "requestId": base64.urlsafe_b64encode(os.urandom(12)).decode()[:15] + "=",
-            "routeKey": "%s %s" % (method, path),
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "isBase64Encoded": False,
-    }
-    if body is not None:
-        if base64_body:
-            event["body"] = base64.b64encode(body.encode()).decode()
-            event["isBase64Encoded"] = True
-        else:
-            event["body"] = body
-    return event
+    """An API Gateway HTTP API (payload format 2.0) event for `method path`, built as the test
+    fixtures are (tests/fixtures/generate.py), with a fresh request id and time."""
+    headers = dict(headers or {})
+    ctype = headers.pop("content-type", None)
+    return fixtures.v2(method, path, ctype, body, headers, base64_body, host=HOST, fresh=True)
 
 
 def register_event(username):
