@@ -15,8 +15,8 @@ use integration_tests::{fixture, moto, write_test_keys};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
-use shared::store::SqliteStore;
 use shared::store::testing::TestSeam;
+use shared::store::{CounterStore, SqliteStore};
 
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const ISSUER: &str = "http://localhost:1";
@@ -574,11 +574,23 @@ fn enumeration_and_brute_force_over_http() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    tokio::runtime::Runtime::new().unwrap().block_on(
-        SqliteStore::open(&t.dir.path().join("users.db"))
-            .unwrap()
-            .set_failures("polyglot", 10, now),
-    );
+    // The schedule of this address (watch's requests come from loopback) against the account.
+    let store = SqliteStore::open(&t.dir.path().join("users.db")).unwrap();
+    let pair = shared::throttle::pair_key("polyglot", "127.0.0.1");
+    let counter = shared::store::Counter {
+        failures: 10,
+        since: now,
+    };
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        store.reset_counter(&pair).await.unwrap();
+        let expires = now + shared::policy::PAIR_MEMORY_SECONDS;
+        assert!(
+            store
+                .swap_counter(&pair, None, counter, expires, now)
+                .await
+                .unwrap()
+        );
+    });
     let r = t.post_json(
         "/login",
         json!({"username": "polyglot", "password": unicode_password()}),

@@ -57,6 +57,7 @@ contract_suite!(
     logouts_end_sessions,
     password_changes_are_conditional_and_end_sessions,
     deleted_accounts_are_gone_with_their_sessions,
+    counters_swap_atomically_and_expire,
 );
 
 const RACERS: usize = 12;

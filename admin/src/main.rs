@@ -9,12 +9,15 @@ mod import;
 mod show;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use aws_config::timeout::TimeoutConfig;
 use clap::{Parser, Subcommand};
 use shared::config::{StoreConfig, parse_store};
 use shared::store::admin::AdminStore;
 use shared::store::{
-    AccountStore, CredentialStore, Credentials, DynamoStore, SessionStore, SqliteStore, StoreError,
+    AccountStore, CounterStore, CredentialStore, Credentials, DynamoStore, SessionStore,
+    SqliteStore, StoreError,
 };
 use shared::{clock, policy, throttle};
 
@@ -123,9 +126,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             execute(&store, cli.command).await
         }
         StoreConfig::Dynamodb(table) => {
-            // No call is made here: an unreachable endpoint shows at the first request, after the
-            // SDK's bounded retries.
-            let store = DynamoStore::new(&shared::aws::load().await, &table);
+            // The functions' client, with longer waits: their 1.5 s per attempt keeps an answer
+            // inside the Lambda timeout, but a batch job would rather wait for a busy table than
+            // retry a write that may have landed. Connecting stays bounded at 1 s, so an
+            // unreachable endpoint still fails fast, at the first request (none is made here).
+            let config = shared::aws::load()
+                .await
+                .to_builder()
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(Duration::from_secs(1))
+                        .operation_attempt_timeout(Duration::from_secs(10))
+                        .operation_timeout(Duration::from_secs(30))
+                        .build(),
+                )
+                .build();
+            let store = DynamoStore::new(&config, &table);
             execute(&store, cli.command).await
         }
     }
@@ -133,7 +149,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn execute<S>(store: &S, command: Command) -> Result<(), Failure>
 where
-    S: AdminStore + CredentialStore + SessionStore + AccountStore,
+    S: AdminStore + CredentialStore + SessionStore + AccountStore + CounterStore,
 {
     match command {
         Command::Import { from } => {
@@ -151,21 +167,25 @@ where
                 .account(&user.username_key)
                 .await?
                 .and_then(|a| a.full_name);
-            print!(
-                "{}",
-                show::account(&user, full_name.as_deref(), clock::now())
-            );
+            let now = clock::now();
+            let wait = throttle::account_wait(store, &user.username_key, now).await?;
+            print!("{}", show::account(&user, full_name.as_deref(), wait, now));
             Ok(())
         }
         Command::Unlock { name } => {
             let user = credentials(store, &name).await?;
-            if user.failed_logins == 0 && user.last_failed_at.is_none() {
+            let wait = throttle::account_wait(store, &user.username_key, clock::now()).await?;
+            if user.failed_logins == 0 && user.last_failed_at.is_none() && wait.is_none() {
                 println!("{} has no failed logins to clear", shown(&user.username));
                 return Ok(());
             }
-            // A successful login's reset: the same write, so the same rule.
+            // A successful login's reset, and the account-wide window's. (An address's own
+            // schedule is kept per address and expires by itself within the hour.)
             store.record_success(&user, None).await?;
-            let waited = match throttle::remaining_wait(&user, clock::now()) {
+            store
+                .reset_counter(&throttle::account_key(&user.username_key))
+                .await?;
+            let waited = match wait {
                 Some(wait) => format!(" and a wait of {wait} s more"),
                 None => String::new(),
             };

@@ -5,7 +5,6 @@
 use std::fmt::Write;
 
 use shared::store::Credentials;
-use shared::throttle;
 use unicode_security::MixedScript;
 
 /// Whether every character of `name` shows as itself on a terminal.
@@ -46,9 +45,10 @@ pub fn shown(name: &str) -> String {
     out
 }
 
-/// What `auth-admin show` prints about `user` at `now`.
-pub fn account(user: &Credentials, full_name: Option<&str>, now: u64) -> String {
-    let throttled = match throttle::remaining_wait(user, now) {
+/// What `auth-admin show` prints about `user` at `now`, given the seconds every address must
+/// still wait for it (the account-wide ceiling; an address's own schedule is per address).
+pub fn account(user: &Credentials, full_name: Option<&str>, wait: Option<u64>, now: u64) -> String {
+    let throttled = match wait {
         Some(wait) => format!("yes, {wait} s more (until {})", utc(now + wait)),
         None => "no".into(),
     };
@@ -125,9 +125,9 @@ mod tests {
             last_failed_at: Some(1_000),
             session_epoch: 3,
         };
-        let text = account(&user, Some("Emma Example"), 1_001);
+        let text = account(&user, Some("Emma Example"), Some(3), 1_001);
         assert!(!text.contains("secret-hash"));
         assert!(text.contains("throttled:     yes, 3 s more"), "{text}");
-        assert!(account(&user, None, 2_000).contains("throttled:     no"));
+        assert!(account(&user, None, None, 2_000).contains("throttled:     no"));
     }
 }

@@ -51,6 +51,20 @@ pub const FREE_FAILURES: u32 = 5;
 /// The longest wait between login attempts, in seconds (15 minutes).
 pub const MAX_WAIT_SECONDS: u64 = 15 * 60;
 
+/// Failures of an account in a [`WINDOW_SECONDS`] window, from every source together, after which
+/// every source waits for the window's end: below ASVS's 100 an hour, however many addresses an
+/// attacker has, and keeping an owner out takes that many guesses every hour.
+pub const ACCOUNT_FAILURE_CEILING: u32 = 50;
+/// Failed logins from one address in a [`WINDOW_SECONDS`] window, across every account (and
+/// names that are no account), after which that address waits for the window's end: password
+/// spraying.
+pub const SOURCE_FAILURE_CEILING: u32 = 100;
+/// The window of [`ACCOUNT_FAILURE_CEILING`] and [`SOURCE_FAILURE_CEILING`].
+pub const WINDOW_SECONDS: u64 = 3600;
+/// How long an address's consecutive failures against one account are remembered after the
+/// last one (the counter then expires by itself).
+pub const PAIR_MEMORY_SECONDS: u64 = 3600;
+
 /// Seconds an account with `failures` consecutive failures must wait after the last one:
 /// nothing for the first [`FREE_FAILURES`], then 2^(n−5) s, capped at [`MAX_WAIT_SECONDS`].
 pub fn wait_after(failures: u32) -> u64 {

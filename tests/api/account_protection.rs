@@ -5,6 +5,11 @@
 use crate::helpers::{AppStore, DynamoApp, GOOD_PASSWORD, SqliteApp, TestApp};
 
 on_both_backends!(
+    a_throttled_address_does_not_stop_the_owner_from_another,
+    the_account_wide_ceiling_stops_every_address,
+    spraying_from_one_address_meets_its_ceiling,
+    an_address_schedule_is_forgotten_an_hour_after_its_last_failure,
+    a_stored_mixed_script_name_still_logs_in,
     usernames_are_unique_without_regard_to_case,
     after_five_failures_each_attempt_waits_and_a_success_resets,
     the_wait_is_capped_at_fifteen_minutes,
@@ -12,6 +17,18 @@ on_both_backends!(
     a_token_of_a_deleted_user_is_refused,
     an_old_token_does_not_reach_a_new_account_of_the_same_name,
 );
+
+/// Registration refuses names that mix scripts; a tutorial row that already has one keeps working.
+async fn a_stored_mixed_script_name_still_logs_in<S: AppStore>(app: TestApp<S>) {
+    let name = "p\u{430}ypal";
+    let reply = app.try_register(name, GOOD_PASSWORD).await;
+    reply.problem(422);
+    assert_eq!(reply.body["field"], "username");
+    let hash = bcrypt::hash(GOOD_PASSWORD, 4).unwrap();
+    app.insert_user(name, &hash, None).await;
+    let token = app.token(name, GOOD_PASSWORD).await;
+    assert_eq!(app.me(&token).await.body["username"], name);
+}
 
 async fn usernames_are_unique_without_regard_to_case<S: AppStore>(app: TestApp<S>) {
     assert_eq!(app.register("Emma", GOOD_PASSWORD).await.status, 201);
@@ -51,8 +68,10 @@ async fn after_five_failures_each_attempt_waits_and_a_success_resets<S: AppStore
 
 async fn the_wait_is_capped_at_fifteen_minutes<S: AppStore>(app: TestApp<S>) {
     app.register("patient", GOOD_PASSWORD).await;
-    // A count far past the cap, as a long attack would leave it.
-    app.set_failures("patient", 40, app.now()).await;
+    // A count far past the cap, as a long attack from this address would leave it.
+    let source = shared::throttle::UNKNOWN_SOURCE;
+    app.set_pair_failures("patient", source, 40, app.now())
+        .await;
     let reply = app.login("patient", GOOD_PASSWORD).await;
     reply.problem(429);
     let wait: u64 = reply.header("retry-after").parse().unwrap();
@@ -122,4 +141,120 @@ async fn upgrades_at_cost_5<S: AppStore>(high: TestApp<S>, hash: &str) {
         upgraded.starts_with("$bcrypt-sha256$v=2,t=2b,r=5$"),
         "{upgraded}"
     );
+}
+
+const ATTACKER: &str = "198.51.100.66";
+const OWNER: &str = "203.0.113.5";
+
+async fn a_throttled_address_does_not_stop_the_owner_from_another<S: AppStore>(app: TestApp<S>) {
+    app.register("victim", GOOD_PASSWORD).await;
+    for _ in 0..5 {
+        app.login_from(ATTACKER, "victim", "wrong-guess-123")
+            .await
+            .problem(401);
+    }
+    // The attacker's address waits, even with the right password...
+    let reply = app.login_from(ATTACKER, "victim", GOOD_PASSWORD).await;
+    reply.problem(429);
+    assert_eq!(reply.header("retry-after"), "1");
+    // ...the owner, from another address, does not.
+    assert_eq!(
+        app.login_from(OWNER, "victim", GOOD_PASSWORD).await.status,
+        200
+    );
+    assert_eq!(
+        app.login_from(OWNER, "victim", GOOD_PASSWORD).await.status,
+        200
+    );
+    // The owner's success reset the owner's schedule, not the attacker's.
+    app.login_from(ATTACKER, "victim", GOOD_PASSWORD)
+        .await
+        .problem(429);
+}
+
+async fn the_account_wide_ceiling_stops_every_address<S: AppStore>(app: TestApp<S>) {
+    app.register("popular", GOOD_PASSWORD).await;
+    // A distributed attack: one guess from each of many addresses, none of them throttled alone.
+    let ceiling = shared::policy::ACCOUNT_FAILURE_CEILING;
+    for i in 0..ceiling {
+        let ip = format!("198.51.{}.{}", 100 + i / 200, i % 200 + 1);
+        app.login_from(&ip, "popular", "wrong-guess-123")
+            .await
+            .problem(401);
+    }
+    assert_eq!(app.stored("popular").await.1, u64::from(ceiling));
+    // Now every address waits, the owner's included.
+    let reply = app.login_from(OWNER, "popular", GOOD_PASSWORD).await;
+    reply.problem(429);
+    assert_eq!(reply.header("retry-after"), "3600");
+    app.advance(1800);
+    app.login_from(OWNER, "popular", GOOD_PASSWORD)
+        .await
+        .problem(429);
+    // The window ends by itself.
+    app.advance(1800);
+    assert_eq!(
+        app.login_from(OWNER, "popular", GOOD_PASSWORD).await.status,
+        200
+    );
+    assert_eq!(
+        app.stored("popular").await.1,
+        0,
+        "a success resets the account"
+    );
+}
+
+async fn spraying_from_one_address_meets_its_ceiling<S: AppStore>(app: TestApp<S>) {
+    let ceiling = shared::policy::SOURCE_FAILURE_CEILING;
+    // One guess at each of many accounts (half of them real, half made up: the same price).
+    for i in 0..ceiling / 2 {
+        app.register(&format!("user-{i}"), GOOD_PASSWORD).await;
+    }
+    for i in 0..ceiling {
+        let name = format!("user-{i}");
+        app.login_from(ATTACKER, &name, "wrong-guess-123")
+            .await
+            .problem(401);
+    }
+    for name in ["user-1", "user-77", "nobody-at-all"] {
+        let reply = app.login_from(ATTACKER, name, GOOD_PASSWORD).await;
+        reply.problem(429);
+        assert_eq!(reply.header("retry-after"), "3600", "{name}");
+    }
+    // Other addresses are untouched; the sprayer's window ends by itself.
+    assert_eq!(
+        app.login_from(OWNER, "user-1", GOOD_PASSWORD).await.status,
+        200
+    );
+    app.advance(3600);
+    assert_eq!(
+        app.login_from(ATTACKER, "user-1", GOOD_PASSWORD)
+            .await
+            .status,
+        200
+    );
+}
+
+async fn an_address_schedule_is_forgotten_an_hour_after_its_last_failure<S: AppStore>(
+    app: TestApp<S>,
+) {
+    app.register("forgotten", GOOD_PASSWORD).await;
+    for _ in 0..5 {
+        app.login_from(ATTACKER, "forgotten", "wrong-guess-123")
+            .await
+            .problem(401);
+    }
+    app.login_from(ATTACKER, "forgotten", "wrong-guess-123")
+        .await
+        .problem(429);
+    // An hour after the last failure the counter has expired: five free attempts again.
+    app.advance(shared::policy::PAIR_MEMORY_SECONDS);
+    for _ in 0..5 {
+        app.login_from(ATTACKER, "forgotten", "wrong-guess-123")
+            .await
+            .problem(401);
+    }
+    app.login_from(ATTACKER, "forgotten", GOOD_PASSWORD)
+        .await
+        .problem(429);
 }

@@ -187,9 +187,34 @@ impl<S: AppStore> TestApp<S> {
         (hash, u64::from(count))
     }
 
-    /// Sets the failure count and last failure time of `key`, as a long attack would leave them.
-    pub async fn set_failures(&self, key: &str, count: u64, at: u64) {
-        self.store.set_failures(key, count as u32, at).await;
+    /// Sets the failures of `source` against the account `key` (the per-address schedule), as a
+    /// long attack from that address would leave them.
+    pub async fn set_pair_failures(&self, key: &str, source: &str, count: u32, at: u64) {
+        let pair = shared::throttle::pair_key(key, source);
+        self.store.reset_counter(&pair).await.unwrap();
+        let counter = shared::store::Counter {
+            failures: count,
+            since: at,
+        };
+        let expires = at + shared::policy::PAIR_MEMORY_SECONDS;
+        assert!(
+            self.store
+                .swap_counter(&pair, None, counter, expires, at)
+                .await
+                .unwrap()
+        );
+    }
+
+    /// A JSON login from the address `ip` (an HTTP API event, as API Gateway sends it).
+    pub async fn login_from(&self, ip: &str, username: &str, password: &str) -> Reply {
+        let mut event: Value = serde_json::from_str(&integration_tests::fixture(
+            "v2_login_json",
+            &[("USERNAME", username), ("PASSWORD", password)],
+        ))
+        .unwrap();
+        event["requestContext"]["http"]["sourceIp"] = ip.into();
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        self.send(Route::Login, req).await
     }
 
     /// Inserts a user row as another tool wrote it: the FastAPI tutorial's plain bcrypt hash, or

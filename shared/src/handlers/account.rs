@@ -18,14 +18,21 @@ use crate::session;
 use crate::signer::Signer;
 use crate::state::AccountState;
 use crate::store::{
-    AccountStore, CredentialStore, Credentials, ProfileReader, ProfileWithSession, SessionStore,
+    AccountStore, CounterStore, CredentialStore, Credentials, ProfileReader, ProfileWithSession,
+    SessionStore,
 };
 use crate::throttle::{self, Attempt};
 use crate::token::{Claims, INVALID_TOKEN};
 
 /// Everything the account routes need of a store.
-pub trait Accounts: AccountStore + CredentialStore + ProfileReader + SessionStore {}
-impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore> Accounts for T {}
+pub trait Accounts:
+    AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore
+{
+}
+impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore> Accounts
+    for T
+{
+}
 
 /// Handles one request; every failure becomes its problem response.
 pub async fn handle<A: Accounts, S: Signer>(
@@ -67,7 +74,7 @@ async fn change_password<A: Accounts, S: Signer>(
     let new = fields.string("new_password")?;
     // Every check of the new password is cheap and comes before any bcrypt.
     check_new_password(new, current, &claims, &found)?;
-    let user = reauthenticate(state, &claims, current, now).await?;
+    let user = reauthenticate(state, &claims, current, source(&req), now).await?;
     let new_hash = state
         .hasher
         .hash(new)
@@ -101,7 +108,7 @@ async fn delete_account<A: Accounts, S: Signer>(
         super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
     let fields = http::read_fields(&req, &[BodyFormat::Json])?;
     let password = fields.string("password")?;
-    let user = reauthenticate(state, &claims, password, now).await?;
+    let user = reauthenticate(state, &claims, password, source(&req), now).await?;
     if !state.store.delete_account(&user).await? {
         // Deleted by a concurrent request: the bearer's account is gone either way.
         return Err(ApiError::InvalidToken(INVALID_TOKEN));
@@ -135,17 +142,22 @@ fn check_new_password(
 
 /// Checks `password` as a login of the bearer's account would: throttled, counted on failure,
 /// reset on success.
+fn source(req: &Request) -> &str {
+    http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE)
+}
+
 async fn reauthenticate<A: Accounts, S: Signer>(
     state: &AccountState<A, S>,
     claims: &Claims,
     password: &str,
+    source: &str,
     now: u64,
 ) -> Result<Credentials, ApiError> {
     if password::normalize(password).chars().count() > policy::PASSWORD_MAX_CHARS {
         return Err(ApiError::IncorrectPassword);
     }
     let key = policy::username_key(&claims.preferred_username);
-    let user = match throttle::claim(&state.store, &key, now).await? {
+    let user = match throttle::claim(&state.store, &key, source, now).await? {
         Attempt::Wait(retry_after) => {
             crate::metrics::record(crate::metrics::Outcome::LoginThrottled);
             return Err(ApiError::TooManyAttempts { retry_after });
@@ -161,7 +173,7 @@ async fn reauthenticate<A: Accounts, S: Signer>(
             Err(ApiError::IncorrectPassword)
         }
         Verification::Match { .. } => {
-            state.store.record_success(&user, None).await?;
+            throttle::succeeded(&state.store, &user, source, None).await?;
             Ok(user)
         }
     }

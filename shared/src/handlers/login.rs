@@ -20,11 +20,11 @@ use crate::policy;
 use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::state::LoginState;
-use crate::store::{CredentialStore, SessionStore};
+use crate::store::{CounterStore, CredentialStore, SessionStore};
 use crate::throttle::{self, Attempt};
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<C: CredentialStore + SessionStore, S: Signer>(
+pub async fn handle<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
     state: &LoginState<C, S>,
     req: Request,
 ) -> Response<Body> {
@@ -33,7 +33,7 @@ pub async fn handle<C: CredentialStore + SessionStore, S: Signer>(
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn token<C: CredentialStore + SessionStore, S: Signer>(
+async fn token<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
     state: &LoginState<C, S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -53,7 +53,7 @@ async fn token<C: CredentialStore + SessionStore, S: Signer>(
     super::token_response(&state.tokens, &iss, &grant).await
 }
 
-async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
+async fn password_grant<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
     source_ip: Option<&str>,
@@ -69,7 +69,9 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
         return Err(ApiError::InvalidCredentials);
     }
     let now = (state.clock)();
-    let user = match throttle::claim(&state.store, &policy::username_key(username), now).await? {
+    let source = source_ip.unwrap_or(throttle::UNKNOWN_SOURCE);
+    let key = policy::username_key(username);
+    let user = match throttle::claim(&state.store, &key, source, now).await? {
         Attempt::UnknownUser => {
             state.hasher.dummy_verify(password);
             return Err(ApiError::InvalidCredentials);
@@ -84,7 +86,7 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
         Verification::Mismatch => {
             // Already counted by the claim.
             let failures = user.failed_logins + 1;
-            tracing::info!(user_id = %user.id, failures, source_ip = %source_ip.unwrap_or("-"), "login failed");
+            tracing::info!(user_id = %user.id, failures, source_ip = %source, "login failed");
             metrics::record(Outcome::LoginFailed);
             Err(ApiError::InvalidCredentials)
         }
@@ -102,7 +104,7 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
             let rehash = upgraded
                 .as_deref()
                 .map(|new| (user.password_hash.as_str(), new));
-            state.store.record_success(&user, rehash).await?;
+            throttle::succeeded(&state.store, &user, source, rehash).await?;
             tracing::info!(user_id = %user.id, rehashed = needs_rehash, "login succeeded");
             metrics::record(Outcome::LoginSucceeded);
             Ok(session::start(&state.store, &user, &state.sessions, now).await?)
@@ -110,7 +112,7 @@ async fn password_grant<C: CredentialStore + SessionStore, S: Signer>(
     }
 }
 
-async fn refresh_grant<C: CredentialStore + SessionStore, S: Signer>(
+async fn refresh_grant<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
 ) -> Result<Grant, ApiError> {

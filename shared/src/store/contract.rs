@@ -3,8 +3,8 @@
 //! against DynamoDB on moto. Compiled only for tests (`--features testing`).
 
 use super::{
-    AccountStore, CredentialStore, NewUser, Profile, ProfileReader, SessionStore, StoreError,
-    UserWriter,
+    AccountStore, Counter, CounterStore, CredentialStore, NewUser, Profile, ProfileReader,
+    SessionStore, StoreError, UserWriter,
 };
 use crate::policy;
 use crate::session::{self, Grant, SessionError, SessionLimits};
@@ -12,11 +12,11 @@ use crate::throttle::{self, Attempt};
 
 /// Everything a full backend implements.
 pub trait FullStore:
-    UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore
+    UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore + CounterStore
 {
 }
-impl<T: UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore> FullStore
-    for T
+impl<T> FullStore for T where
+    T: UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore + CounterStore
 {
 }
 
@@ -238,7 +238,7 @@ pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(st
             .iter()
             .map(|store| {
                 scope.spawn(move || {
-                    on_thread(|| throttle::claim(store, "contended", 2_000)).unwrap()
+                    on_thread(|| throttle::claim(store, "contended", "192.0.2.7", 2_000)).unwrap()
                 })
             })
             .collect();
@@ -257,7 +257,71 @@ pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(st
     let stored = on_thread(|| stores[0].credentials("contended"))
         .unwrap()
         .unwrap();
-    assert_eq!(stored.failed_logins, policy::FREE_FAILURES);
+    assert_eq!(
+        stored.failed_logins,
+        policy::FREE_FAILURES,
+        "the account counted each"
+    );
+    let pair = throttle::pair_key("contended", "192.0.2.7");
+    let keys = [pair.as_str()];
+    let counted = on_thread(|| stores[0].counters(&keys, 2_000)).unwrap();
+    assert_eq!(counted[0].map(|c| c.failures), Some(policy::FREE_FAILURES));
+}
+
+/// Counters are replaced only by a compare-and-set, and are gone once expired.
+pub async fn counters_swap_atomically_and_expire(store: &impl FullStore) {
+    let c = |failures, since| Counter { failures, since };
+    assert_eq!(
+        store.counters(&["k", "other"], 100).await.unwrap(),
+        [None, None]
+    );
+    assert!(
+        store
+            .swap_counter("k", None, c(1, 100), 200, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .swap_counter("k", None, c(1, 100), 200, 100)
+            .await
+            .unwrap(),
+        "exists"
+    );
+    assert!(
+        !store
+            .swap_counter("k", Some(c(7, 100)), c(8, 100), 200, 100)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .swap_counter("k", Some(c(1, 100)), c(2, 150), 300, 150)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.counters(&["other", "k"], 299).await.unwrap(),
+        [None, Some(c(2, 150))]
+    );
+    // Expired: refused at once, and a fresh one may take its place.
+    assert_eq!(store.counters(&["k"], 300).await.unwrap(), [None]);
+    assert!(
+        !store
+            .swap_counter("k", Some(c(2, 150)), c(3, 300), 400, 300)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .swap_counter("k", None, c(1, 300), 400, 300)
+            .await
+            .unwrap()
+    );
+    store.reset_counter("k").await.unwrap();
+    assert_eq!(store.counters(&["k"], 301).await.unwrap(), [None]);
+    // A counter's key is data, never a username.
+    assert!(store.credentials("#throttle k").await.unwrap().is_none());
 }
 
 /// Limits for the session cases: short, so the clock passed in can cross them.

@@ -23,9 +23,9 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
 use super::{
-    AccountStore, CredentialStore, Credentials, NewUser, PreviousGeneration, Profile,
-    ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError,
-    UserWriter,
+    AccountStore, Counter, CounterStore, CredentialStore, Credentials, NewUser, PreviousGeneration,
+    Profile, ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore,
+    StoreError, UserWriter,
 };
 use crate::aws;
 use crate::policy;
@@ -36,6 +36,13 @@ pub const KEY: &str = "username_key";
 pub const SESSION_PREFIX: &str = "#session ";
 /// The table's TTL attribute (seconds since the epoch), set on session items only.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
+
+/// The partition key prefix of throttle counters (with a space: never part of a username key).
+pub const COUNTER_PREFIX: &str = "#throttle ";
+
+fn counter_key(key: &str) -> AttributeValue {
+    AttributeValue::S(format!("{COUNTER_PREFIX}{key}"))
+}
 
 fn session_key(sid: &str) -> AttributeValue {
     AttributeValue::S(format!("{SESSION_PREFIX}{sid}"))
@@ -154,7 +161,7 @@ impl UserWriter for DynamoStore {
 
 impl CredentialStore for DynamoStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
-        if username_key.starts_with(SESSION_PREFIX) {
+        if username_key.starts_with(SESSION_PREFIX) || username_key.starts_with(COUNTER_PREFIX) {
             return Ok(None);
         }
         let Some(item) = self.get(s(username_key)).await? else {
@@ -245,7 +252,7 @@ impl ProfileReader for DynamoStore {
         sid: &str,
     ) -> Result<Option<ProfileWithSession>, StoreError> {
         let user_key = policy::username_key(username);
-        if user_key.starts_with(SESSION_PREFIX) {
+        if user_key.starts_with(SESSION_PREFIX) || user_key.starts_with(COUNTER_PREFIX) {
             return Ok(None);
         }
         // The account and the session in one strongly consistent round trip.
@@ -311,6 +318,94 @@ fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
         epoch: required_n(item, "epoch")?,
         expires_at: required_n(item, TTL_ATTRIBUTE)?,
     })
+}
+
+impl CounterStore for DynamoStore {
+    async fn counters(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Counter>>, StoreError> {
+        let mut request = KeysAndAttributes::builder().consistent_read(true);
+        for key in keys {
+            request = request.keys(HashMap::from([(KEY.to_string(), counter_key(key))]));
+        }
+        let request = request
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(fail)?;
+        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Unavailable(
+                "BatchGetItem left keys unprocessed".into(),
+            ));
+        }
+        let items = out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default();
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let wanted = format!("{COUNTER_PREFIX}{key}");
+                items
+                    .iter()
+                    .find(|i| get_s(i, KEY).as_deref() == Some(wanted.as_str()))
+                    // Refused once expired, before DynamoDB's TTL gets to it.
+                    .filter(|i| get_n(i, TTL_ATTRIBUTE).is_some_and(|t| t > now))
+                    .and_then(|i| {
+                        Some(Counter {
+                            failures: u32::try_from(get_n(i, "failures")?).ok()?,
+                            since: get_n(i, "since")?,
+                        })
+                    })
+            })
+            .collect())
+    }
+
+    async fn swap_counter(
+        &self,
+        key: &str,
+        seen: Option<Counter>,
+        next: Counter,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, counter_key(key))
+            .item("failures", n(u64::from(next.failures)))
+            .item("since", n(next.since))
+            .item(TTL_ATTRIBUTE, n(expires_at))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE);
+        put = match seen {
+            // Absent, or expired but not yet swept by the TTL.
+            None => put
+                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_values(":now", n(now)),
+            Some(seen) => put
+                .condition_expression("failures = :f AND since = :s AND #ttl > :now")
+                .expression_attribute_values(":f", n(u64::from(seen.failures)))
+                .expression_attribute_values(":s", n(seen.since))
+                .expression_attribute_values(":now", n(now)),
+        };
+        Ok(applied(put.send().await)?.is_some())
+    }
+
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, counter_key(key))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fail)
+    }
 }
 
 impl AccountStore for DynamoStore {
@@ -537,7 +632,11 @@ impl DynamoStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .filter(|i| get_s(i, KEY).is_some_and(|k| !k.starts_with(SESSION_PREFIX)))
+            .filter(|i| {
+                get_s(i, KEY).is_some_and(|k| {
+                    !k.starts_with(SESSION_PREFIX) && !k.starts_with(COUNTER_PREFIX)
+                })
+            })
             .collect()
     }
 }

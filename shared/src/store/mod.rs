@@ -121,6 +121,42 @@ pub trait CredentialStore: Send + Sync {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
+/// A throttle counter: failures, and when the last one happened (or its window began).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counter {
+    /// Failures counted.
+    pub failures: u32,
+    /// Seconds since the epoch: the last failure (schedules) or the window's start (ceilings).
+    pub since: u64,
+}
+
+/// Throttle counters keyed by name (`pair …`, `source …`), beside the accounts' own: each is
+/// replaced only by a compare-and-set, and carries its own expiry, after which the backend
+/// deletes it by itself (DynamoDB's TTL; SQLite prunes as it writes).
+pub trait CounterStore: Send + Sync {
+    /// The counters named `keys`, in order (`None`: absent or expired at `now`), in one round
+    /// trip.
+    fn counters(
+        &self,
+        keys: &[&str],
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<Option<Counter>>, StoreError>> + Send;
+
+    /// Sets `key` to `next` (gone at `expires_at`) only if it is still `seen` (`None`: absent or
+    /// expired at `now`); `false` when another writer got there first.
+    fn swap_counter(
+        &self,
+        key: &str,
+        seen: Option<Counter>,
+        next: Counter,
+        expires_at: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes `key` (a success resets its schedule).
+    fn reset_counter(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
 /// Reading profiles by user id together with the token's session (the `me` function).
 pub trait ProfileReader: Send + Sync {
     /// The profile of the user with this id and name, if that account still exists (a new

@@ -14,14 +14,14 @@ use std::time::Duration;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    AccountStore, CredentialStore, Credentials, NewUser, PreviousGeneration, Profile,
-    ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore, StoreError,
-    UserWriter,
+    AccountStore, Counter, CounterStore, CredentialStore, Credentials, NewUser, PreviousGeneration,
+    Profile, ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore,
+    StoreError, UserWriter,
 };
 use crate::policy;
 
 /// Schema version written to `PRAGMA user_version` once migrated.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// How long a writer waits for another process's lock before the request gets a 503.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -175,6 +175,14 @@ impl SqliteStore {
                  );
                  CREATE INDEX IF NOT EXISTS sessions_user_id ON sessions(user_id);
                  CREATE INDEX IF NOT EXISTS sessions_expires_at ON sessions(expires_at);
+                 CREATE TABLE IF NOT EXISTS throttle_counters (
+                     key TEXT PRIMARY KEY,
+                     failures INTEGER NOT NULL,
+                     since INTEGER NOT NULL,
+                     expires_at INTEGER NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS throttle_counters_expires_at
+                     ON throttle_counters(expires_at);
                  PRAGMA user_version = {SCHEMA_VERSION};"
             ))
             .map_err(classify)?;
@@ -314,6 +322,75 @@ impl ProfileReader for SqliteStore {
                 })
             })
             .optional()
+            .map_err(classify)
+    }
+}
+
+impl CounterStore for SqliteStore {
+    async fn counters(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Counter>>, StoreError> {
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
+                "SELECT failures, since FROM throttle_counters WHERE key = ?1 AND expires_at > ?2",
+            )
+            .map_err(classify)?;
+        keys.iter()
+            .map(|key| {
+                select
+                    .query_row(params![key, int(now)], |r| {
+                        Ok(Counter {
+                            failures: r.get(0)?,
+                            since: uint(r.get(1)?),
+                        })
+                    })
+                    .optional()
+                    .map_err(classify)
+            })
+            .collect()
+    }
+
+    async fn swap_counter(
+        &self,
+        key: &str,
+        seen: Option<Counter>,
+        next: Counter,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<bool, StoreError> {
+        let conn = self.lock();
+        conn.execute(
+            "DELETE FROM throttle_counters WHERE expires_at <= ?1",
+            [int(now)],
+        )
+        .map_err(classify)?;
+        let changed = match seen {
+            // Absent (an expired one was just pruned): only the first insert wins.
+            None => conn.execute(
+                "INSERT INTO throttle_counters (key, failures, since, expires_at)
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT(key) DO NOTHING",
+                params![key, next.failures, int(next.since), int(expires_at)],
+            ),
+            Some(seen) => conn.execute(
+                "UPDATE throttle_counters SET failures = ?4, since = ?5, expires_at = ?6
+                 WHERE key = ?1 AND failures = ?2 AND since = ?3",
+                params![
+                    key,
+                    seen.failures,
+                    int(seen.since),
+                    next.failures,
+                    int(next.since),
+                    int(expires_at)
+                ],
+            ),
+        }
+        .map_err(classify)?;
+        Ok(changed == 1)
+    }
+
+    async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM throttle_counters WHERE key = ?1", [key])
+            .map(|_| ())
             .map_err(classify)
     }
 }
