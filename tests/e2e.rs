@@ -16,7 +16,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 use shared::store::testing::TestSeam;
-use shared::store::{CounterStore, SqliteStore};
+use shared::store::{CounterStore, SqliteStore, Swap};
 
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const ISSUER: &str = "http://localhost:1";
@@ -586,7 +586,7 @@ fn enumeration_and_brute_force_over_http() {
         let expires = now + shared::policy::PAIR_MEMORY_SECONDS;
         assert!(
             store
-                .swap_counter(&pair, None, counter, expires, now)
+                .swap_counter(&pair, Swap::new(None, counter, expires, now))
                 .await
                 .unwrap()
         );

@@ -17,7 +17,7 @@
 //! counters expire by themselves.
 
 use crate::policy;
-use crate::store::{Counter, CounterStore, CredentialStore, Credentials, StoreError};
+use crate::store::{Counter, CounterStore, CredentialStore, Credentials, StoreError, Swap};
 
 /// Compare-and-set rounds an attempt may lose before it is told to wait: under that much
 /// contention the account is being hammered, and the losers are refused, never let through.
@@ -109,7 +109,7 @@ pub async fn claim<C: CredentialStore + CounterStore>(
         };
         let expires = now + policy::PAIR_MEMORY_SECONDS;
         if !store
-            .swap_counter(&pair_key, pair, next, expires, now)
+            .swap_counter(&pair_key, Swap::new(pair, next, expires, now))
             .await?
         {
             continue;
@@ -175,7 +175,10 @@ async fn count_in_window<C: CounterStore>(
             },
         };
         let expires = next.since + policy::WINDOW_SECONDS;
-        if store.swap_counter(key, seen, next, expires, now).await? {
+        if store
+            .swap_counter(key, Swap::new(seen, next, expires, now))
+            .await?
+        {
             return Ok(());
         }
         seen = store.counters(&[key], now).await?[0];

@@ -199,7 +199,7 @@ impl<S: AppStore> TestApp<S> {
         let expires = at + shared::policy::PAIR_MEMORY_SECONDS;
         assert!(
             self.store
-                .swap_counter(&pair, None, counter, expires, at)
+                .swap_counter(&pair, shared::store::Swap::new(None, counter, expires, at))
                 .await
                 .unwrap()
         );

@@ -4,7 +4,7 @@
 
 use super::{
     AccountStore, Counter, CounterStore, CredentialStore, NewUser, Profile, ProfileReader,
-    SessionStore, StoreError, UserWriter,
+    SessionStore, StoreError, Swap, UserWriter,
 };
 use crate::policy;
 use crate::session::{self, Grant, SessionError, SessionLimits};
@@ -277,26 +277,26 @@ pub async fn counters_swap_atomically_and_expire(store: &impl FullStore) {
     );
     assert!(
         store
-            .swap_counter("k", None, c(1, 100), 200, 100)
+            .swap_counter("k", Swap::new(None, c(1, 100), 200, 100))
             .await
             .unwrap()
     );
     assert!(
         !store
-            .swap_counter("k", None, c(1, 100), 200, 100)
+            .swap_counter("k", Swap::new(None, c(1, 100), 200, 100))
             .await
             .unwrap(),
         "exists"
     );
     assert!(
         !store
-            .swap_counter("k", Some(c(7, 100)), c(8, 100), 200, 100)
+            .swap_counter("k", Swap::new(Some(c(7, 100)), c(8, 100), 200, 100))
             .await
             .unwrap()
     );
     assert!(
         store
-            .swap_counter("k", Some(c(1, 100)), c(2, 150), 300, 150)
+            .swap_counter("k", Swap::new(Some(c(1, 100)), c(2, 150), 300, 150))
             .await
             .unwrap()
     );
@@ -308,13 +308,13 @@ pub async fn counters_swap_atomically_and_expire(store: &impl FullStore) {
     assert_eq!(store.counters(&["k"], 300).await.unwrap(), [None]);
     assert!(
         !store
-            .swap_counter("k", Some(c(2, 150)), c(3, 300), 400, 300)
+            .swap_counter("k", Swap::new(Some(c(2, 150)), c(3, 300), 400, 300))
             .await
             .unwrap()
     );
     assert!(
         store
-            .swap_counter("k", None, c(1, 300), 400, 300)
+            .swap_counter("k", Swap::new(None, c(1, 300), 400, 300))
             .await
             .unwrap()
     );

@@ -25,7 +25,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 use super::{
     AccountStore, Counter, CounterStore, CredentialStore, Credentials, NewUser, PreviousGeneration,
     Profile, ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore,
-    StoreError, UserWriter,
+    StoreError, Swap, UserWriter,
 };
 use crate::aws;
 use crate::policy;
@@ -119,6 +119,36 @@ impl DynamoStore {
             client: Client::new(config),
             table: table.to_string(),
         }
+    }
+
+    /// The items under `keys` (those that exist), read strongly consistently in one round trip.
+    async fn get_many(
+        &self,
+        keys: impl IntoIterator<Item = AttributeValue>,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut request = KeysAndAttributes::builder().consistent_read(true);
+        for key in keys {
+            request = request.keys(HashMap::from([(KEY.to_string(), key)]));
+        }
+        let request = request
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))?;
+        let out = self
+            .client
+            .batch_get_item()
+            .request_items(&self.table, request)
+            .send()
+            .await
+            .map_err(fail)?;
+        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(StoreError::Unavailable(
+                "BatchGetItem left keys unprocessed".into(),
+            ));
+        }
+        Ok(out
+            .responses
+            .and_then(|mut r| r.remove(&self.table))
+            .unwrap_or_default())
     }
 
     /// The item under `key`, read strongly consistently.
@@ -256,28 +286,7 @@ impl ProfileReader for DynamoStore {
             return Ok(None);
         }
         // The account and the session in one strongly consistent round trip.
-        let keys = KeysAndAttributes::builder()
-            .keys(HashMap::from([(KEY.to_string(), s(&user_key))]))
-            .keys(HashMap::from([(KEY.to_string(), session_key(sid))]))
-            .consistent_read(true)
-            .build()
-            .map_err(|e| StoreError::Fault(e.to_string()))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, keys)
-            .send()
-            .await
-            .map_err(fail)?;
-        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
-            return Err(StoreError::Unavailable(
-                "BatchGetItem left keys unprocessed".into(),
-            ));
-        }
-        let items = out
-            .responses
-            .and_then(|mut r| r.remove(&self.table))
-            .unwrap_or_default();
+        let items = self.get_many([s(&user_key), session_key(sid)]).await?;
         let key_of = |item: &Item| get_s(item, KEY);
         let Some(user) = items
             .iter()
@@ -322,29 +331,7 @@ fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
 
 impl CounterStore for DynamoStore {
     async fn counters(&self, keys: &[&str], now: u64) -> Result<Vec<Option<Counter>>, StoreError> {
-        let mut request = KeysAndAttributes::builder().consistent_read(true);
-        for key in keys {
-            request = request.keys(HashMap::from([(KEY.to_string(), counter_key(key))]));
-        }
-        let request = request
-            .build()
-            .map_err(|e| StoreError::Fault(e.to_string()))?;
-        let out = self
-            .client
-            .batch_get_item()
-            .request_items(&self.table, request)
-            .send()
-            .await
-            .map_err(fail)?;
-        if out.unprocessed_keys.as_ref().is_some_and(|u| !u.is_empty()) {
-            return Err(StoreError::Unavailable(
-                "BatchGetItem left keys unprocessed".into(),
-            ));
-        }
-        let items = out
-            .responses
-            .and_then(|mut r| r.remove(&self.table))
-            .unwrap_or_default();
+        let items = self.get_many(keys.iter().map(|k| counter_key(k))).await?;
         Ok(keys
             .iter()
             .map(|key| {
@@ -364,14 +351,8 @@ impl CounterStore for DynamoStore {
             .collect())
     }
 
-    async fn swap_counter(
-        &self,
-        key: &str,
-        seen: Option<Counter>,
-        next: Counter,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<bool, StoreError> {
+    async fn swap_counter(&self, key: &str, swap: Swap) -> Result<bool, StoreError> {
+        let (seen, next, expires_at, now) = (swap.seen, swap.next, swap.expires_at, swap.now);
         let mut put = self
             .client
             .put_item()

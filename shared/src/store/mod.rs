@@ -130,6 +130,32 @@ pub struct Counter {
     pub since: u64,
 }
 
+/// A compare-and-set on a counter: `next` (gone at `expires_at`) replaces it only if it is still
+/// `seen` (`None`: absent, or expired at `now`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Swap {
+    /// What the writer read.
+    pub seen: Option<Counter>,
+    /// What it writes.
+    pub next: Counter,
+    /// When the new value expires, seconds since the epoch.
+    pub expires_at: u64,
+    /// The time of the write.
+    pub now: u64,
+}
+
+impl Swap {
+    /// `seen` → `next` (gone at `expires_at`), written at `now`.
+    pub fn new(seen: Option<Counter>, next: Counter, expires_at: u64, now: u64) -> Self {
+        Swap {
+            seen,
+            next,
+            expires_at,
+            now,
+        }
+    }
+}
+
 /// Throttle counters keyed by name (`pair …`, `source …`), beside the accounts' own: each is
 /// replaced only by a compare-and-set, and carries its own expiry, after which the backend
 /// deletes it by itself (DynamoDB's TTL; SQLite prunes as it writes).
@@ -142,15 +168,11 @@ pub trait CounterStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<Vec<Option<Counter>>, StoreError>> + Send;
 
-    /// Sets `key` to `next` (gone at `expires_at`) only if it is still `seen` (`None`: absent or
-    /// expired at `now`); `false` when another writer got there first.
+    /// Applies `swap` to `key`; `false` when another writer got there first.
     fn swap_counter(
         &self,
         key: &str,
-        seen: Option<Counter>,
-        next: Counter,
-        expires_at: u64,
-        now: u64,
+        swap: Swap,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 
     /// Deletes `key` (a success resets its schedule).

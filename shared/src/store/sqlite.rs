@@ -16,7 +16,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, pa
 use super::{
     AccountStore, Counter, CounterStore, CredentialStore, Credentials, NewUser, PreviousGeneration,
     Profile, ProfileReader, ProfileWithSession, SessionLife, SessionRecord, SessionStore,
-    StoreError, UserWriter,
+    StoreError, Swap, UserWriter,
 };
 use crate::policy;
 
@@ -349,14 +349,8 @@ impl CounterStore for SqliteStore {
             .collect()
     }
 
-    async fn swap_counter(
-        &self,
-        key: &str,
-        seen: Option<Counter>,
-        next: Counter,
-        expires_at: u64,
-        now: u64,
-    ) -> Result<bool, StoreError> {
+    async fn swap_counter(&self, key: &str, swap: Swap) -> Result<bool, StoreError> {
+        let (seen, next, expires_at, now) = (swap.seen, swap.next, swap.expires_at, swap.now);
         let conn = self.lock();
         conn.execute(
             "DELETE FROM throttle_counters WHERE expires_at <= ?1",
