@@ -168,13 +168,20 @@ where
                 .await?
                 .and_then(|a| a.full_name);
             let now = clock::now();
-            let wait = throttle::account_wait(store, &user.username_key, now).await?;
+            let wait =
+                throttle::account_wait(store, &user.username_key, &Default::default(), now).await?;
             print!("{}", show::account(&user, full_name.as_deref(), wait, now));
             Ok(())
         }
         Command::Unlock { name } => {
             let user = credentials(store, &name).await?;
-            let wait = throttle::account_wait(store, &user.username_key, clock::now()).await?;
+            let wait = throttle::account_wait(
+                store,
+                &user.username_key,
+                &Default::default(),
+                clock::now(),
+            )
+            .await?;
             if user.failed_logins == 0 && user.last_failed_at.is_none() && wait.is_none() {
                 println!("{} has no failed logins to clear", shown(&user.username));
                 return Ok(());

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::session::SessionLimits;
+use crate::throttle::ThrottleLimits;
 
 /// Where users are stored (`AUTH_STORE`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,6 +60,8 @@ pub struct Config {
     pub bcrypt_cost: u32,
     /// `AUTH_REFRESH_IDLE_SECONDS`, `AUTH_SESSION_MAX_SECONDS`, `AUTH_REFRESH_REUSE_SECONDS`.
     pub sessions: SessionLimits,
+    /// `AUTH_ACCOUNT_FAILURES_PER_HOUR`, `AUTH_SOURCE_FAILURES_PER_HOUR`.
+    pub throttle: ThrottleLimits,
 }
 
 /// A setting that is missing or malformed, named so the operator can fix it.
@@ -160,6 +163,31 @@ impl Config {
             )?,
         };
 
+        let throttle_defaults = ThrottleLimits::default();
+        let account_per_hour: u32 = parse_number(
+            "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+            get("AUTH_ACCOUNT_FAILURES_PER_HOUR"),
+            throttle_defaults.account_per_hour,
+        )?;
+        if !(1..=99).contains(&account_per_hour) {
+            return Err(err(
+                "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+                "must be between 1 and 99 (ASVS: fewer than 100 failures an hour)",
+            ));
+        }
+        let source_per_hour: u32 = parse_number(
+            "AUTH_SOURCE_FAILURES_PER_HOUR",
+            get("AUTH_SOURCE_FAILURES_PER_HOUR"),
+            throttle_defaults.source_per_hour,
+        )?;
+        if source_per_hour == 0 {
+            return Err(err("AUTH_SOURCE_FAILURES_PER_HOUR", "must be at least 1"));
+        }
+        let throttle = ThrottleLimits {
+            account_per_hour,
+            source_per_hour,
+        };
+
         Ok(Config {
             store,
             signing_key,
@@ -170,6 +198,7 @@ impl Config {
             token_ttl: Duration::from_secs(ttl),
             bcrypt_cost,
             sessions,
+            throttle,
         })
     }
 
@@ -320,6 +349,14 @@ mod tests {
             (
                 vec![key, ("AUTH_REFRESH_IDLE_SECONDS", "0")],
                 "AUTH_REFRESH_IDLE_SECONDS",
+            ),
+            (
+                vec![key, ("AUTH_ACCOUNT_FAILURES_PER_HOUR", "100")],
+                "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+            ),
+            (
+                vec![key, ("AUTH_SOURCE_FAILURES_PER_HOUR", "0")],
+                "AUTH_SOURCE_FAILURES_PER_HOUR",
             ),
             (
                 vec![key, ("AUTH_SESSION_MAX_SECONDS", "-1")],

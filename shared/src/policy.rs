@@ -51,11 +51,13 @@ pub const FREE_FAILURES: u32 = 5;
 /// The longest wait between login attempts, in seconds (15 minutes).
 pub const MAX_WAIT_SECONDS: u64 = 15 * 60;
 
-/// Failures of an account in a [`WINDOW_SECONDS`] window, from every source together, after which
+/// Default of `AUTH_ACCOUNT_FAILURES_PER_HOUR`: failures of an account in a [`WINDOW_SECONDS`]
+/// window, from every source together, after which
 /// every source waits for the window's end: below ASVS's 100 an hour, however many addresses an
 /// attacker has, and keeping an owner out takes that many guesses every hour.
 pub const ACCOUNT_FAILURE_CEILING: u32 = 50;
-/// Failed logins from one address in a [`WINDOW_SECONDS`] window, across every account (and
+/// Default of `AUTH_SOURCE_FAILURES_PER_HOUR`: failed logins from one address in a
+/// [`WINDOW_SECONDS`] window, across every account (and
 /// names that are no account), after which that address waits for the window's end: password
 /// spraying.
 pub const SOURCE_FAILURE_CEILING: u32 = 100;

@@ -7,6 +7,7 @@ use crate::config::Issuer;
 use crate::password::PasswordHasher;
 use crate::session::SessionLimits;
 use crate::signer::KeySet;
+use crate::throttle::ThrottleLimits;
 use crate::token::{TokenIssuer, TokenVerifier};
 
 /// State of the `register` function.
@@ -29,6 +30,8 @@ pub struct LoginState<C, S> {
     pub issuer: Issuer,
     /// How long sessions last.
     pub sessions: SessionLimits,
+    /// The throttle's hourly ceilings.
+    pub throttle: ThrottleLimits,
     /// The time, for the lockout schedule and sessions.
     pub clock: Clock,
 }
@@ -71,6 +74,8 @@ pub struct AccountState<A, S> {
     pub issuer: Issuer,
     /// How long the new session lasts.
     pub sessions: SessionLimits,
+    /// The throttle's hourly ceilings.
+    pub throttle: ThrottleLimits,
     /// The time, for the throttle and sessions.
     pub clock: Clock,
 }

@@ -4,9 +4,9 @@
 //! - the **pair** (account, source address): the schedule of [`policy::wait_after`] — five free
 //!   failures, then 1, 2, 4 … s, capped at 15 min — so a guessing address is slowed while the
 //!   owner, from another address, is not;
-//! - the **account**, from every source together ([`policy::ACCOUNT_FAILURE_CEILING`] an hour):
+//! - the **account**, from every source together ([`ThrottleLimits::account_per_hour`]):
 //!   a distributed attacker meets it, and then every source waits for the window's end;
-//! - the **source**, across accounts ([`policy::SOURCE_FAILURE_CEILING`] an hour): password
+//! - the **source**, across accounts ([`ThrottleLimits::source_per_hour`]): password
 //!   spraying, one guess at each of many names, meets it.
 //!
 //! An attempt claims its place in a compare-and-set on the pair counter, counting itself as a
@@ -22,6 +22,24 @@ use crate::store::{Counter, CounterStore, CredentialStore, Credentials, StoreErr
 /// Compare-and-set rounds an attempt may lose before it is told to wait: under that much
 /// contention the account is being hammered, and the losers are refused, never let through.
 const CLAIM_TRIES: usize = 8;
+
+/// The hourly ceilings (`AUTH_ACCOUNT_FAILURES_PER_HOUR`, `AUTH_SOURCE_FAILURES_PER_HOUR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThrottleLimits {
+    /// Failures of one account from every address together before every address waits.
+    pub account_per_hour: u32,
+    /// Failed logins of one address across accounts before it waits.
+    pub source_per_hour: u32,
+}
+
+impl Default for ThrottleLimits {
+    fn default() -> Self {
+        ThrottleLimits {
+            account_per_hour: policy::ACCOUNT_FAILURE_CEILING,
+            source_per_hour: policy::SOURCE_FAILURE_CEILING,
+        }
+    }
+}
 
 /// The address a request came from when the event names none (a hand-built request).
 pub const UNKNOWN_SOURCE: &str = "unknown";
@@ -57,10 +75,11 @@ pub fn source_key(source: &str) -> String {
 pub async fn account_wait<C: CounterStore>(
     store: &C,
     username_key: &str,
+    limits: &ThrottleLimits,
     now: u64,
 ) -> Result<Option<u64>, StoreError> {
     let counter = store.counters(&[&account_key(username_key)], now).await?[0];
-    Ok(window_wait(counter, policy::ACCOUNT_FAILURE_CEILING, now))
+    Ok(window_wait(counter, limits.account_per_hour, now))
 }
 
 fn pair_wait(pair: Option<Counter>, now: u64) -> Option<u64> {
@@ -81,6 +100,7 @@ pub async fn claim<C: CredentialStore + CounterStore>(
     store: &C,
     username_key: &str,
     source: &str,
+    limits: &ThrottleLimits,
     now: u64,
 ) -> Result<Attempt, StoreError> {
     let pair_key = pair_key(username_key, source);
@@ -91,7 +111,7 @@ pub async fn claim<C: CredentialStore + CounterStore>(
             .counters(&[&pair_key, &account_key, &source_key], now)
             .await?;
         let (pair, account, from_source) = (counters[0], counters[1], counters[2]);
-        if let Some(wait) = window_wait(from_source, policy::SOURCE_FAILURE_CEILING, now) {
+        if let Some(wait) = window_wait(from_source, limits.source_per_hour, now) {
             return Ok(Attempt::Wait(wait));
         }
         let Some(user) = user else {
@@ -99,7 +119,7 @@ pub async fn claim<C: CredentialStore + CounterStore>(
             count_in_window(store, &source_key, from_source, now).await?;
             return Ok(Attempt::UnknownUser);
         };
-        let account_wait = window_wait(account, policy::ACCOUNT_FAILURE_CEILING, now);
+        let account_wait = window_wait(account, limits.account_per_hour, now);
         if let Some(wait) = account_wait.or_else(|| pair_wait(pair, now)) {
             return Ok(Attempt::Wait(wait));
         }

@@ -158,6 +158,7 @@ impl Wiring {
             ),
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
+            throttle: self.config.throttle,
             clock: clock::system(),
         })
     }
@@ -196,6 +197,7 @@ impl Wiring {
             tokens: TokenIssuer::new(signer, &self.config.audience, self.config.token_ttl),
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
+            throttle: self.config.throttle,
             clock: clock::system(),
         })
     }

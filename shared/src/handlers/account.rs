@@ -157,7 +157,7 @@ async fn reauthenticate<A: Accounts, S: Signer>(
         return Err(ApiError::IncorrectPassword);
     }
     let key = policy::username_key(&claims.preferred_username);
-    let user = match throttle::claim(&state.store, &key, source, now).await? {
+    let user = match throttle::claim(&state.store, &key, source, &state.throttle, now).await? {
         Attempt::Wait(retry_after) => {
             crate::metrics::record(crate::metrics::Outcome::LoginThrottled);
             return Err(ApiError::TooManyAttempts { retry_after });

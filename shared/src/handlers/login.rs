@@ -71,7 +71,7 @@ async fn password_grant<C: CredentialStore + SessionStore + CounterStore, S: Sig
     let now = (state.clock)();
     let source = source_ip.unwrap_or(throttle::UNKNOWN_SOURCE);
     let key = policy::username_key(username);
-    let user = match throttle::claim(&state.store, &key, source, now).await? {
+    let user = match throttle::claim(&state.store, &key, source, &state.throttle, now).await? {
         Attempt::UnknownUser => {
             state.hasher.dummy_verify(password);
             return Err(ApiError::InvalidCredentials);

@@ -227,6 +227,11 @@ pub fn concurrent_registrations_have_one_winner<S: FullStore + 'static>(stores: 
     assert_eq!(wins, 1);
 }
 
+const LIMITS_DEFAULT: throttle::ThrottleLimits = throttle::ThrottleLimits {
+    account_per_hour: policy::ACCOUNT_FAILURE_CEILING,
+    source_per_hour: policy::SOURCE_FAILURE_CEILING,
+};
+
 /// Login attempts made at once through many stores (separate Lambda instances) on one account
 /// cannot outrun the throttle: at most the free attempts are let through to a password check,
 /// every other one is told to wait. Each store runs on its own thread.
@@ -238,7 +243,10 @@ pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(st
             .iter()
             .map(|store| {
                 scope.spawn(move || {
-                    on_thread(|| throttle::claim(store, "contended", "192.0.2.7", 2_000)).unwrap()
+                    on_thread(|| {
+                        throttle::claim(store, "contended", "192.0.2.7", &LIMITS_DEFAULT, 2_000)
+                    })
+                    .unwrap()
                 })
             })
             .collect();
