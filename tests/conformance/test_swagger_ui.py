@@ -3,14 +3,15 @@ with the OAuth2 password form, execute GET /me and read the user's name in the r
 change the password with PUT /me/password, authorize again with the new one and delete the account
 with DELETE /me.
 
-The page loads Swagger UI from the local static server (`assets_url`), so no internet is needed.
+Along the way: Swagger UI keeps neither the password nor the token in the browser's storage, the
+page loads nothing from another origin (the docs function serves Swagger UI's files itself, so no
+internet is needed), and its Content-Security-Policy blocks nothing Swagger UI does.
 Screenshots are left in target/conformance/swagger-ui-*.png.
 """
 
+import json
 import shutil
 import tempfile
-
-import json
 import uuid
 
 import pytest
@@ -49,6 +50,8 @@ def browser(monkeypatch):
     options.binary_location = CHROMIUM
     for flag in [*FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
+    # The console, where Chromium reports what the Content-Security-Policy blocked.
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=ChromeService(executable_path=CHROMEDRIVER), options=options)
     driver.set_page_load_timeout(60)
     try:
@@ -88,6 +91,33 @@ def authorize(browser, username, password):
     assert not oauth.find_elements(By.CSS_SELECTOR, ".errors"), oauth.text
     modal.find_element(By.CSS_SELECTOR, "button.close-modal").click()
     wait.until(ec.invisibility_of_element_located((By.CSS_SELECTOR, ".modal-ux")))
+    # Swagger UI's authorization state (the password form, the token) stays in the page.
+    assert password not in browser_storage(browser)
+
+
+def browser_storage(browser) -> str:
+    """Every key and value of the page's localStorage and sessionStorage, as one string."""
+    return browser.execute_script(
+        "const dump = s => Object.keys(s).map(k => [k, s.getItem(k)]);"
+        "return JSON.stringify([dump(window.localStorage), dump(window.sessionStorage)]);")
+
+
+def assert_the_page_kept_to_its_origin(browser, service):
+    """Everything the page loaded or requested came from the service, the scripts from files
+    (none inline), and the console reports no Content-Security-Policy violation."""
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    assert service.url("/docs/swagger-ui-bundle.js") in loaded, loaded
+    assert service.url("/openapi.json") in loaded, loaded
+    elsewhere = [url for url in loaded if not url.startswith(service.url("/"))]
+    assert not elsewhere, elsewhere
+    scripts = browser.execute_script(
+        "return [...document.scripts].map(s => [s.src, s.textContent.trim()])")
+    assert scripts == [[service.url("/docs/swagger-ui-bundle.js"), ""],
+                       [service.url("/docs/init.js"), ""]], scripts
+    console = [e["message"] for e in browser.get_log("browser")]
+    blocked = [m for m in console if "Content Security Policy" in m]
+    assert not blocked, blocked
 
 
 def execute(browser, operation_id, body=None, screenshot=None):
@@ -134,8 +164,18 @@ def test_authorize_with_the_password_flow_then_execute_me(service, browser, new_
     assert status == "200", body
     assert f'"username": "{username}"' in body
     assert f'"full_name": "{full_name}"' in body
-    # The request Swagger UI sent carried the token it got from /login.
+    # The request Swagger UI sent carried the token it got from /login ...
     assert "Authorization: Bearer ey" in curl, curl
+    token = curl.split("Authorization: Bearer ", 1)[1].split("'")[0]
+    # ... which, like the password, is in no storage of the browser.
+    storage = browser_storage(browser)
+    assert password not in storage and token not in storage, storage
+    assert_the_page_kept_to_its_origin(browser, service)
+
+    # Nothing was kept: a reload starts logged out.
+    open_docs(browser, service)
+    status, body, _ = execute(browser, "me")
+    assert status == "401", body
 
 
 def test_after_authorize_change_the_password_then_delete_the_account(
@@ -177,3 +217,5 @@ def test_after_authorize_change_the_password_then_delete_the_account(
     assert gone.status_code == 401, gone.text
     status, body, _ = execute(browser, "me")
     assert status == "401", body
+    assert new_password not in browser_storage(browser)
+    assert_the_page_kept_to_its_origin(browser, service)

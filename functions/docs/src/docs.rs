@@ -1,5 +1,6 @@
-//! `GET /openapi.json` (the repository's `openapi.yaml` as JSON) and `GET /docs` (Swagger UI over
-//! it). Both bodies are built once per cold start; requests only pick one.
+//! `GET /openapi.json` (the repository's `openapi.yaml` as JSON), `GET /docs` (Swagger UI over
+//! it) and `GET /docs/{asset}` (the files that page loads). Everything is embedded in the binary:
+//! the page runs no script from another origin and works without internet.
 
 use lambda_http::http::{HeaderValue, StatusCode, header};
 use lambda_http::{Body, Request, Response};
@@ -12,48 +13,80 @@ pub const OPENAPI_JSON: &str = include_str!(concat!(env!("OUT_DIR"), "/openapi.j
 /// Its `info.title`.
 const TITLE: &str = include_str!(concat!(env!("OUT_DIR"), "/title.txt"));
 
-/// Where Swagger UI's `swagger-ui.css` and `swagger-ui-bundle.js` come from unless
-/// `AUTH_DOCS_ASSETS_URL` says otherwise: one pinned release of the `swagger-ui-dist` package.
-pub const DEFAULT_ASSETS_URL: &str = "https://cdn.jsdelivr.net/npm/swagger-ui-dist@5.35.0";
-
-/// The environment variable naming another assets base URL (a mirror, or a local static server).
-pub const ASSETS_URL_VAR: &str = "AUTH_DOCS_ASSETS_URL";
-
-/// Both documents may be cached briefly; they change only with a deployment.
+/// Every response may be cached briefly; they change only with a deployment. (The asset paths
+/// carry no version, so they are not `immutable`.)
 const CACHE: &str = "public, max-age=300";
 
-/// Why the function cannot start.
-#[derive(Debug, thiserror::Error)]
-pub enum DocsError {
-    /// `AUTH_DOCS_ASSETS_URL` is not an http(s) URL or an absolute path.
-    #[error(
-        "invalid configuration: {ASSETS_URL_VAR}: expected an http(s) URL or an absolute path \
-         without quotes, spaces or angle brackets, got {0:?}"
-    )]
-    AssetsUrl(String),
+/// The page's policy: scripts, styles, images and requests from this origin only (Swagger UI's
+/// stylesheet draws its icons from `data:` URLs), no inline script or style, no plugin, and no
+/// other site may frame the page, which takes passwords. Sent with every response of the
+/// function; only the page's matters.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
+     style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; \
+     base-uri 'none'; form-action 'self'";
+
+/// The body of an embedded file.
+#[derive(Debug, Clone, Copy)]
+enum Content<'a> {
+    Text(&'a str),
+    Binary(&'a [u8]),
 }
 
-/// The two documents, ready to send.
+/// One file the page loads, served at `/docs/{name}`.
+#[derive(Debug)]
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    content: Content<'static>,
+}
+
+/// What `/docs` loads: Swagger UI's files from the vendored `swagger-ui-dist` release (see
+/// `assets/README.md`) and `init.js`, which starts it.
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "swagger-ui-bundle.js",
+        content_type: "text/javascript; charset=utf-8",
+        content: Content::Text(include_str!(
+            "../assets/swagger-ui-dist/swagger-ui-bundle.js"
+        )),
+    },
+    Asset {
+        name: "swagger-ui.css",
+        content_type: "text/css; charset=utf-8",
+        content: Content::Text(include_str!("../assets/swagger-ui-dist/swagger-ui.css")),
+    },
+    Asset {
+        name: "favicon-32x32.png",
+        content_type: "image/png",
+        content: Content::Binary(include_bytes!(
+            "../assets/swagger-ui-dist/favicon-32x32.png"
+        )),
+    },
+    Asset {
+        name: "init.js",
+        content_type: "text/javascript; charset=utf-8",
+        content: Content::Text(include_str!("../assets/init.js")),
+    },
+];
+
+/// The page and its files, ready to send.
 #[derive(Debug)]
 pub struct Docs {
     page: String,
 }
 
-impl Docs {
-    /// Renders the Swagger UI page against `assets_url` (`None`: [`DEFAULT_ASSETS_URL`]).
-    pub fn new(assets_url: Option<&str>) -> Result<Self, DocsError> {
-        let assets = assets_base(assets_url.unwrap_or(DEFAULT_ASSETS_URL))?;
-        Ok(Docs {
-            page: swagger_page(TITLE, assets),
-        })
+impl Default for Docs {
+    fn default() -> Self {
+        Self::new()
     }
+}
 
-    /// Reads `AUTH_DOCS_ASSETS_URL` (empty counts as unset).
-    pub fn from_env() -> Result<Self, DocsError> {
-        let assets = std::env::var(ASSETS_URL_VAR)
-            .ok()
-            .filter(|v| !v.trim().is_empty());
-        Self::new(assets.as_deref())
+impl Docs {
+    /// Renders the Swagger UI page.
+    pub fn new() -> Self {
+        Docs {
+            page: swagger_page(TITLE),
+        }
     }
 
     /// Handles one request; every failure becomes its problem response.
@@ -63,15 +96,26 @@ impl Docs {
 
     fn route(&self, req: &Request) -> Result<Response<Body>, ApiError> {
         let path = http::path(req);
-        let (body, content_type) = if path.ends_with("/openapi.json") {
-            (OPENAPI_JSON, "application/json")
+        // Matched on the end of the path, so an API Gateway stage prefix changes nothing.
+        let (content, content_type) = if path.ends_with("/openapi.json") {
+            (Content::Text(OPENAPI_JSON), "application/json")
         } else if path.ends_with("/docs") {
-            (self.page.as_str(), "text/html; charset=utf-8")
+            (Content::Text(&self.page), "text/html; charset=utf-8")
+        } else if let Some(asset) = path
+            .rsplit_once('/')
+            .filter(|(dir, _)| dir.ends_with("/docs"))
+            .and_then(|(_, name)| ASSETS.iter().find(|a| a.name == name))
+        {
+            (asset.content, asset.content_type)
         } else {
             return Err(ApiError::NotFound(path.to_string()));
         };
         http::require_method(req, "GET")?;
-        let mut resp = Response::new(Body::Text(body.to_string()));
+        let body = match content {
+            Content::Text(text) => Body::Text(text.to_string()),
+            Content::Binary(bytes) => Body::Binary(bytes.to_vec()),
+        };
+        let mut resp = Response::new(body);
         *resp.status_mut() = StatusCode::OK;
         let headers = resp.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
@@ -80,34 +124,15 @@ impl Docs {
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
-        // The page takes passwords: no other site may frame it.
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static("frame-ancestors 'none'"),
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
         );
         headers.insert(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
         );
         Ok(resp)
-    }
-}
-
-/// Checks an assets base URL and drops a trailing slash. The value ends up in HTML attributes, so
-/// characters that could leave an attribute are refused rather than escaped.
-fn assets_base(raw: &str) -> Result<&str, DocsError> {
-    let value = raw.trim().trim_end_matches('/');
-    let scheme_ok = value.starts_with("https://")
-        || value.starts_with("http://")
-        || (value.starts_with('/') && !value.starts_with("//"));
-    let chars_ok = !value
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '"' | '\'' | '<' | '>' | '`'));
-    // A bare "https://" lost its slashes above and fails the scheme test.
-    if scheme_ok && chars_ok {
-        Ok(value)
-    } else {
-        Err(DocsError::AssetsUrl(raw.to_string()))
     }
 }
 
@@ -118,11 +143,9 @@ fn html_text(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// The Swagger UI page. The description is fetched relative to the page (`/docs` →
-/// `/openapi.json`), so it also works under an API Gateway stage prefix. Only the OAuth2
-/// password flow is declared, which needs no `oauth2RedirectUrl`; `persistAuthorization` keeps
-/// the token across reloads of this development page.
-fn swagger_page(title: &str, assets: &str) -> String {
+/// The Swagger UI page: no inline script or style, and every URL relative to the page (`/docs` →
+/// `/docs/swagger-ui.css`), so it also works under an API Gateway stage prefix.
+fn swagger_page(title: &str) -> String {
     let title = html_text(title);
     format!(
         r##"<!doctype html>
@@ -131,23 +154,13 @@ fn swagger_page(title: &str, assets: &str) -> String {
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{title} – Swagger UI</title>
-<link rel="stylesheet" href="{assets}/swagger-ui.css">
-<link rel="icon" type="image/png" href="{assets}/favicon-32x32.png">
+<link rel="stylesheet" href="docs/swagger-ui.css">
+<link rel="icon" type="image/png" href="docs/favicon-32x32.png">
 </head>
 <body>
 <div id="swagger-ui"></div>
-<script src="{assets}/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{
-  url: new URL("openapi.json", window.location.href).href,
-  dom_id: "#swagger-ui",
-  deepLinking: true,
-  persistAuthorization: true,
-  tryItOutEnabled: true,
-  presets: [SwaggerUIBundle.presets.apis],
-  layout: "BaseLayout"
-}});
-</script>
+<script src="docs/swagger-ui-bundle.js"></script>
+<script src="docs/init.js"></script>
 </body>
 </html>
 "##
@@ -189,7 +202,7 @@ mod tests {
 
     #[test]
     fn the_yaml_description_is_served_as_the_same_json() {
-        let docs = Docs::new(None).unwrap();
+        let docs = Docs::new();
         let resp = docs.handle(&request(Method::GET, "/openapi.json"));
         assert_eq!(resp.status(), 200);
         assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
@@ -222,54 +235,149 @@ mod tests {
         assert!(at("/me") < at("/.well-known/jwks.json"));
     }
 
-    #[test]
-    fn the_page_loads_swagger_ui_from_the_configured_assets() {
-        let docs = Docs::new(Some("http://127.0.0.1:8123/swagger-ui/")).unwrap();
-        let resp = docs.handle(&request(Method::GET, "/docs"));
-        assert_eq!(resp.status(), 200);
-        assert_eq!(
-            resp.headers()[header::CONTENT_TYPE],
-            "text/html; charset=utf-8"
-        );
-        let page = text(&resp);
-        assert!(page.contains(r#"src="http://127.0.0.1:8123/swagger-ui/swagger-ui-bundle.js""#));
-        assert!(page.contains(r#"href="http://127.0.0.1:8123/swagger-ui/swagger-ui.css""#));
-        assert!(page.contains(r#"new URL("openapi.json""#));
-        let default = text(
-            &Docs::new(None)
-                .unwrap()
-                .handle(&request(Method::GET, "/docs")),
-        );
-        assert!(default.contains(&format!("{DEFAULT_ASSETS_URL}/swagger-ui-bundle.js")));
+    fn value(resp: &Response<Body>, name: header::HeaderName) -> &str {
+        resp.headers()[name].to_str().unwrap()
     }
 
     #[test]
-    fn assets_urls_that_could_break_out_of_an_attribute_are_refused() {
-        for bad in [
-            "cdn.example/x",
-            "//cdn.example/x",
-            "javascript:alert(1)",
-            "https://x\"><script>",
-            "https://x y",
-            "https://",
+    fn the_page_loads_only_its_own_files_under_a_strict_policy() {
+        let resp = Docs::new().handle(&request(Method::GET, "/docs"));
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            value(&resp, header::CONTENT_TYPE),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(value(&resp, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+        let csp = value(&resp, header::CONTENT_SECURITY_POLICY);
+        for directive in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
         ] {
             assert!(
-                matches!(Docs::new(Some(bad)), Err(DocsError::AssetsUrl(_))),
-                "{bad}"
+                csp.split("; ").any(|d| d == directive),
+                "{directive}: {csp}"
             );
         }
-        assert!(Docs::new(Some("/static/swagger-ui")).is_ok());
+        assert!(!csp.contains("unsafe") && !csp.contains("http"), "{csp}");
+
+        let page = text(&resp);
+        assert!(page.contains(r#"<script src="docs/swagger-ui-bundle.js"></script>"#));
+        assert!(page.contains(r#"<script src="docs/init.js"></script>"#));
+        assert!(page.contains(r#"<link rel="stylesheet" href="docs/swagger-ui.css">"#));
+        // No inline script or style, which the policy would block anyway.
+        assert_eq!(page.matches("<script").count(), 2, "{page}");
+        assert_eq!(page.matches("<script src=").count(), 2, "{page}");
+        assert!(
+            !page.contains("<style") && !page.contains("style="),
+            "{page}"
+        );
+        assert!(!page.contains(" on"), "no event handler attribute: {page}");
+        // Nothing from another origin: every URL is relative to the page.
+        assert!(!page.contains("//"), "{page}");
+    }
+
+    #[test]
+    fn every_file_the_page_names_is_served_with_its_type() {
+        let docs = Docs::new();
+        let page = text(&docs.handle(&request(Method::GET, "/docs")));
+        for asset in ASSETS {
+            assert!(
+                page.contains(&format!("\"docs/{}\"", asset.name)),
+                "{}",
+                asset.name
+            );
+            // Under an API Gateway stage prefix too.
+            for path in [
+                format!("/docs/{}", asset.name),
+                format!("/prod/docs/{}", asset.name),
+            ] {
+                let resp = docs.handle(&request(Method::GET, &path));
+                assert_eq!(resp.status(), 200, "{path}");
+                assert_eq!(value(&resp, header::CONTENT_TYPE), asset.content_type);
+                assert_eq!(value(&resp, header::CACHE_CONTROL), CACHE);
+                assert_eq!(value(&resp, header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+                let expected: &[u8] = match asset.content {
+                    Content::Text(s) => s.as_bytes(),
+                    Content::Binary(b) => b,
+                };
+                assert_eq!(resp.body().as_ref(), expected, "{path}");
+            }
+        }
+        let types = |name: &str| {
+            let resp = docs.handle(&request(Method::GET, &format!("/docs/{name}")));
+            value(&resp, header::CONTENT_TYPE).to_string()
+        };
+        assert_eq!(
+            types("swagger-ui-bundle.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(types("swagger-ui.css"), "text/css; charset=utf-8");
+        assert_eq!(types("favicon-32x32.png"), "image/png");
+        let png = docs.handle(&request(Method::GET, "/docs/favicon-32x32.png"));
+        assert!(matches!(png.body(), Body::Binary(b) if b.starts_with(b"\x89PNG")));
+    }
+
+    #[test]
+    fn swagger_ui_starts_without_persisting_authorization_or_calling_out() {
+        let resp = Docs::new().handle(&request(Method::GET, "/docs/init.js"));
+        let init = text(&resp);
+        assert!(init.contains("persistAuthorization: false,"), "{init}");
+        assert!(!init.contains("persistAuthorization: true"), "{init}");
+        assert!(init.contains("validatorUrl: null,"), "{init}");
+        assert!(init.contains(r#"url: new URL("openapi.json", window.location.href).href"#));
+    }
+
+    #[test]
+    fn the_vendored_bundle_is_the_release_the_conformance_suite_pins() {
+        let package: Value =
+            serde_json::from_str(include_str!("../../../tests/conformance/package.json")).unwrap();
+        let version = package["dependencies"]["swagger-ui-dist"].as_str().unwrap();
+        let Content::Text(bundle) = ASSETS[0].content else {
+            panic!("the bundle is text")
+        };
+        assert_eq!(ASSETS[0].name, "swagger-ui-bundle.js");
+        assert!(
+            bundle.contains(&format!("PACKAGE_VERSION:\"{version}\"")),
+            "swagger-ui-bundle.js is not swagger-ui-dist {version}"
+        );
+    }
+
+    #[test]
+    fn unknown_files_get_404() {
+        let docs = Docs::new();
+        for path in [
+            "/docs/",
+            "/docs/index.html",
+            "/docs/swagger-ui.css.map",
+            "/docs/init.js/x",
+            "/docs/../Cargo.toml",
+            "/other/init.js",
+            "/init.js",
+        ] {
+            let resp = docs.handle(&request(Method::GET, path));
+            assert_eq!(resp.status(), 404, "{path}");
+            assert_eq!(
+                value(&resp, header::CONTENT_TYPE),
+                "application/problem+json"
+            );
+        }
     }
 
     #[test]
     fn other_methods_get_405_with_allow() {
-        let docs = Docs::new(None).unwrap();
-        let resp = docs.handle(&request(Method::POST, "/openapi.json"));
-        assert_eq!(resp.status(), 405);
-        assert_eq!(resp.headers()[header::ALLOW], "GET");
-        assert_eq!(
-            resp.headers()[header::CONTENT_TYPE],
-            "application/problem+json"
-        );
+        let docs = Docs::new();
+        for path in ["/openapi.json", "/docs", "/docs/swagger-ui-bundle.js"] {
+            for method in [Method::POST, Method::HEAD, Method::DELETE] {
+                let resp = docs.handle(&request(method.clone(), path));
+                assert_eq!(resp.status(), 405, "{method} {path}");
+                assert_eq!(resp.headers()[header::ALLOW], "GET");
+                assert_eq!(
+                    resp.headers()[header::CONTENT_TYPE],
+                    "application/problem+json"
+                );
+            }
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The `docs` Lambda function: serves the API description (`GET /openapi.json`) and Swagger UI
-//! over it (`GET /docs`). It needs no key and no store; `AUTH_DOCS_ASSETS_URL` may point the page
-//! at another copy of the `swagger-ui-dist` assets.
+//! over it (`GET /docs`, with its files at `GET /docs/{asset}`). It needs no key, no store and no
+//! setting: everything it serves is embedded in the binary.
 
 mod docs;
 
@@ -9,7 +9,7 @@ use lambda_http::{Error, service_fn};
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     shared::telemetry::init_logging();
-    let docs = shared::telemetry::or_exit(docs::Docs::from_env());
+    let docs = docs::Docs::new();
     lambda_http::run(service_fn(async |req| {
         Ok::<_, std::convert::Infallible>(docs.handle(&req))
     }))
