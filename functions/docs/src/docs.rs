@@ -2,7 +2,7 @@
 //! it) and `GET /docs/{asset}` (the files that page loads). Everything is embedded in the binary:
 //! the page runs no script from another origin and works without internet.
 
-use lambda_http::http::{HeaderValue, StatusCode, header};
+use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use shared::ApiError;
 use shared::http;
@@ -32,7 +32,7 @@ enum Content<'a> {
     Binary(&'a [u8]),
 }
 
-/// One file the page loads, served at `/docs/{name}`.
+/// A file the page loads.
 #[derive(Debug)]
 struct Asset {
     name: &'static str,
@@ -40,33 +40,44 @@ struct Asset {
     content: Content<'static>,
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// One file the page loads, served at `/docs/{name}`.
+const fn asset(name: &'static str, content_type: &'static str, content: Content<'static>) -> Asset {
+    Asset {
+        name,
+        content_type,
+        content,
+    }
+}
+
 /// What `/docs` loads: Swagger UI's files from the vendored `swagger-ui-dist` release (see
 /// `assets/README.md`) and `init.js`, which starts it.
 const ASSETS: &[Asset] = &[
-    Asset {
-        name: "swagger-ui-bundle.js",
-        content_type: "text/javascript; charset=utf-8",
-        content: Content::Text(include_str!(
+    asset(
+        "swagger-ui-bundle.js",
+        JS,
+        Content::Text(include_str!(
             "../assets/swagger-ui-dist/swagger-ui-bundle.js"
         )),
-    },
-    Asset {
-        name: "swagger-ui.css",
-        content_type: "text/css; charset=utf-8",
-        content: Content::Text(include_str!("../assets/swagger-ui-dist/swagger-ui.css")),
-    },
-    Asset {
-        name: "favicon-32x32.png",
-        content_type: "image/png",
-        content: Content::Binary(include_bytes!(
+    ),
+    asset(
+        "swagger-ui.css",
+        "text/css; charset=utf-8",
+        Content::Text(include_str!("../assets/swagger-ui-dist/swagger-ui.css")),
+    ),
+    asset(
+        "favicon-32x32.png",
+        "image/png",
+        Content::Binary(include_bytes!(
             "../assets/swagger-ui-dist/favicon-32x32.png"
         )),
-    },
-    Asset {
-        name: "init.js",
-        content_type: "text/javascript; charset=utf-8",
-        content: Content::Text(include_str!("../assets/init.js")),
-    },
+    ),
+    asset(
+        "init.js",
+        JS,
+        Content::Text(include_str!("../assets/init.js")),
+    ),
 ];
 
 /// The page and its files, ready to send.
@@ -115,23 +126,15 @@ impl Docs {
             Content::Text(text) => Body::Text(text.to_string()),
             Content::Binary(bytes) => Body::Binary(bytes.to_vec()),
         };
-        let mut resp = Response::new(body);
-        *resp.status_mut() = StatusCode::OK;
-        let headers = resp.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
+        let resp = Response::builder()
+            .status(StatusCode::OK)
+            .header(header::CONTENT_TYPE, content_type)
+            .header(header::CACHE_CONTROL, CACHE)
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .header(header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY)
+            .header(header::REFERRER_POLICY, "no-referrer")
+            .body(body)
+            .expect("static headers are valid");
         Ok(resp)
     }
 }
