@@ -102,10 +102,10 @@ pub trait CredentialStore: Send + Sync {
         username_key: &str,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
 
-    /// Claims one password check for `user`, counting it as a failure up front (the count goes
-    /// to `user.failed_logins + 1`, the last failure to `at`), but only if the stored count is
-    /// still the one in `user`: a compare-and-set, so concurrent attempts cannot all pass the
-    /// same throttle check. `false` when another attempt got there first (read again).
+    /// Counts one more consecutive failure of `user` (the count goes to `user.failed_logins + 1`,
+    /// the last failure to `at`), but only if the stored count is still the one in `user`: a
+    /// compare-and-set, so no concurrent count is lost. `false` when another attempt got there
+    /// first (read again). The throttle's own decisions rest on [`CounterStore`].
     fn claim_attempt(
         &self,
         user: &Credentials,
