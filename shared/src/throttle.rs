@@ -47,7 +47,7 @@ pub const UNKNOWN_SOURCE: &str = "unknown";
 /// What a login attempt may do.
 #[derive(Debug)]
 pub enum Attempt {
-    /// No such account (the caller still pays a dummy verification); counted against the source.
+    /// No such account (the caller still pays a dummy verification), counted as a real one is.
     UnknownUser,
     /// Wait this many more seconds: answer 429 without checking the password.
     Wait(u64),
@@ -114,11 +114,8 @@ pub async fn claim<C: CredentialStore + CounterStore>(
         if let Some(wait) = window_wait(from_source, limits.source_per_hour, now) {
             return Ok(Attempt::Wait(wait));
         }
-        let Some(user) = user else {
-            // A made-up name costs an address as much as a real one.
-            count_in_window(store, &source_key, from_source, now).await?;
-            return Ok(Attempt::UnknownUser);
-        };
+        // A made-up name is throttled exactly as a real one (the same waits, the same writes but
+        // the account's own count), so neither a 429 nor the time an answer takes tells them apart.
         let account_wait = window_wait(account, limits.account_per_hour, now);
         if let Some(wait) = account_wait.or_else(|| pair_wait(pair, now)) {
             return Ok(Attempt::Wait(wait));
@@ -134,10 +131,15 @@ pub async fn claim<C: CredentialStore + CounterStore>(
         {
             continue;
         }
-        count_for_account(store, &user, now).await?;
+        if let Some(user) = &user {
+            count_for_account(store, user, now).await?;
+        }
         count_in_window(store, &account_key, account, now).await?;
         count_in_window(store, &source_key, from_source, now).await?;
-        return Ok(Attempt::Check(user));
+        return Ok(match user {
+            Some(user) => Attempt::Check(user),
+            None => Attempt::UnknownUser,
+        });
     }
     Ok(Attempt::Wait(1))
 }

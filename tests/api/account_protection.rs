@@ -5,6 +5,7 @@
 use crate::helpers::{AppStore, DynamoApp, GOOD_PASSWORD, SqliteApp, TestApp};
 
 on_both_backends!(
+    a_made_up_name_is_throttled_as_a_real_one,
     a_throttled_address_does_not_stop_the_owner_from_another,
     the_account_wide_ceiling_stops_every_address,
     spraying_from_one_address_meets_its_ceiling,
@@ -257,4 +258,21 @@ async fn an_address_schedule_is_forgotten_an_hour_after_its_last_failure<S: AppS
     app.login_from(ATTACKER, "forgotten", GOOD_PASSWORD)
         .await
         .problem(429);
+}
+
+async fn a_made_up_name_is_throttled_as_a_real_one<S: AppStore>(app: TestApp<S>) {
+    app.register("real-one", GOOD_PASSWORD).await;
+    let mut answers = Vec::new();
+    for name in ["real-one", "made-up-one"] {
+        for _ in 0..5 {
+            app.login_from(ATTACKER, name, "wrong-guess-123")
+                .await
+                .problem(401);
+        }
+        let reply = app.login_from(ATTACKER, name, GOOD_PASSWORD).await;
+        reply.problem(429);
+        answers.push((reply.header("retry-after").to_string(), reply.raw));
+    }
+    // The sixth guess at a name that exists and at one that does not: the same answer.
+    assert_eq!(answers[0], answers[1]);
 }
