@@ -19,7 +19,8 @@ use shared::session::{self, SessionLimits};
 use shared::store::admin::{AdminStore, write_tutorial_db};
 use shared::store::contract::FullStore;
 use shared::store::testing::TestSeam;
-use shared::store::{CredentialStore, DynamoStore, SqliteStore};
+use shared::store::{Counter, CredentialStore, DynamoStore, SqliteStore, Swap};
+use shared::throttle;
 use shared::wiring::Wiring;
 
 /// The tutorial's password of the users below (bcrypt cost 4 keeps the test fast).
@@ -170,13 +171,16 @@ fn from(path: &Path) -> String {
     format!("sqlite:{}", path.display())
 }
 
-/// The tutorial's users, with a name that collides by case, one that looks alike (Cyrillic `а`)
-/// and one the policy refuses: three imported, three refused.
+/// The tutorial's users, with a name that collides by case, one that looks like another
+/// (Cyrillic `сосо`, `coco` in Latin), and two the registration policy refuses (a Cyrillic `а` in
+/// a Latin name, too short): four imported, four refused.
 const TUTORIAL: &[(&str, Option<&str>)] = &[
     ("johndoe", Some("John Doe")),
     ("Alice", Some("Alice Example")),
     ("alice", None),
     ("\u{430}lice", None),
+    ("coco", None),
+    ("\u{441}\u{43e}\u{441}\u{43e}", None),
     ("jo", None),
     ("carol", None),
 ];
@@ -190,18 +194,19 @@ where
     let out = t.admin(&["import", "--from", &from(&source)]);
     let report = out.ok();
     assert!(
-        report.starts_with("imported 3, skipped 0, refused 3 (of 6 users in"),
+        report.starts_with("imported 4, skipped 0, refused 4 (of 8 users in"),
         "{report}"
     );
     for line in [
         "refused alice: same name as Alice but for case",
-        "refused \u{430}lice [\\u{430}lice]: looks like Alice",
+        "refused \u{430}lice [\\u{430}lice]: username: must be written in one script",
+        "refused \u{441}\u{43e}\u{441}\u{43e} [\\u{441}\\u{43e}\\u{441}\\u{43e}]: looks like coco",
         "refused jo: username: must be 3 to 64 characters long",
     ] {
         assert!(report.contains(line), "{line:?} in {report}");
     }
     assert_eq!(std::fs::read(&source).unwrap(), before, "source untouched");
-    assert_eq!(t.store.user_count().await, 3);
+    assert_eq!(t.store.user_count().await, 4);
     let (stored, failures) = t.store.stored("johndoe").await.unwrap();
     assert_eq!(
         (stored.as_str(), failures),
@@ -241,7 +246,7 @@ where
     let again = t.admin(&["import", "--from", &from(&source)]);
     let report = again.ok();
     assert!(
-        report.starts_with("imported 0, skipped 3, refused 3"),
+        report.starts_with("imported 0, skipped 4, refused 4"),
         "{report}"
     );
     assert_eq!(t.store.stored("johndoe").await.unwrap().0, upgraded);
@@ -260,11 +265,15 @@ where
         .seed_user("registered-id", "Carol", "$2b$04$other", None)
         .await;
     t.store
-        .seed_user("registered-bob", "bob", "$2b$04$other", None)
+        .seed_user("registered-pop", "pop", "$2b$04$other", None)
         .await;
     let (source, _) = t.tutorial_db(
         "tutorial.db",
-        &[("carol", None), ("b\u{43e}b", None), ("dave", None)],
+        &[
+            ("carol", None),
+            ("\u{440}\u{43e}\u{440}", None),
+            ("dave", None),
+        ],
     );
     let report = t
         .admin(&["import", "--from", &from(&source)])
@@ -278,7 +287,7 @@ where
         report.contains("refused carol: the name is taken by the stored account Carol"),
         "{report}"
     );
-    assert!(report.contains("looks like bob"), "{report}");
+    assert!(report.contains("looks like pop"), "{report}");
     let carol = t.store.credentials("carol").await.unwrap().unwrap();
     assert_eq!(carol.id, "registered-id", "not overwritten");
 }
@@ -317,16 +326,23 @@ where
     let rows: Vec<(&str, Option<&str>)> = names.iter().map(|n| (n.as_str(), None)).collect();
     let (source, _) = t.tutorial_db("tutorial.db", &rows);
     t.admin(&["import", "--from", &from(&source)]).ok();
-    // A session item sits in the same DynamoDB table: it is no account.
+    // A session and a throttle counter sit in the same DynamoDB table: they are no accounts.
+    let now = shared::clock::now();
     let user = t.store.credentials("user03").await.unwrap().unwrap();
-    session::start(
-        &t.store,
-        &user,
-        &SessionLimits::default(),
-        shared::clock::now(),
-    )
-    .await
-    .unwrap();
+    session::start(&t.store, &user, &SessionLimits::default(), now)
+        .await
+        .unwrap();
+    let failure = Counter {
+        failures: 1,
+        since: now,
+    };
+    let counted = Swap::new(None, failure, now + 3600, now);
+    assert!(
+        t.store
+            .swap_counter(&throttle::account_key("user03"), counted)
+            .await
+            .unwrap()
+    );
 
     let mut seen = Vec::new();
     let mut args = vec!["list".to_string(), "--limit".into(), "3".into()];
@@ -359,7 +375,20 @@ where
     let (source, hash) = t.tutorial_db("tutorial.db", &[("Emma", Some("Emma Example"))]);
     t.admin(&["import", "--from", &from(&source)]).ok();
     let now = shared::clock::now();
+    // Seven consecutive failures, and the account-wide hourly ceiling reached: every address
+    // waits.
     t.store.set_failures("emma", 7, now).await;
+    let ceiling = Counter {
+        failures: shared::policy::ACCOUNT_FAILURE_CEILING,
+        since: now,
+    };
+    let window = Swap::new(None, ceiling, now + 3600, now);
+    assert!(
+        t.store
+            .swap_counter(&throttle::account_key("emma"), window)
+            .await
+            .unwrap()
+    );
 
     let shown = t.admin(&["show", "EMMA"]).ok().to_string();
     for line in [

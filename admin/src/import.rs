@@ -2,18 +2,19 @@
 //! of this service's SQLite stores) into the configured store, hashes as they are (legacy `$2b$`
 //! hashes verify, and each is upgraded at its user's next login).
 //!
-//! Each user is one conditional write, so nothing stored is ever overwritten, and an import is
-//! resumed by running it again. What a row becomes:
+//! It first reads every stored account (never a hash), then writes each user that is not there
+//! yet with one conditional write, so nothing stored is ever overwritten, and an import is resumed
+//! by running it again. What a row becomes:
 //! - **refused** before any write: a name the registration policy refuses (whitespace, control
-//!   or invisible characters, length), a row without a hash, a name that differs from an earlier
-//!   row's only by case or width (the same key), or one whose confusable skeleton (Unicode
-//!   UTS 39, e.g. Cyrillic `аlice` and Latin `alice`) equals that of an earlier row or of a stored
-//!   account under another key. The first of two rows wins, in `rowid` order, which is the order
+//!   or invisible characters, mixed scripts, length), a row without a hash, a name that differs
+//!   from an earlier row's only by case or width (the same key), or one whose confusable skeleton
+//!   (Unicode UTS 39, e.g. Cyrillic `сосо` and Latin `coco`) equals that of an earlier row or of
+//!   a stored account under another key. The first of two rows wins, in `rowid` order, which is the order
 //!   the tutorial's app registered them;
-//! - **imported** when its key was free;
 //! - **skipped** when the account under its key has the id this import gives the row: an earlier
-//!   run wrote it;
-//! - **refused** when another account holds the key.
+//!   run wrote it (found by the first read, or by the conditional write if it appeared since);
+//! - **refused** when another account holds the key (likewise);
+//! - **imported** when its key was free.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -24,7 +25,7 @@ use sha2::{Digest, Sha256};
 use shared::clock;
 use shared::policy;
 use shared::store::NewUser;
-use shared::store::admin::{AdminStore, Imported, SourceUser, UserSource};
+use shared::store::admin::{Account, AdminStore, Imported, SourceUser, UserSource};
 
 use crate::Failure;
 use crate::show::shown;
@@ -61,13 +62,29 @@ impl Report {
     }
 }
 
-/// Which names the import has met, to refuse collisions before writing.
+/// Which names the import has met, to settle rows before writing.
 #[derive(Default)]
 struct Names {
+    /// Stored account key → its id and name.
+    stored: HashMap<String, (String, String)>,
     /// Key → the first source name with it.
     keys: HashMap<String, String>,
     /// Confusable skeleton of a key → that key and its name (stored accounts and source rows).
     skeletons: HashMap<String, (String, String)>,
+}
+
+/// What to do with a source row.
+enum Verdict {
+    /// Write it (conditionally).
+    Write(NewUser),
+    /// Stored already, by an earlier run.
+    Skip,
+    /// Report it: the name as found and why.
+    Refuse(String, String),
+}
+
+fn taken_by(holder: &str) -> String {
+    format!("the name is taken by the stored account {}", shown(holder))
 }
 
 fn skeleton(key: &str) -> String {
@@ -75,15 +92,31 @@ fn skeleton(key: &str) -> String {
 }
 
 impl Names {
-    /// Remembers a stored account: a row that looks like it under another key is refused.
-    fn stored(&mut self, key: &str, name: &str) {
+    /// Remembers a stored account: a row under its key is skipped (same id) or refused (another),
+    /// one that looks like it under another key is refused.
+    fn stored(&mut self, account: &Account) {
+        let (key, name) = (&account.username_key, &account.username);
         self.skeletons
             .entry(skeleton(key))
-            .or_insert_with(|| (key.to_string(), name.to_string()));
+            .or_insert_with(|| (key.clone(), name.clone()));
+        self.stored
+            .insert(key.clone(), (account.id.clone(), name.clone()));
     }
 
-    /// The user to write for `row`, or the name to report and why it is refused.
-    fn screen(&mut self, row: SourceUser) -> Result<NewUser, (String, String)> {
+    /// What to do with `row`.
+    fn screen(&mut self, row: SourceUser) -> Verdict {
+        match self.check(row) {
+            Ok(user) => match self.stored.get(&user.username_key) {
+                Some((id, _)) if *id == user.id => Verdict::Skip,
+                Some((_, holder)) => Verdict::Refuse(user.username, taken_by(holder)),
+                None => Verdict::Write(user),
+            },
+            Err((name, why)) => Verdict::Refuse(name, why),
+        }
+    }
+
+    /// The user `row` makes, or the name to report and why it is refused.
+    fn check(&mut self, row: SourceUser) -> Result<NewUser, (String, String)> {
         let Some(raw) = row.username else {
             return Err((format!("(row {})", row.row), "no username".into()));
         };
@@ -119,6 +152,10 @@ impl Names {
     }
 }
 
+/// Stored accounts read per [`AdminStore::accounts`] call before importing. Large: moto evaluates
+/// its whole table for every Scan page, and DynamoDB ends a page at 1 MB whatever it is asked.
+const STORED_PAGE: usize = 100_000;
+
 /// Imports every row of the file at `path` into `store`, printing the report.
 pub async fn run<S: AdminStore>(store: &S, path: &Path) -> Result<(), Failure> {
     let source_error = |e: shared::store::admin::SourceError| {
@@ -127,15 +164,15 @@ pub async fn run<S: AdminStore>(store: &S, path: &Path) -> Result<(), Failure> {
     let source = UserSource::open(path).map_err(source_error)?;
     let total = source.count().map_err(source_error)?;
 
-    // Every stored account's skeleton, so that a row imitating one is refused: a scan of the
-    // store without the hashes, which on a re-run includes the earlier run's users (their own
-    // keys, so no conflict).
+    // Every stored account, without the hashes: a row imitating one is refused, and a re-run
+    // settles the rows an earlier run wrote without writing again (one read of the store instead
+    // of a refused conditional write per user).
     let mut names = Names::default();
     let mut after: Option<String> = None;
     loop {
-        let page = store.accounts(after.as_deref(), 1000).await?;
+        let page = store.accounts(after.as_deref(), STORED_PAGE).await?;
         for account in &page {
-            names.stored(&account.username_key, &account.username);
+            names.stored(account);
         }
         match page.last() {
             Some(last) => after = Some(last.username_key.clone()),
@@ -146,7 +183,7 @@ pub async fn run<S: AdminStore>(store: &S, path: &Path) -> Result<(), Failure> {
     let progress = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(total);
         if let Ok(style) = ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} users, {per_sec}, {eta} left ({msg})",
+            "{bar:40} {pos}/{len} users, {elapsed} so far, {eta} left ({msg})",
         ) {
             bar.set_style(style);
         }
@@ -171,8 +208,9 @@ pub async fn run<S: AdminStore>(store: &S, path: &Path) -> Result<(), Failure> {
         let mut batch = Vec::with_capacity(rows.len());
         for row in rows {
             match names.screen(row) {
-                Ok(user) => batch.push(user),
-                Err(refusal) => report.refused.push(refusal),
+                Verdict::Write(user) => batch.push(user),
+                Verdict::Skip => report.skipped += 1,
+                Verdict::Refuse(name, why) => report.refused.push((name, why)),
             }
         }
         let outcomes = match store.import(&batch, epoch).await {
@@ -190,10 +228,7 @@ pub async fn run<S: AdminStore>(store: &S, path: &Path) -> Result<(), Failure> {
             match outcome {
                 Imported::Created => report.imported += 1,
                 Imported::AlreadyThere => report.skipped += 1,
-                Imported::Taken(holder) => report.refused.push((
-                    user.username,
-                    format!("the name is taken by the stored account {}", shown(&holder)),
-                )),
+                Imported::Taken(holder) => report.refused.push((user.username, taken_by(&holder))),
             }
         }
         progress.inc(count);
@@ -226,45 +261,70 @@ mod tests {
         }
     }
 
+    fn stored(id: &str, name: &str) -> Account {
+        Account {
+            id: id.into(),
+            username: name.into(),
+            username_key: policy::username_key(name),
+            full_name: None,
+            failed_logins: 0,
+            last_failed_at: None,
+            session_epoch: 0,
+        }
+    }
+
     #[test]
     fn collisions_by_case_and_look_alikes_are_refused_first_row_wins() {
         let mut names = Names::default();
-        names.stored("bob", "Bob");
-        let alice = names.screen(row(1, "Alice")).unwrap();
+        names.stored(&stored("pop-id", "pop"));
+        let Verdict::Write(alice) = names.screen(row(1, "Alice")) else {
+            panic!("Alice is written")
+        };
         assert_eq!(
             (alice.username.as_str(), alice.username_key.as_str()),
             ("Alice", "alice")
         );
         assert_eq!(alice.id, tutorial_user_id("Alice"));
-        let mut check = |r: SourceUser, why: &str| {
-            let (_, reason) = names.screen(r).unwrap_err();
-            assert!(reason.contains(why), "{reason}");
+        assert!(matches!(names.screen(row(2, "coco")), Verdict::Write(_)));
+        let mut check = |r: SourceUser, why: &str| match names.screen(r) {
+            Verdict::Refuse(_, reason) => assert!(reason.contains(why), "{reason}"),
+            _ => panic!("expected a refusal: {why}"),
         };
-        check(row(2, "alice"), "but for case");
-        check(row(3, "\u{430}lice"), "looks like Alice");
-        check(row(4, "B\u{43e}b"), "looks like Bob");
-        check(row(5, "al ice"), "whitespace");
-        check(row(6, "ab"), "3 to 64");
+        check(row(3, "alice"), "but for case");
+        // Mixed scripts are the registration policy's to refuse; whole-script look-alikes are
+        // the skeleton's: Cyrillic "сосо" and "рор".
+        check(row(4, "\u{430}lice"), "one script");
+        check(row(5, "\u{441}\u{43e}\u{441}\u{43e}"), "looks like coco");
+        check(row(6, "\u{440}\u{43e}\u{440}"), "looks like pop");
+        check(row(7, "al ice"), "whitespace");
+        check(row(8, "ab"), "3 to 64");
         check(
             SourceUser {
                 password_hash: None,
-                ..row(7, "carol")
+                ..row(9, "carol")
             },
             "no password hash",
         );
-        // A stored account's own name is no conflict (a re-run).
-        assert!(names.screen(row(8, "bob")).is_ok());
+        // The stored Pop is another account than the tutorial's pop.
+        check(row(10, "Pop"), "taken by the stored account pop");
+    }
+
+    #[test]
+    fn rows_an_earlier_run_stored_are_skipped_without_a_write() {
+        let mut names = Names::default();
+        names.stored(&stored(&tutorial_user_id("emma"), "emma"));
+        assert!(matches!(names.screen(row(1, "emma")), Verdict::Skip));
     }
 
     #[test]
     fn rows_of_our_own_files_keep_their_ids() {
         let mut names = Names::default();
-        let user = names
-            .screen(SourceUser {
-                user_id: Some("0123abcd".into()),
-                ..row(1, "emma")
-            })
-            .unwrap();
+        let Verdict::Write(user) = names.screen(SourceUser {
+            user_id: Some("0123abcd".into()),
+            ..row(1, "emma")
+        }) else {
+            panic!("emma is written")
+        };
         assert_eq!(user.id, "0123abcd");
         assert_eq!(tutorial_user_id("emma").len(), 32);
         assert_ne!(tutorial_user_id("emma"), tutorial_user_id("Emma"));

@@ -16,7 +16,9 @@ use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
-use super::dynamodb::{Item, KEY, SESSION_PREFIX, condition_failed, fail, get_n, get_s, n, s};
+use super::dynamodb::{
+    COUNTER_PREFIX, Item, KEY, SESSION_PREFIX, condition_failed, fail, get_n, get_s, n, s,
+};
 use super::sqlite::{classify, int, uint};
 use super::{DynamoStore, NewUser, SqliteStore, StoreError};
 
@@ -240,24 +242,11 @@ impl DynamoStore {
     /// One conditional `PutItem` (`attribute_not_exists`, as registration writes), returning the
     /// item in the way when the key is taken.
     async fn put_new(&self, user: &NewUser, session_epoch: u64) -> Result<Imported, StoreError> {
-        // The attributes `UserWriter::create` writes, plus the epoch.
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, s(&user.username_key))
-            .item("user_id", s(&user.id))
-            .item("username", s(&user.username))
-            .item("hashed_password", s(&user.password_hash))
-            .item("failed_logins", n(0))
+        // The write registration sends, plus the epoch and the item in the way on a refusal.
+        let put = self
+            .put_new_user(user)
             .item("session_epoch", n(session_epoch))
-            .item("created_at", n(crate::clock::now()))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", KEY)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
-        if let Some(full_name) = &user.full_name {
-            put = put.item("full_name", s(full_name));
-        }
         match put.send().await {
             Ok(_) => Ok(Imported::Created),
             Err(e) if condition_failed(&e) => {
@@ -327,7 +316,7 @@ impl AdminStore for DynamoStore {
     }
 
     async fn account(&self, username_key: &str) -> Result<Option<Account>, StoreError> {
-        if username_key.starts_with(SESSION_PREFIX) {
+        if username_key.starts_with(SESSION_PREFIX) || username_key.starts_with(COUNTER_PREFIX) {
             return Ok(None);
         }
         self.get_account_item(username_key)
@@ -351,10 +340,15 @@ impl AdminStore for DynamoStore {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .projection_expression(ACCOUNT_PROJECTION)
-                .filter_expression("NOT begins_with(#k, :session)")
+                // Sessions and throttle counters share the table.
+                .filter_expression(
+                    "NOT begins_with(#k, :session) AND NOT begins_with(#k, :counter)",
+                )
                 .expression_attribute_values(":session", s(SESSION_PREFIX))
-                // Counts the items read, sessions included, before the filter.
-                .limit(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
+                .expression_attribute_values(":counter", s(COUNTER_PREFIX))
+                // Counts the items read, sessions included, before the filter; a page also
+                // ends at 1 MB.
+                .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
             for (placeholder, name) in ACCOUNT_ATTRIBUTES {
                 scan = scan.expression_attribute_names(placeholder, name);

@@ -19,6 +19,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
 
@@ -121,6 +122,27 @@ impl DynamoStore {
         }
     }
 
+    /// The conditional `PutItem` of a new account (`attribute_not_exists`: of many writes of one
+    /// name exactly one wins), as registration and `auth-admin import` send it.
+    pub(super) fn put_new_user(&self, user: &NewUser) -> PutItemFluentBuilder {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, s(&user.username_key))
+            .item("user_id", s(&user.id))
+            .item("username", s(&user.username))
+            .item("hashed_password", s(&user.password_hash))
+            .item("failed_logins", n(0))
+            .item("created_at", n(crate::clock::now()))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", KEY);
+        match &user.full_name {
+            Some(full_name) => put.item("full_name", s(full_name)),
+            None => put,
+        }
+    }
+
     /// The items under `keys` (those that exist), read strongly consistently in one round trip.
     async fn get_many(
         &self,
@@ -168,22 +190,7 @@ impl DynamoStore {
 
 impl UserWriter for DynamoStore {
     async fn create(&self, user: &NewUser) -> Result<(), StoreError> {
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, s(&user.username_key))
-            .item("user_id", s(&user.id))
-            .item("username", s(&user.username))
-            .item("hashed_password", s(&user.password_hash))
-            .item("failed_logins", n(0))
-            .item("created_at", n(crate::clock::now()))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", KEY);
-        if let Some(full_name) = &user.full_name {
-            put = put.item("full_name", s(full_name));
-        }
-        applied(put.send().await)?
+        applied(self.put_new_user(user).send().await)?
             .map(|_| ())
             .ok_or(StoreError::Duplicate)
     }
