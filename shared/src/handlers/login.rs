@@ -74,6 +74,9 @@ async fn password_grant<C: CredentialStore + SessionStore + CounterStore, S: Sig
     let user = match throttle::claim(&state.store, &key, source, &state.throttle, now).await? {
         Attempt::UnknownUser => {
             state.hasher.dummy_verify(password);
+            // No name in the line: a user who typed the password into the name field.
+            tracing::info!(source_ip = %source, "login failed: no such account");
+            metrics::record(Outcome::LoginFailed);
             return Err(ApiError::InvalidCredentials);
         }
         Attempt::Wait(retry_after) => {
