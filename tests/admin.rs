@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use integration_tests::{event, moto, write_test_keys};
+use integration_tests::{event, moto, nested_cargo, write_test_keys};
 use serde_json::Value;
 use shared::Config;
 use shared::password::{PasswordHasher, Verification};
@@ -26,29 +26,12 @@ use shared::wiring::Wiring;
 /// The tutorial's password of the users below (bcrypt cost 4 keeps the test fast).
 const PASSWORD: &str = "tutorial-secret";
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// The `auth-admin` binary, built once by a nested `cargo build` that names it (whatever the
-/// target folder or profile), so the tests never run a stale copy. The nested cargo runs without
-/// the `CARGO_*` variables `cargo test` sets here, which would make build scripts rerun.
+/// target folder or profile), so the tests never run a stale copy.
 fn binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
-        let mut cargo = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy().into_owned();
-            if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
-                cargo.env_remove(&name);
-            }
-        }
-        let out = cargo
-            .env_remove("LD_LIBRARY_PATH")
-            .current_dir(workspace_root())
+        let out = nested_cargo()
             .args(["build", "-p", "auth-admin", "--bin", "auth-admin"])
             .arg("--message-format=json-render-diagnostics")
             .stderr(Stdio::inherit())

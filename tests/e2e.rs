@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use integration_tests::{fixture, moto, write_test_keys};
+use integration_tests::{fixture, moto, nested_cargo, write_test_keys};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
@@ -23,28 +23,6 @@ const ISSUER: &str = "http://localhost:1";
 const AUDIENCE: &str = "e2e-api";
 /// The first request waits for the debug build of every function.
 const STARTUP_LIMIT: Duration = Duration::from_secs(900);
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `cargo` for a nested build, without the variables `cargo test` sets for this test binary:
-/// build scripts watch `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, and would
-/// otherwise make the nested build recompile the whole dependency graph.
-fn nested_cargo() -> Command {
-    let mut cmd = Command::new("cargo");
-    for (name, _) in std::env::vars_os() {
-        let name = name.to_string_lossy().into_owned();
-        if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
-            cmd.env_remove(&name);
-        }
-    }
-    cmd.env_remove("LD_LIBRARY_PATH");
-    cmd
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -94,7 +72,6 @@ impl Watch {
             .args(["--invoke-address", "127.0.0.1"])
             .args(["--invoke-port", &port.to_string()])
             .args(["--concurrency", &concurrency.to_string()])
-            .current_dir(workspace_root())
             .envs(backend.iter().map(|(k, v)| (k, v)))
             .env("AUTH_ISSUER", ISSUER)
             .env("AUTH_AUDIENCE", AUDIENCE)
@@ -620,7 +597,6 @@ fn sqlite_register_login_me_over_http_and_invoke_a_fixture() {
             "--invoke-port",
             &watch.port.to_string(),
         ])
-        .current_dir(workspace_root())
         .output()
         .unwrap();
     assert!(

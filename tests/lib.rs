@@ -9,6 +9,31 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 
+/// The workspace's root folder.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
+}
+
+/// `cargo` for a nested build (watch, invoke, a binary under test), run from the workspace root
+/// without the variables `cargo test` sets for this test binary: build scripts watch
+/// `CARGO_MANIFEST_DIR` and `CARGO_PKG_*`, and would otherwise make the nested build recompile
+/// the whole dependency graph.
+pub fn nested_cargo() -> std::process::Command {
+    let mut cmd = std::process::Command::new("cargo");
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy().into_owned();
+        if name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR" {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env_remove("LD_LIBRARY_PATH");
+    cmd.current_dir(workspace_root());
+    cmd
+}
+
 /// The folder holding the event fixtures.
 pub fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
