@@ -1,8 +1,11 @@
 # The two commands of the README: `make run` and `make test`. Both install what they lack into
-# .venv/ (cargo-lambda and friends from PyPI); nothing is installed system-wide.
+# .venv/ from PyPI, nothing system-wide: `make run` only what running needs (requirements-run.txt:
+# cargo-lambda, and cryptography for the dev key), the other targets the whole development set
+# (requirements-dev.txt: that plus moto, cfn-lint and SAM CLI).
 
 SHELL := /bin/bash
 VENV := .venv
+RUN_TOOLS := $(VENV)/.run-installed
 TOOLS := $(VENV)/.installed
 CHECKOV := $(VENV)/checkov/.installed
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
@@ -18,11 +21,11 @@ DEV_KEY := $(DEV)/signing-key.pem
 
 ## help: list these targets and what each does
 help:
-	@sed -n -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' $(MAKEFILE_LIST)
+	@sed -n -e 's/\$$(PORT)/$(PORT)/g' -e 's/^## \([a-z-]*:\)/\1/p' -e 's/^## /    /p' $(MAKEFILE_LIST)
 
 
 ## run: serve the API locally on SQLite under cargo lambda watch (http://localhost:$(PORT))
-run: $(TOOLS) $(DEV_KEY)
+run: $(RUN_TOOLS) $(DEV_KEY)
 	AUTH_STORE="$${AUTH_STORE:-sqlite:$(CURDIR)/$(DEV)/users.db}" \
 	AUTH_SIGNING_KEY="$${AUTH_SIGNING_KEY:-file:$(CURDIR)/$(DEV_KEY)}" \
 	AUTH_PUBLIC_KEY="$${AUTH_PUBLIC_KEY:-file:$(CURDIR)/$(DEV)/signing-key.pub.pem}" \
@@ -35,7 +38,7 @@ check:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace --exclude integration-tests
-	cargo test -p integration-tests --test api -- --skip dynamodb
+	cargo test -p integration-tests --no-default-features --test api
 
 ## test: formatting, lints, template checks, and every test (unit, handler, contract, end-to-end)
 test: $(TOOLS) $(CHECKOV)
@@ -70,10 +73,17 @@ microbench:
 ## tools: install the pinned Python-side tools into .venv/
 tools: $(TOOLS) $(CHECKOV)
 
-$(TOOLS): requirements-dev.txt
+# What `make run` and `make dev-key` need, and no more.
+$(RUN_TOOLS): requirements-run.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-run.txt
+	touch $@
+
+# The full set includes the run set (`-r requirements-run.txt`), so it stamps both.
+$(TOOLS): requirements-dev.txt requirements-run.txt
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	touch $@
+	touch $@ $(RUN_TOOLS)
 
 # checkov pins boto3 to a version SAM CLI's own pin excludes, so it gets a venv of its own.
 $(CHECKOV): requirements-checkov.txt
@@ -84,7 +94,7 @@ $(CHECKOV): requirements-checkov.txt
 ## dev-key: create the git-ignored development signing key
 dev-key: $(DEV_KEY)
 
-$(DEV_KEY): | $(TOOLS)
+$(DEV_KEY): | $(RUN_TOOLS)
 	$(VENV)/bin/python scripts/dev_key.py $(DEV)
 
 ## clean: remove the development key and database and the build output

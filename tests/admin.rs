@@ -322,7 +322,10 @@ where
     let counted = Swap::new(None, failure, now + 3600, now);
     assert!(
         t.store
-            .swap_counter(&throttle::account_key("user03"), counted)
+            .swap_counter(
+                &throttle::account_key(&throttle::subject(Some(&user), "user03")),
+                counted
+            )
             .await
             .unwrap()
     );
@@ -366,19 +369,30 @@ where
         since: now,
     };
     let window = Swap::new(None, ceiling, now + 3600, now);
+    let emma = t.store.credentials("emma").await.unwrap().unwrap();
+    let subject = throttle::subject(Some(&emma), "emma");
     assert!(
         t.store
-            .swap_counter(&throttle::account_key("emma"), window)
+            .swap_counter(&throttle::account_key(&subject), window)
             .await
             .unwrap()
     );
+    // And one address's own schedule: ten failures from it, the last just now.
+    let schedule = Counter {
+        failures: 10,
+        since: now,
+    };
+    let pair = throttle::pair_key(&subject, "192.0.2.44");
+    let pair_swap = Swap::new(None, schedule, now + 3600, now);
+    assert!(t.store.swap_counter(&pair, pair_swap).await.unwrap());
 
     let shown = t.admin(&["show", "EMMA"]).ok().to_string();
     for line in [
         "name:          Emma",
         "full name:     Emma Example",
         "failed logins: 7",
-        "throttled:     yes",
+        "throttled:     yes, every address",
+        "yes, from 192.0.2.44 ",
     ] {
         assert!(shown.contains(line), "{line:?} in {shown}");
     }
@@ -398,6 +412,17 @@ where
             .ok()
             .contains("throttled:     no")
     );
+    // The owner's next correct login passes from the address that waited too.
+    let limits = throttle::ThrottleLimits::default();
+    match throttle::claim(&t.store, "emma", "192.0.2.44", &limits, now)
+        .await
+        .unwrap()
+    {
+        throttle::Attempt::Check(user, claim) => throttle::succeeded(&t.store, &user, &claim, None)
+            .await
+            .unwrap(),
+        other => panic!("still throttled after unlock: {other:?}"),
+    }
 
     // Two sessions; a global logout ends both.
     let limits = SessionLimits::default();
@@ -422,7 +447,7 @@ where
     for grant in &sessions {
         assert!(!open(&grant.sid).await, "session ended");
         assert!(
-            session::refresh(&t.store, &grant.refresh_token, &limits, now)
+            session::refresh(&t.store, &grant.refresh_token, &limits, &[7; 32], now)
                 .await
                 .is_err(),
             "refresh token refused"

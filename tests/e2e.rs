@@ -16,7 +16,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
 use serde_json::{Value, json};
 use shared::store::testing::TestSeam;
-use shared::store::{CounterStore, SqliteStore, Swap};
+use shared::store::{CounterStore, CredentialStore, SqliteStore, Swap};
 
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 const ISSUER: &str = "http://localhost:1";
@@ -553,7 +553,13 @@ fn enumeration_and_brute_force_over_http() {
         .as_secs();
     // The schedule of this address (watch's requests come from loopback) against the account.
     let store = SqliteStore::open(&t.dir.path().join("users.db")).unwrap();
-    let pair = shared::throttle::pair_key("polyglot", "127.0.0.1");
+    let account = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(store.credentials("polyglot"))
+        .unwrap()
+        .unwrap();
+    let subject = shared::throttle::subject(Some(&account), "polyglot");
+    let pair = shared::throttle::pair_key(&subject, "127.0.0.1");
     let counter = shared::store::Counter {
         failures: 10,
         since: now,

@@ -119,7 +119,7 @@ async fn rotate<S: FullStore + 'static>(
         store: Box::new(store.clone()),
     };
     let one = phase(a, Some(b_published));
-    let state = one.wiring.register(store());
+    let state = one.wiring.register(store()).await.unwrap();
     let body = json!({"username": "rotor", "password": PASSWORD});
     let (status, _) = json_of(
         register::handle(&state, request(Method::POST, "/register", None, Some(body))).await,

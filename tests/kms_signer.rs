@@ -32,7 +32,7 @@ async fn a_kms_signed_token_verifies_with_the_published_jwks() {
 
     let issuer = TokenIssuer::new(signer, AUD, Duration::from_secs(600));
     let token = issuer
-        .issue(ISS, "user-42", "emma", "s-1")
+        .issue(ISS, "user-42", "emma", "s-1", shared::clock::now())
         .await
         .unwrap()
         .access_token;

@@ -95,6 +95,7 @@ pub use shared::signer::test_keys::write_pair as write_test_keys;
 
 /// moto_server, started by `make test` (`scripts/with_moto.sh`) on a free loopback port and
 /// named by `MOTO_ENDPOINT`: DynamoDB and KMS for the AWS backends' tests.
+#[cfg(feature = "moto")]
 pub mod moto {
     use aws_config::{BehaviorVersion, Region, SdkConfig};
     use aws_sdk_dynamodb::config::Credentials;

@@ -58,6 +58,9 @@ contract_suite!(
     password_changes_are_conditional_and_end_sessions,
     deleted_accounts_are_gone_with_their_sessions,
     counters_swap_atomically_and_expire,
+    windows_add_up_to_their_ceiling,
+    correct_logins_never_fill_the_ceilings,
+    an_ended_session_mints_no_more_tokens,
 );
 
 const RACERS: usize = 12;
@@ -101,6 +104,93 @@ fn sqlite_concurrent_attempts_cannot_outrun_the_throttle() {
 #[test]
 fn dynamodb_concurrent_attempts_cannot_outrun_the_throttle() {
     contract::concurrent_attempts_cannot_outrun_the_throttle(dynamo_stores(GUESSERS));
+}
+
+/// Runs `f` to completion on a runtime of its own (one per thread, as each function process has).
+fn on_thread<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+/// Wrong guesses from as many addresses at an account whose window holds one below the ceiling.
+const CEILING_GUESSERS: usize = 50;
+const CEILING_NOW: u64 = 5_000;
+
+#[test]
+fn sqlite_concurrent_guesses_from_many_addresses_meet_the_account_ceiling_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite_stores(&dir, CEILING_GUESSERS);
+    on_thread(contract::preset_account_window(
+        &stores[0],
+        "target",
+        CEILING_NOW,
+    ));
+    let checked: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter().enumerate())
+            .map(|(i, store)| {
+                scope.spawn(move || {
+                    on_thread(contract::wrong_guess(store, "target", i, CEILING_NOW))
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let through = checked.iter().filter(|c| **c).count();
+    assert!(through <= 1, "{through} guesses reached bcrypt");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_guess_tasks_from_many_addresses_meet_the_account_ceiling_once() {
+    let store = dynamo().await;
+    contract::preset_account_window(&store, "target", CEILING_NOW).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..CEILING_GUESSERS {
+        let store = store.clone();
+        tasks.spawn(async move { contract::wrong_guess(&store, "target", i, CEILING_NOW).await });
+    }
+    let through = tasks.join_all().await.into_iter().filter(|c| *c).count();
+    assert!(through <= 1, "{through} guesses reached bcrypt");
+}
+
+/// Who logs in correctly at once: every `burst…` account from one office address, and the
+/// `shared` account from an address of its own each.
+fn burst_logins() -> Vec<(String, String)> {
+    let office = (0..contract::BURST).map(|i| (format!("burst{i}"), "198.51.100.7".to_string()));
+    let roaming = (0..contract::BURST).map(|i| ("shared".to_string(), format!("192.0.2.{i}")));
+    office.chain(roaming).collect()
+}
+
+#[test]
+fn sqlite_a_burst_of_correct_logins_below_the_ceilings_all_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let logins = burst_logins();
+    let stores = sqlite_stores(&dir, logins.len());
+    on_thread(contract::create_burst_accounts(&stores[0]));
+    let checked: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter().zip(&logins))
+            .map(|(store, (name, source))| {
+                scope.spawn(move || on_thread(contract::correct_login(store, name, source, 7_000)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(checked.iter().all(|c| *c), "{checked:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_a_burst_of_correct_login_tasks_below_the_ceilings_all_succeed() {
+    let store = dynamo().await;
+    contract::create_burst_accounts(&store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, source) in burst_logins() {
+        let store = store.clone();
+        tasks.spawn(async move { contract::correct_login(&store, &name, &source, 7_000).await });
+    }
+    let checked = tasks.join_all().await;
+    assert!(checked.iter().all(|c| *c), "{checked:?}");
 }
 
 #[test]

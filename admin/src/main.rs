@@ -12,8 +12,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
-use clap::{Parser, Subcommand};
-use shared::config::{StoreConfig, parse_store};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use shared::config::{ConfigError, StoreConfig, parse_store};
 use shared::store::admin::AdminStore;
 use shared::store::{
     AccountStore, CounterStore, CredentialStore, Credentials, DynamoStore, SessionStore,
@@ -29,6 +30,9 @@ struct Cli {
     /// The store to act on, as the functions name it: sqlite:PATH or dynamodb:TABLE
     #[arg(long, env = "AUTH_STORE", value_name = "STORE")]
     store: String,
+    /// Where `store` came from (the command line or `AUTH_STORE`), for naming it in an error.
+    #[arg(skip)]
+    store_source: Option<ValueSource>,
     #[command(subcommand)]
     command: Command,
 }
@@ -76,9 +80,30 @@ impl From<StoreError> for Failure {
     }
 }
 
+/// `Cli::try_parse_from`, also recording where `--store`'s value came from.
+fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let matches = Cli::command().try_get_matches_from(args)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut Cli::command()))?;
+    cli.store_source = matches.value_source("store");
+    Ok(cli)
+}
+
+/// The functions' parser names `AUTH_STORE`: right when the value came from there, but a bad
+/// `--store` on the command line is named as such.
+fn bad_store(e: ConfigError, source: Option<ValueSource>) -> Failure {
+    match source {
+        Some(ValueSource::CommandLine) => Failure::Input(format!("--store: {}", e.reason)),
+        _ => Failure::Input(e.to_string()),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(e) => {
             // Usage errors are bad input (1), not clap's default 2, which here means the store.
@@ -109,7 +134,7 @@ fn one_line(text: &str) -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let target = parse_store(&cli.store).map_err(|e| Failure::Input(e.to_string()))?;
+    let target = parse_store(&cli.store).map_err(|e| bad_store(e, cli.store_source))?;
     match target {
         StoreConfig::Sqlite(path) => {
             // Only an import may create a store: elsewhere a mistyped path is a missing store,
@@ -168,31 +193,32 @@ where
                 .await?
                 .and_then(|a| a.full_name);
             let now = clock::now();
-            let wait =
-                throttle::account_wait(store, &user.username_key, &Default::default(), now).await?;
-            print!("{}", show::account(&user, full_name.as_deref(), wait, now));
+            let waits = waits(store, &user, now).await?;
+            print!(
+                "{}",
+                show::account(&user, full_name.as_deref(), &waits, now)
+            );
             Ok(())
         }
         Command::Unlock { name } => {
             let user = credentials(store, &name).await?;
-            let wait = throttle::account_wait(
-                store,
-                &user.username_key,
-                &Default::default(),
-                clock::now(),
-            )
-            .await?;
-            if user.failed_logins == 0 && user.last_failed_at.is_none() && wait.is_none() {
+            let now = clock::now();
+            let waits = waits(store, &user, now).await?;
+            if user.failed_logins == 0 && user.last_failed_at.is_none() && waits.is_empty() {
                 println!("{} has no failed logins to clear", shown(&user.username));
                 return Ok(());
             }
-            // A successful login's reset, and the account-wide window's. (An address's own
-            // schedule is kept per address and expires by itself within the hour.)
+            // A successful login's reset, the account-wide window's, and every address's own
+            // schedule against the account: the owner's next correct login passes from anywhere.
             store.record_success(&user, None).await?;
+            let subject = throttle::subject(Some(&user), &user.username_key);
             store
-                .reset_counter(&throttle::account_key(&user.username_key))
+                .reset_counter(&throttle::account_key(&subject))
                 .await?;
-            let waited = match wait {
+            for (key, _) in store.pair_counters(&subject, now).await? {
+                store.reset_counter(&key).await?;
+            }
+            let waited = match waits.iter().map(|w| w.seconds).max() {
                 Some(wait) => format!(" and a wait of {wait} s more"),
                 None => String::new(),
             };
@@ -225,6 +251,36 @@ where
     }
 }
 
+/// Every wait that applies to `user`'s logins at `now`: the account-wide ceiling (read with the
+/// functions' own `AUTH_ACCOUNT_FAILURES_PER_HOUR`) and each address's schedule.
+async fn waits<S: AdminStore + CounterStore>(
+    store: &S,
+    user: &Credentials,
+    now: u64,
+) -> Result<Vec<show::Wait>, Failure> {
+    let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let limits =
+        shared::config::throttle_limits(&lookup).map_err(|e| Failure::Input(e.to_string()))?;
+    let subject = throttle::subject(Some(user), &user.username_key);
+    let mut waits = Vec::new();
+    if let Some(seconds) = throttle::account_wait(store, &subject, &limits, now).await? {
+        waits.push(show::Wait {
+            from: None,
+            seconds,
+        });
+    }
+    for (key, counter) in store.pair_counters(&subject, now).await? {
+        let source = throttle::parse_pair_key(&key).map(|(source, _)| source.to_string());
+        if let Some(seconds) = throttle::pair_wait(Some(counter), now) {
+            waits.push(show::Wait {
+                from: source,
+                seconds,
+            });
+        }
+    }
+    Ok(waits)
+}
+
 fn unknown(name: &str) -> Failure {
     Failure::Input(format!("no user named {}", shown(name)))
 }
@@ -232,7 +288,7 @@ fn unknown(name: &str) -> Failure {
 /// The account `name` finds at login (its case-insensitive key), or exit 1.
 async fn credentials<S: CredentialStore>(store: &S, name: &str) -> Result<Credentials, Failure> {
     store
-        .credentials(&policy::username_key(name))
+        .credentials(&policy::login_key(name))
         .await?
         .ok_or_else(|| unknown(name))
 }
@@ -242,7 +298,7 @@ async fn list<S: AdminStore>(
     limit: usize,
     after: Option<String>,
 ) -> Result<(), Failure> {
-    let after = after.map(|name| policy::username_key(&name));
+    let after = after.map(|name| policy::login_key(&name));
     // One more than shown: whether another page follows, without a second request.
     let mut page = store.accounts(after.as_deref(), limit + 1).await?;
     let more = page.len() > limit;
@@ -277,5 +333,59 @@ fn shell_word(name: &str) -> String {
         name.to_string()
     } else {
         format!("'{}'", name.replace('\'', r"'\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_failure(cli: &Cli) -> String {
+        match parse_store(&cli.store).map_err(|e| bad_store(e, cli.store_source)) {
+            Err(Failure::Input(why)) => why,
+            Err(Failure::Store(why)) => panic!("a bad store setting is bad input, not {why}"),
+            Ok(_) => panic!("{} parsed", cli.store),
+        }
+    }
+
+    #[test]
+    fn a_bad_store_flag_is_named_as_the_flag() {
+        for (value, reason) in [
+            ("postgres:x", "expected sqlite:PATH or dynamodb:TABLE"),
+            ("dynamodb:x", "dynamodb table names are 3-255 characters"),
+        ] {
+            let cli = parse_args(["auth-admin", "--store", value, "list"]).unwrap();
+            assert_eq!(cli.store_source, Some(ValueSource::CommandLine));
+            let why = store_failure(&cli);
+            assert!(why.starts_with(&format!("--store: {reason}")), "{why}");
+            assert!(!why.contains("AUTH_STORE"), "{why}");
+        }
+        let cli = parse_args(["auth-admin", "--store=sqlite:", "list"]).unwrap();
+        assert_eq!(
+            store_failure(&cli),
+            "--store: expected sqlite:PATH or dynamodb:TABLE"
+        );
+    }
+
+    #[test]
+    fn a_bad_store_from_the_environment_is_named_as_the_variable() {
+        let e = parse_store("postgres:x").unwrap_err();
+        match bad_store(e, Some(ValueSource::EnvVariable)) {
+            Failure::Input(why) => assert_eq!(
+                why,
+                "invalid configuration: AUTH_STORE: expected sqlite:PATH or dynamodb:TABLE"
+            ),
+            Failure::Store(why) => panic!("bad input, not {why}"),
+        }
+    }
+
+    #[test]
+    fn a_good_store_flag_parses() {
+        let cli = parse_args(["auth-admin", "--store", "sqlite:users.db", "show", "emma"]).unwrap();
+        assert!(matches!(
+            parse_store(&cli.store),
+            Ok(StoreConfig::Sqlite(_))
+        ));
+        assert!(matches!(cli.command, Command::Show { ref name } if name == "emma"));
     }
 }

@@ -45,12 +45,29 @@ pub fn shown(name: &str) -> String {
     out
 }
 
-/// What `auth-admin show` prints about `user` at `now`, given the seconds every address must
-/// still wait for it (the account-wide ceiling; an address's own schedule is per address).
-pub fn account(user: &Credentials, full_name: Option<&str>, wait: Option<u64>, now: u64) -> String {
-    let throttled = match wait {
-        Some(wait) => format!("yes, {wait} s more (until {})", utc(now + wait)),
-        None => "no".into(),
+/// A wait that applies to an account's logins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Wait {
+    /// The address that waits, or `None`: every address (the account-wide ceiling).
+    pub from: Option<String>,
+    /// Seconds more.
+    pub seconds: u64,
+}
+
+/// What `auth-admin show` prints about `user` at `now`, given every wait that applies to it (the
+/// account-wide ceiling, and each address's own schedule).
+pub fn account(user: &Credentials, full_name: Option<&str>, waits: &[Wait], now: u64) -> String {
+    let until = |w: &Wait| format!("{} s more (until {})", w.seconds, utc(now + w.seconds));
+    let throttled = match waits {
+        [] => "no".to_string(),
+        waits => waits
+            .iter()
+            .map(|w| match &w.from {
+                None => format!("yes, every address {}", until(w)),
+                Some(from) => format!("yes, from {from} {}", until(w)),
+            })
+            .collect::<Vec<_>>()
+            .join("\n               "),
     };
     format!(
         "name:          {}\n\
@@ -125,9 +142,26 @@ mod tests {
             last_failed_at: Some(1_000),
             session_epoch: 3,
         };
-        let text = account(&user, Some("Emma Example"), Some(3), 1_001);
+        let waits = [
+            Wait {
+                from: None,
+                seconds: 3,
+            },
+            Wait {
+                from: Some("192.0.2.1".into()),
+                seconds: 9,
+            },
+        ];
+        let text = account(&user, Some("Emma Example"), &waits, 1_001);
         assert!(!text.contains("secret-hash"));
-        assert!(text.contains("throttled:     yes, 3 s more"), "{text}");
-        assert!(account(&user, None, None, 2_000).contains("throttled:     no"));
+        assert!(
+            text.contains("throttled:     yes, every address 3 s more"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\n               yes, from 192.0.2.1 9 s more"),
+            "{text}"
+        );
+        assert!(account(&user, None, &[], 2_000).contains("throttled:     no"));
     }
 }

@@ -66,13 +66,21 @@ fn tokens(c: &mut Criterion) {
     let issuer = TokenIssuer::new(signer, AUDIENCE, Duration::from_secs(1800));
     let verifier = TokenVerifier::new(issuer.public_key().clone(), AUDIENCE);
     let token = rt
-        .block_on(issuer.issue(ISSUER, USER_ID, "Emma", "s-1"))
+        .block_on(issuer.issue(ISSUER, USER_ID, "Emma", "s-1", shared::clock::now()))
         .expect("issue")
         .access_token;
 
     let mut group = c.benchmark_group("token");
     group.bench_function("issue", |b| {
-        b.iter(|| rt.block_on(issuer.issue(ISSUER, black_box(USER_ID), "Emma", "s-1")))
+        b.iter(|| {
+            rt.block_on(issuer.issue(
+                ISSUER,
+                black_box(USER_ID),
+                "Emma",
+                "s-1",
+                shared::clock::now(),
+            ))
+        })
     });
     group.bench_function("verify", |b| {
         b.iter(|| {
@@ -133,7 +141,9 @@ fn me_handler(c: &mut Criterion) {
     let state = rt.block_on(wiring.me(store())).expect("state");
 
     // The user and the token come from the register and login handlers, as in production.
-    let register = wiring.register(store());
+    let register = rt
+        .block_on(wiring.register(store()))
+        .expect("register state");
     let login = rt.block_on(wiring.login(store())).expect("login state");
     let body =
         serde_json::json!({"username": "Emma", "password": PASSWORD, "full_name": "Emma Doe"});

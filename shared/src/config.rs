@@ -162,31 +162,14 @@ impl Config {
                 defaults.reuse,
             )?,
         };
-
-        let throttle_defaults = ThrottleLimits::default();
-        let account_per_hour: u32 = parse_number(
-            "AUTH_ACCOUNT_FAILURES_PER_HOUR",
-            get("AUTH_ACCOUNT_FAILURES_PER_HOUR"),
-            throttle_defaults.account_per_hour,
-        )?;
-        if !(1..=99).contains(&account_per_hour) {
+        if sessions.reuse > MAX_REFRESH_REUSE_SECONDS {
             return Err(err(
-                "AUTH_ACCOUNT_FAILURES_PER_HOUR",
-                "must be between 1 and 99 (ASVS: fewer than 100 failures an hour)",
+                "AUTH_REFRESH_REUSE_SECONDS",
+                "must be at most 300 (a retry interval, not a second lifetime)",
             ));
         }
-        let source_per_hour: u32 = parse_number(
-            "AUTH_SOURCE_FAILURES_PER_HOUR",
-            get("AUTH_SOURCE_FAILURES_PER_HOUR"),
-            throttle_defaults.source_per_hour,
-        )?;
-        if source_per_hour == 0 {
-            return Err(err("AUTH_SOURCE_FAILURES_PER_HOUR", "must be at least 1"));
-        }
-        let throttle = ThrottleLimits {
-            account_per_hour,
-            source_per_hour,
-        };
+
+        let throttle = throttle_limits(&get)?;
 
         Ok(Config {
             store,
@@ -259,6 +242,42 @@ fn valid_table_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// The longest `AUTH_REFRESH_REUSE_SECONDS`: a rotated refresh token is good again only this
+/// long, for tabs racing and retries after a lost answer.
+pub const MAX_REFRESH_REUSE_SECONDS: u64 = 300;
+
+/// The throttle's ceilings from `AUTH_ACCOUNT_FAILURES_PER_HOUR` and
+/// `AUTH_SOURCE_FAILURES_PER_HOUR` (what `auth-admin` reads too, so it judges waits as the
+/// functions do).
+pub fn throttle_limits(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<ThrottleLimits, ConfigError> {
+    let throttle_defaults = ThrottleLimits::default();
+    let account_per_hour: u32 = parse_number(
+        "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+        get("AUTH_ACCOUNT_FAILURES_PER_HOUR"),
+        throttle_defaults.account_per_hour,
+    )?;
+    if !(1..=99).contains(&account_per_hour) {
+        return Err(err(
+            "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+            "must be between 1 and 99 (ASVS: fewer than 100 failures an hour)",
+        ));
+    }
+    let source_per_hour: u32 = parse_number(
+        "AUTH_SOURCE_FAILURES_PER_HOUR",
+        get("AUTH_SOURCE_FAILURES_PER_HOUR"),
+        throttle_defaults.source_per_hour,
+    )?;
+    if source_per_hour == 0 {
+        return Err(err("AUTH_SOURCE_FAILURES_PER_HOUR", "must be at least 1"));
+    }
+    Ok(ThrottleLimits {
+        account_per_hour,
+        source_per_hour,
+    })
 }
 
 #[cfg(test)]
@@ -353,6 +372,10 @@ mod tests {
             (
                 vec![key, ("AUTH_ACCOUNT_FAILURES_PER_HOUR", "100")],
                 "AUTH_ACCOUNT_FAILURES_PER_HOUR",
+            ),
+            (
+                vec![key, ("AUTH_REFRESH_REUSE_SECONDS", "301")],
+                "AUTH_REFRESH_REUSE_SECONDS",
             ),
             (
                 vec![key, ("AUTH_SOURCE_FAILURES_PER_HOUR", "0")],

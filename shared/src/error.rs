@@ -1,12 +1,17 @@
-//! The one error type every handler returns, and the one place it becomes an HTTP response:
-//! an RFC 9457 problem document whose `detail` FastAPI clients already read.
+//! The one error type every handler returns, and the one place it becomes an HTTP response,
+//! in the form its caller reads ([`Render`]): an RFC 9457 problem document whose `detail`
+//! FastAPI clients already read (the JSON APIs), an HTML error page (the hosted pages), or an
+//! OAuth error redirect with `error`, `error_description`, `state` and `iss` (RFC 6749 §4.1.2.1,
+//! RFC 9207: the authorization endpoint, once the redirect URI is known to be registered).
 //!
 //! Internal causes (SQL text, I/O errors, key problems) are logged here and never sent.
 
+use askama::Template;
 use lambda_http::http::{StatusCode, header};
 use lambda_http::{Body, Response};
 use serde_json::json;
 
+use crate::authn::password::Refusal;
 use crate::policy::PolicyError;
 use crate::session::SessionError;
 use crate::signer::SignError;
@@ -48,6 +53,30 @@ pub enum ApiError {
     /// 409: the state changed under the request (a concurrent password change won).
     #[error("{0}")]
     Conflict(String),
+    /// 422 `unsupported_grant_type` (field `grant_type`): a grant the token endpoint does not
+    /// offer.
+    #[error("grant_type: unsupported grant type; {0}")]
+    UnsupportedGrantType(&'static str),
+    /// 401 `invalid_client` with `WWW-Authenticate: Basic`: an unknown client, or a wrong or
+    /// missing client secret.
+    #[error("Client authentication failed")]
+    InvalidClient,
+    /// 400 `invalid_scope`: a scope the client may not ask for.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// 403 `access_denied`: the user or the policy refused the request.
+    #[error("{0}")]
+    AccessDenied(String),
+    /// 400 `login_required` (`prompt=none` without a browser session).
+    #[error("The user must sign in")]
+    LoginRequired,
+    /// 403 `mfa_required`: the password was right, a second factor is needed; carries the
+    /// token of that second step.
+    #[error("A second factor is required")]
+    MfaRequired {
+        /// The opaque token of the second step.
+        mfa_token: String,
+    },
     /// 403: re-authentication failed; the password given is not the account's.
     #[error("The password is incorrect")]
     IncorrectPassword,
@@ -92,7 +121,13 @@ impl ApiError {
     /// The HTTP status of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) | ApiError::InvalidGrant => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_)
+            | ApiError::InvalidGrant
+            | ApiError::InvalidScope(_)
+            | ApiError::LoginRequired => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedGrantType(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
+            ApiError::AccessDenied(_) | ApiError::MfaRequired { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -111,11 +146,14 @@ impl ApiError {
 
     /// The RFC 6749 §5.2 / RFC 6750 §3.1 error code, so OAuth2 client libraries recognise the
     /// failure (`error` is an allowed extension member of a problem document).
-    fn oauth_code(&self) -> Option<&'static str> {
+    pub fn oauth_code(&self) -> Option<&'static str> {
         match self {
-            ApiError::Validation { field, .. } if field == "grant_type" => {
-                Some("unsupported_grant_type")
-            }
+            ApiError::UnsupportedGrantType(_) => Some("unsupported_grant_type"),
+            ApiError::InvalidClient => Some("invalid_client"),
+            ApiError::InvalidScope(_) => Some("invalid_scope"),
+            ApiError::AccessDenied(_) => Some("access_denied"),
+            ApiError::LoginRequired => Some("login_required"),
+            ApiError::MfaRequired { .. } => Some("mfa_required"),
             ApiError::BadRequest(_)
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
@@ -126,10 +164,29 @@ impl ApiError {
         }
     }
 
-    /// The RFC 9457 response. Server faults are logged with their cause; clients get a generic detail.
-    pub fn into_response(self) -> Response<Body> {
+    /// The field a 422 names.
+    fn field(&self) -> Option<&str> {
+        match self {
+            ApiError::Validation { field, .. } => Some(field),
+            ApiError::UnsupportedGrantType(_) => Some("grant_type"),
+            _ => None,
+        }
+    }
+
+    /// The response in the form `how` asks for.
+    pub fn render(self, how: Render<'_>) -> Response<Body> {
+        match how {
+            Render::Problem => self.into_response(),
+            Render::Page(page) => self.into_page(page),
+            Render::Redirect(to) => self.into_redirect(to),
+        }
+    }
+
+    /// What the client may read of this error, logged as it is: server faults with their cause
+    /// (the client gets a generic detail), refusals at info.
+    fn public_detail(&self) -> String {
         let status = self.status();
-        let detail = match &self {
+        match self {
             ApiError::Unavailable(cause) => {
                 tracing::error!(cause = %cause, "backend unavailable");
                 "The service is temporarily unavailable; retry shortly".to_string()
@@ -142,15 +199,24 @@ impl ApiError {
                 tracing::info!(status = status.as_u16(), detail = %other, "request refused");
                 other.to_string()
             }
-        };
+        }
+    }
+
+    /// The RFC 9457 response. Server faults are logged with their cause; clients get a generic detail.
+    pub fn into_response(self) -> Response<Body> {
+        let status = self.status();
+        let detail = self.public_detail();
         let mut body = json!({
             "type": "about:blank",
             "title": status.canonical_reason().unwrap_or("Error"),
             "status": status.as_u16(),
             "detail": detail,
         });
-        if let ApiError::Validation { field, .. } = &self {
+        if let Some(field) = self.field() {
             body["field"] = json!(field);
+        }
+        if let ApiError::MfaRequired { mfa_token } = &self {
+            body["mfa_token"] = json!(mfa_token);
         }
         if let Some(code) = self.oauth_code() {
             body["error"] = json!(code);
@@ -163,6 +229,9 @@ impl ApiError {
         match &self {
             ApiError::InvalidCredentials | ApiError::Unauthenticated => {
                 builder = builder.header(header::WWW_AUTHENTICATE, "Bearer");
+            }
+            ApiError::InvalidClient => {
+                builder = builder.header(header::WWW_AUTHENTICATE, r#"Basic realm="token""#);
             }
             ApiError::InvalidToken(_) => {
                 builder =
@@ -179,6 +248,125 @@ impl ApiError {
             .body(Body::Text(body.to_string()))
             .expect("static headers are valid")
     }
+}
+
+impl ApiError {
+    /// An HTML page with the status and the public detail, under the hosted pages' headers.
+    fn into_page(self, page: PageContext<'_>) -> Response<Body> {
+        let status = self.status();
+        let html = ErrorPage {
+            app_name: page.app_name,
+            stylesheet: page.stylesheet,
+            title: status.canonical_reason().unwrap_or("Error"),
+            detail: &self.public_detail(),
+        }
+        .render()
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title>".into());
+        let mut builder = Response::builder().status(status);
+        for (name, value) in PAGE_HEADERS {
+            builder = builder.header(*name, *value);
+        }
+        if let ApiError::TooManyAttempts { retry_after } = &self {
+            builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
+        }
+        builder
+            .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
+            .body(Body::Text(html))
+            .expect("static headers are valid")
+    }
+
+    /// A 303 to the client's registered redirect URI with the error in its query (RFC 6749
+    /// §4.1.2.1) and `iss` (RFC 9207). A server fault is `server_error`, a refusal without an
+    /// OAuth code `invalid_request`.
+    fn into_redirect(self, to: RedirectTarget<'_>) -> Response<Body> {
+        let code = match &self {
+            ApiError::Internal(_) => "server_error",
+            ApiError::Unavailable(_) => "temporarily_unavailable",
+            other => match other.oauth_code() {
+                Some("invalid_grant" | "invalid_token") | None => "invalid_request",
+                Some(code) => code,
+            },
+        };
+        let description = self.public_detail();
+        let mut query: Vec<(&str, &str)> =
+            vec![("error", code), ("error_description", &description)];
+        if let Some(state) = to.state {
+            query.push(("state", state));
+        }
+        query.push(("iss", to.iss));
+        let location = with_query(to.redirect_uri, &query);
+        Response::builder()
+            .status(StatusCode::SEE_OTHER)
+            .header(header::LOCATION, location)
+            .header(header::CACHE_CONTROL, "no-store")
+            .header("referrer-policy", "no-referrer")
+            .body(Body::Empty)
+            .expect("a URI built from a registered one is a valid header")
+    }
+}
+
+/// `uri` with `query` appended (after its own query, if it has one), form-encoded.
+pub fn with_query(uri: &str, query: &[(&str, &str)]) -> String {
+    let encoded = serde_urlencoded::to_string(query).unwrap_or_default();
+    // Registered redirect URIs carry no fragment (RFC 6749 §3.1.2); one would hide the query.
+    let base = uri.split('#').next().unwrap_or(uri);
+    let joiner = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{joiner}{encoded}")
+}
+
+/// How an error is shown to its caller.
+#[derive(Debug, Clone, Copy)]
+pub enum Render<'a> {
+    /// RFC 9457 problem+json: the JSON APIs.
+    Problem,
+    /// An HTML error page: the hosted pages, and the authorization endpoint when the client or
+    /// its redirect URI is not known to be registered (never a redirect then).
+    Page(PageContext<'a>),
+    /// A redirect back to a registered redirect URI: the authorization endpoint's other errors.
+    Redirect(RedirectTarget<'a>),
+}
+
+/// What every hosted page shows around its content.
+#[derive(Debug, Clone, Copy)]
+pub struct PageContext<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// Where the pages' own stylesheet is served.
+    pub stylesheet: &'a str,
+}
+
+/// Where an OAuth error redirect goes.
+#[derive(Debug, Clone, Copy)]
+pub struct RedirectTarget<'a> {
+    /// The client's registered redirect URI, matched exactly.
+    pub redirect_uri: &'a str,
+    /// The client's `state`, returned as given.
+    pub state: Option<&'a str>,
+    /// This issuer (RFC 9207).
+    pub iss: &'a str,
+}
+
+/// The headers of every hosted page: nothing runs but our own stylesheet, no framing, no
+/// caching, no referrer.
+pub const PAGE_HEADERS: &[(&str, &str)] = &[
+    (
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
+         frame-ancestors 'none'; base-uri 'none'",
+    ),
+    ("cache-control", "no-store"),
+    ("referrer-policy", "no-referrer"),
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+];
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    app_name: &'a str,
+    stylesheet: &'a str,
+    title: &'a str,
+    detail: &'a str,
 }
 
 impl From<StoreError> for ApiError {
@@ -214,6 +402,19 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::Invalid => ApiError::InvalidGrant,
             SessionError::Store(e) => e.into(),
+        }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    /// The answers every caller shares; each caller maps the wrong-credentials and gone cases
+    /// itself (401 at login, 403 at re-authentication).
+    fn from(e: Refusal) -> Self {
+        match e {
+            Refusal::WrongCredentials | Refusal::AccountGone => ApiError::InvalidCredentials,
+            Refusal::Throttled(retry_after) => ApiError::TooManyAttempts { retry_after },
+            Refusal::Store(e) => e.into(),
+            Refusal::Hash(e) => ApiError::Internal(e.to_string()),
         }
     }
 }
@@ -264,6 +465,87 @@ mod tests {
                 "{text}"
             );
         }
+    }
+
+    #[test]
+    fn every_oauth_code_comes_from_its_variant() {
+        for (e, code, status) in [
+            (
+                ApiError::UnsupportedGrantType("x"),
+                "unsupported_grant_type",
+                422,
+            ),
+            (ApiError::InvalidClient, "invalid_client", 401),
+            (ApiError::InvalidScope("email".into()), "invalid_scope", 400),
+            (ApiError::AccessDenied("no".into()), "access_denied", 403),
+            (ApiError::LoginRequired, "login_required", 400),
+            (
+                ApiError::MfaRequired {
+                    mfa_token: "t".into(),
+                },
+                "mfa_required",
+                403,
+            ),
+        ] {
+            let resp = e.into_response();
+            assert_eq!(resp.status(), status);
+            assert_eq!(body(&resp)["error"], code);
+        }
+        // A validation error of a field that happens to be called grant_type is just that.
+        let resp = ApiError::validation("grant_type", "x").into_response();
+        assert_eq!(body(&resp)["error"], "invalid_request");
+    }
+
+    #[test]
+    fn pages_escape_their_text_and_carry_the_page_headers() {
+        let page = PageContext {
+            app_name: "Acme <b>",
+            stylesheet: "/static/auth.css",
+        };
+        let resp =
+            ApiError::BadRequest("<script>alert(1)</script>".into()).render(Render::Page(page));
+        assert_eq!(resp.status(), 400);
+        assert_eq!(
+            resp.headers()[header::CONTENT_TYPE],
+            "text/html; charset=utf-8"
+        );
+        for (name, value) in PAGE_HEADERS {
+            assert_eq!(resp.headers()[*name], *value);
+        }
+        let html = String::from_utf8(resp.body().to_vec()).unwrap();
+        assert!(
+            !html.contains("<script>") && !html.contains("<b>"),
+            "{html}"
+        );
+        assert!(html.contains("&#60;script&#62;"), "{html}");
+    }
+
+    #[test]
+    fn redirects_carry_error_state_and_issuer_and_keep_the_uris_query() {
+        let to = RedirectTarget {
+            redirect_uri: "https://app.example/cb?tenant=7",
+            state: Some("s t&"),
+            iss: "https://auth.example",
+        };
+        let resp =
+            ApiError::validation("code_challenge", "is required").render(Render::Redirect(to));
+        assert_eq!(resp.status(), 303);
+        let location = resp.headers()[header::LOCATION].to_str().unwrap();
+        assert!(
+            location.starts_with("https://app.example/cb?tenant=7&error=invalid_request&"),
+            "{location}"
+        );
+        assert!(location.contains("state=s+t%26"), "{location}");
+        assert!(
+            location.ends_with("iss=https%3A%2F%2Fauth.example"),
+            "{location}"
+        );
+        let resp = ApiError::Internal("db".into()).render(Render::Redirect(to));
+        let location = resp.headers()[header::LOCATION].to_str().unwrap();
+        assert!(
+            location.contains("error=server_error") && !location.contains("db"),
+            "{location}"
+        );
     }
 
     #[test]

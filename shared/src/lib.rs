@@ -5,6 +5,7 @@
 //! Each binary in `functions/` builds its state once per cold start (see [`wiring`]) and hands
 //! every request to one handler in [`handlers`].
 
+pub mod authn;
 pub mod aws;
 pub mod clock;
 pub mod config;

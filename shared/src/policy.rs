@@ -2,6 +2,7 @@
 //!
 //! Every limit is a constant here and documented in the README.
 
+use sha2::Digest;
 use unicode_normalization::UnicodeNormalization;
 use unicode_security::MixedScript;
 
@@ -106,6 +107,32 @@ pub fn username_key(raw: &str) -> String {
     display.to_lowercase().nfkc().collect()
 }
 
+/// The longest username key, in bytes, that any store is given: registration refuses longer
+/// ones, and a login or operator lookup of a longer one finds no one without asking the store
+/// (DynamoDB refuses keys over 2,048 bytes, and NFKC can expand a name eighteenfold).
+pub const USERNAME_KEY_MAX_BYTES: usize = 1024;
+
+/// The key a login looks up for `raw`: its [`username_key`], or, for a name no account can
+/// have (control or invisible characters, a key longer than [`USERNAME_KEY_MAX_BYTES`], or the
+/// shape of the store's own keys, `#` and whitespace), a
+/// stand-in of fixed length that starts with a control character, so it is looked up, counted
+/// and answered exactly as an unknown name, and reaches no row (the SQLite migration parks
+/// colliding tutorial names under `"\u{0}legacy:"` keys, which no login can produce).
+pub fn login_key(raw: &str) -> String {
+    let key = username_key(raw);
+    // `#` then whitespace is how the DynamoDB store keys its sessions and counters; no
+    // registered name holds whitespace, so only such a non-account key could look like one.
+    let store_shaped = key.starts_with('#') && key.contains(char::is_whitespace);
+    let impossible = key.len() > USERNAME_KEY_MAX_BYTES
+        || key.chars().any(|c| c.is_control() || is_invisible(c));
+    if !impossible && !store_shaped {
+        return key;
+    }
+    let digest = sha2::Sha256::digest(raw.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("\u{1}no-account:{hex}")
+}
+
 /// Validates and normalises a username for registration.
 pub fn username(raw: &str) -> Result<Username, PolicyError> {
     let fail = |reason: &str| Err(PolicyError::new("username", reason));
@@ -131,6 +158,11 @@ pub fn username(raw: &str) -> Result<Username, PolicyError> {
         return fail("must be written in one script (no look-alike letters from another)");
     }
     let key = username_key(&display);
+    if key.len() > USERNAME_KEY_MAX_BYTES {
+        return fail(&format!(
+            "is too long once normalised (at most {USERNAME_KEY_MAX_BYTES} bytes of UTF-8)"
+        ));
+    }
     Ok(Username { display, key })
 }
 

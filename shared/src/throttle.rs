@@ -1,4 +1,4 @@
-//! The login throttle, as one atomic step before any password check.
+//! The login throttle, as one atomic claim before any password check.
 //!
 //! Three counters decide whether an attempt may go on to bcrypt:
 //! - the **pair** (account, source address): the schedule of [`policy::wait_after`] — five free
@@ -9,12 +9,17 @@
 //! - the **source**, across accounts ([`ThrottleLimits::source_per_hour`]): password
 //!   spraying, one guess at each of many names, meets it.
 //!
-//! An attempt claims its place in a compare-and-set on the pair counter, counting itself as a
-//! failure up front (and in the account's and the source's windows); a success resets the pair
-//! (and the account's consecutive count, which `auth-admin` shows). Of N attempts sent at
-//! once from one address, each count is claimed by one of them, so no more than the free ones
-//! reach bcrypt before the first wait, however many instances serve them. Pair and source
-//! counters expire by themselves.
+//! Only failures fill them. An attempt claims its place up front, as if it were going to fail:
+//! each hourly window by one atomic conditional add that refuses once the window is full, and
+//! the pair by a compare-and-set. So N attempts sent at once, from one address or from N, cannot
+//! reach bcrypt more often than the ceilings and the free failures allow, however many instances
+//! serve them. An attempt whose claim cannot be recorded is refused (fail closed), never let
+//! through. When the password turns out right, [`succeeded`] gives the claim back: the windows
+//! lose the attempt again and the pair starts over, so correct logins never fill a ceiling.
+//!
+//! Counters of an account are keyed by its id, so a new account under a deleted one's name
+//! starts with none; a name that is no account is throttled under the name itself, with the same
+//! claims and the same writes (its consecutive count goes to a record that does not exist).
 
 use crate::policy;
 use crate::store::{Counter, CounterStore, CredentialStore, Credentials, StoreError, Swap};
@@ -44,6 +49,15 @@ impl Default for ThrottleLimits {
 /// The address a request came from when the event names none (a hand-built request).
 pub const UNKNOWN_SOURCE: &str = "unknown";
 
+/// A claimed attempt: what [`succeeded`] gives back when the password is right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    subject: String,
+    source: String,
+    account_window: u64,
+    source_window: u64,
+}
+
 /// What a login attempt may do.
 #[derive(Debug)]
 pub enum Attempt {
@@ -52,17 +66,25 @@ pub enum Attempt {
     /// Wait this many more seconds: answer 429 without checking the password.
     Wait(u64),
     /// Claimed: check the password against these credentials (read before the claim).
-    Check(Credentials),
+    Check(Credentials, Claim),
 }
 
-/// The counter of `source`'s failures against the account `username_key`.
-pub fn pair_key(username_key: &str, source: &str) -> String {
-    format!("pair {source} {username_key}")
+/// Whose counters: an account's id, or a name that is no account.
+pub fn subject(user: Option<&Credentials>, username_key: &str) -> String {
+    match user {
+        Some(user) => format!("id {}", user.id),
+        None => format!("name {username_key}"),
+    }
 }
 
-/// The counter of the failures against the account `username_key` from every source.
-pub fn account_key(username_key: &str) -> String {
-    format!("account {username_key}")
+/// The counter of `source`'s failures against `subject` (see [`subject`]).
+pub fn pair_key(subject: &str, source: &str) -> String {
+    format!("pair {source} {subject}")
+}
+
+/// The counter of the failures against `subject` from every source.
+pub fn account_key(subject: &str) -> String {
+    format!("account {subject}")
 }
 
 /// The counter of `source`'s failures across accounts.
@@ -70,19 +92,24 @@ pub fn source_key(source: &str) -> String {
     format!("source {source}")
 }
 
-/// Seconds every source must still wait for the account `username_key` at `now`: the
-/// account-wide ceiling.
+/// The source and subject of a pair counter's key, if `key` is one.
+pub fn parse_pair_key(key: &str) -> Option<(&str, &str)> {
+    key.strip_prefix("pair ")?.split_once(' ')
+}
+
+/// Seconds every source must still wait for `subject` at `now`: the account-wide ceiling.
 pub async fn account_wait<C: CounterStore>(
     store: &C,
-    username_key: &str,
+    subject: &str,
     limits: &ThrottleLimits,
     now: u64,
 ) -> Result<Option<u64>, StoreError> {
-    let counter = store.counters(&[&account_key(username_key)], now).await?[0];
+    let counter = store.counters(&[&account_key(subject)], now).await?[0];
     Ok(window_wait(counter, limits.account_per_hour, now))
 }
 
-fn pair_wait(pair: Option<Counter>, now: u64) -> Option<u64> {
+/// The wait a pair counter imposes at `now`.
+pub fn pair_wait(pair: Option<Counter>, now: u64) -> Option<u64> {
     let pair = pair?;
     let until = pair.since.saturating_add(policy::wait_after(pair.failures));
     (now < until).then(|| until - now)
@@ -103,21 +130,56 @@ pub async fn claim<C: CredentialStore + CounterStore>(
     limits: &ThrottleLimits,
     now: u64,
 ) -> Result<Attempt, StoreError> {
-    let pair_key = pair_key(username_key, source);
-    let (account_key, source_key) = (account_key(username_key), source_key(source));
+    let user = store.credentials(username_key).await?;
+    let subject = subject(user.as_ref(), username_key);
+    let pair_key = pair_key(&subject, source);
+    let (account_key, source_key) = (account_key(&subject), source_key(source));
+    let counters = store
+        .counters(&[&pair_key, &account_key, &source_key], now)
+        .await?;
+    let (mut pair, account, from_source) = (counters[0], counters[1], counters[2]);
+    let waits = [
+        window_wait(from_source, limits.source_per_hour, now),
+        window_wait(account, limits.account_per_hour, now),
+        pair_wait(pair, now),
+    ];
+    if let Some(wait) = waits.into_iter().flatten().max() {
+        return Ok(Attempt::Wait(wait));
+    }
+    // Each window: one atomic add, refused once full (another attempt took the last place).
+    let Some(source_window) = store
+        .add_in_window(
+            &source_key,
+            limits.source_per_hour,
+            policy::WINDOW_SECONDS,
+            now,
+        )
+        .await?
+    else {
+        return Ok(Attempt::Wait(full_wait(from_source, now)));
+    };
+    let Some(account_window) = store
+        .add_in_window(
+            &account_key,
+            limits.account_per_hour,
+            policy::WINDOW_SECONDS,
+            now,
+        )
+        .await?
+    else {
+        store.give_back(&source_key, source_window).await?;
+        return Ok(Attempt::Wait(full_wait(account, now)));
+    };
+    let claim = Claim {
+        subject,
+        source: source.to_string(),
+        account_window,
+        source_window,
+    };
+    let mut claimed = false;
     for _ in 0..CLAIM_TRIES {
-        let user = store.credentials(username_key).await?;
-        let counters = store
-            .counters(&[&pair_key, &account_key, &source_key], now)
-            .await?;
-        let (pair, account, from_source) = (counters[0], counters[1], counters[2]);
-        if let Some(wait) = window_wait(from_source, limits.source_per_hour, now) {
-            return Ok(Attempt::Wait(wait));
-        }
-        // A made-up name is throttled exactly as a real one (the same waits, the same writes but
-        // the account's own count), so neither a 429 nor the time an answer takes tells them apart.
-        let account_wait = window_wait(account, limits.account_per_hour, now);
-        if let Some(wait) = account_wait.or_else(|| pair_wait(pair, now)) {
+        if let Some(wait) = pair_wait(pair, now) {
+            release(store, &claim).await?;
             return Ok(Attempt::Wait(wait));
         }
         let next = Counter {
@@ -125,85 +187,86 @@ pub async fn claim<C: CredentialStore + CounterStore>(
             since: now,
         };
         let expires = now + policy::PAIR_MEMORY_SECONDS;
-        if !store
+        if store
             .swap_counter(&pair_key, Swap::new(pair, next, expires, now))
             .await?
         {
-            continue;
+            claimed = true;
+            break;
         }
-        if let Some(user) = &user {
-            count_for_account(store, user, now).await?;
-        }
-        count_in_window(store, &account_key, account, now).await?;
-        count_in_window(store, &source_key, from_source, now).await?;
-        return Ok(match user {
-            Some(user) => Attempt::Check(user),
-            None => Attempt::UnknownUser,
-        });
+        pair = store.counters(&[&pair_key], now).await?[0];
     }
-    Ok(Attempt::Wait(1))
+    if !claimed {
+        release(store, &claim).await?;
+        return Ok(Attempt::Wait(1));
+    }
+    // The consecutive count `auth-admin show` reports; a made-up name sends the same write to a
+    // record that does not exist, so it changes nothing and takes as long.
+    let id = user.as_ref().map_or("", |u| u.id.as_str());
+    store.count_failure(username_key, id, now).await?;
+    Ok(match user {
+        Some(user) => Attempt::Check(user, claim),
+        None => Attempt::UnknownUser,
+    })
 }
 
-/// After a success: the address's schedule against the account, and the account's count, start
-/// over (a source's window does not: it counts failures only).
+/// The wait to report when a window's add was refused: until the end of the window read before
+/// (at least a second, when it was read before the last place went).
+fn full_wait(read: Option<Counter>, now: u64) -> u64 {
+    read.map(|c| {
+        c.since
+            .saturating_add(policy::WINDOW_SECONDS)
+            .saturating_sub(now)
+    })
+    .filter(|w| *w > 0)
+    .unwrap_or(1)
+}
+
+/// Gives both windows' places back (the pair was not claimed).
+async fn release<C: CounterStore>(store: &C, claim: &Claim) -> Result<(), StoreError> {
+    store
+        .give_back(&account_key(&claim.subject), claim.account_window)
+        .await?;
+    store
+        .give_back(&source_key(&claim.source), claim.source_window)
+        .await
+}
+
+/// After a success: the claim is given back (the windows count failures only), the address's
+/// schedule against the account starts over, and so does the account's consecutive count.
 pub async fn succeeded<C: CredentialStore + CounterStore>(
     store: &C,
     user: &Credentials,
-    source: &str,
+    claim: &Claim,
     rehash: Option<(&str, &str)>,
 ) -> Result<(), StoreError> {
+    release(store, claim).await?;
     store
-        .reset_counter(&pair_key(&user.username_key, source))
+        .reset_counter(&pair_key(&claim.subject, &claim.source))
         .await?;
     store.record_success(user, rehash).await
 }
 
-/// Counts one more consecutive failure of `user` (what `auth-admin show` reports).
-async fn count_for_account<C: CredentialStore>(
-    store: &C,
-    user: &Credentials,
-    now: u64,
-) -> Result<(), StoreError> {
-    let mut seen = user.clone();
-    for _ in 0..CLAIM_TRIES {
-        if store.claim_attempt(&seen, now).await? {
-            return Ok(());
-        }
-        match store.credentials(&seen.username_key).await? {
-            Some(fresh) if fresh.id == seen.id => seen = fresh,
-            // Deleted or replaced meanwhile: nothing to count against.
-            _ => return Ok(()),
-        }
-    }
-    Ok(())
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Counts one more failure in the window counter `key` (a new window once the last is over).
-async fn count_in_window<C: CounterStore>(
-    store: &C,
-    key: &str,
-    mut seen: Option<Counter>,
-    now: u64,
-) -> Result<(), StoreError> {
-    for _ in 0..CLAIM_TRIES {
-        let next = match seen {
-            Some(c) if now < c.since.saturating_add(policy::WINDOW_SECONDS) => Counter {
-                failures: c.failures + 1,
-                since: c.since,
-            },
-            _ => Counter {
-                failures: 1,
-                since: now,
-            },
-        };
-        let expires = next.since + policy::WINDOW_SECONDS;
-        if store
-            .swap_counter(key, Swap::new(seen, next, expires, now))
-            .await?
-        {
-            return Ok(());
-        }
-        seen = store.counters(&[key], now).await?[0];
+    #[test]
+    fn pair_keys_name_their_source_and_subject() {
+        let user_subject = subject(None, "alice");
+        let key = pair_key(&user_subject, "192.0.2.1");
+        assert_eq!(parse_pair_key(&key), Some(("192.0.2.1", "name alice")));
+        assert_eq!(parse_pair_key(&account_key(&user_subject)), None);
     }
-    Ok(())
+
+    #[test]
+    fn a_refused_add_reports_the_window_read_or_one_second() {
+        let read = Some(Counter {
+            failures: 3,
+            since: 100,
+        });
+        assert_eq!(full_wait(read, 200), policy::WINDOW_SECONDS - 100);
+        assert_eq!(full_wait(None, 200), 1);
+        assert_eq!(full_wait(read, 100 + policy::WINDOW_SECONDS), 1);
+    }
 }

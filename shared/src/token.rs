@@ -4,13 +4,12 @@
 
 use std::time::Duration;
 
-use crate::clock::now;
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, Header, Validation};
 use serde::{Deserialize, Serialize};
+use sha2::Digest;
 
 use crate::signer::{KeySet, PublicKey, SignError, Signer};
 
@@ -74,7 +73,13 @@ pub struct TokenIssuer<S> {
     signer: S,
     audience: String,
     ttl: Duration,
+    seal_key: std::sync::OnceLock<[u8; 32]>,
 }
+
+/// What the signer signs to derive the key that seals a rotated refresh token's successor. RSA
+/// PKCS#1 v1.5 signatures are deterministic, so every instance derives the same key, and only a
+/// holder of the private key (or of KMS's permission to use it) can.
+const SEAL_KEY_LABEL: &[u8] = b"jwt-auth refresh-successor seal key v1";
 
 impl<S: Signer> TokenIssuer<S> {
     /// An issuer signing with `signer`.
@@ -83,7 +88,20 @@ impl<S: Signer> TokenIssuer<S> {
             signer,
             audience: audience.into(),
             ttl,
+            seal_key: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The server-held key mixed into the seal of a rotated refresh token's successor (see
+    /// [`crate::session`]): SHA-256 of the signer's signature of a fixed label, made once per
+    /// instance, so a copy of the store and an old refresh token together still yield nothing.
+    pub async fn seal_key(&self) -> Result<[u8; 32], SignError> {
+        if let Some(key) = self.seal_key.get() {
+            return Ok(*key);
+        }
+        let signature = self.signer.sign(SEAL_KEY_LABEL).await?;
+        let key: [u8; 32] = sha2::Sha256::digest(signature.as_bytes()).into();
+        Ok(*self.seal_key.get_or_init(|| key))
     }
 
     /// The signer's public key.
@@ -91,19 +109,9 @@ impl<S: Signer> TokenIssuer<S> {
         self.signer.public_key()
     }
 
-    /// Issues a token from `iss` for the user `user_id` named `username` in session `sid`, now.
+    /// Issues a token from `iss` for the user `user_id` named `username` in session `sid`, at
+    /// `iat` (the caller's clock: the state's in the functions).
     pub async fn issue(
-        &self,
-        iss: &str,
-        user_id: &str,
-        username: &str,
-        sid: &str,
-    ) -> Result<IssuedToken, SignError> {
-        self.issue_at(iss, user_id, username, sid, now()).await
-    }
-
-    /// Issues a token as if the time were `iat` (tests use past times).
-    pub async fn issue_at(
         &self,
         iss: &str,
         user_id: &str,
@@ -188,6 +196,7 @@ impl TokenVerifier {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::clock::now;
     use crate::signer::LocalSigner;
     use crate::signer::test_keys;
     use hmac::{Hmac, Mac};
@@ -244,7 +253,7 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn an_issued_token_verifies_and_has_the_rfc9068_shape() {
         let i = issuer();
-        let t = i.issue(ISS, "user-1", "emma", "s-1").await.unwrap();
+        let t = i.issue(ISS, "user-1", "emma", "s-1", now()).await.unwrap();
         assert_eq!(t.expires_in, 1800);
         let header = jsonwebtoken::decode_header(&t.access_token).unwrap();
         assert_eq!(header.alg, Algorithm::RS256);
@@ -284,7 +293,7 @@ pub(crate) mod tests {
     async fn expired_tokens_are_refused() {
         let i = issuer();
         let old = i
-            .issue_at(ISS, "user-1", "emma", "s-1", now() - 3600)
+            .issue(ISS, "user-1", "emma", "s-1", now() - 3600)
             .await
             .unwrap();
         assert!(matches!(
@@ -325,7 +334,7 @@ pub(crate) mod tests {
     async fn tampered_payloads_are_refused() {
         let i = issuer();
         let t = i
-            .issue(ISS, "user-1", "emma", "s-1")
+            .issue(ISS, "user-1", "emma", "s-1", now())
             .await
             .unwrap()
             .access_token;
@@ -348,7 +357,7 @@ pub(crate) mod tests {
         assert_refused(
             &verifier(&i),
             &foreign
-                .issue(ISS, "user-1", "emma", "s-1")
+                .issue(ISS, "user-1", "emma", "s-1", now())
                 .await
                 .unwrap()
                 .access_token,
@@ -380,7 +389,7 @@ pub(crate) mod tests {
         assert_refused(
             &v,
             &wrong_iss
-                .issue("https://evil.example", "u", "emma", "s-1")
+                .issue("https://evil.example", "u", "emma", "s-1", now())
                 .await
                 .unwrap()
                 .access_token,
@@ -390,7 +399,7 @@ pub(crate) mod tests {
         assert_refused(
             &v,
             &wrong_aud
-                .issue(ISS, "u", "emma", "s-1")
+                .issue(ISS, "u", "emma", "s-1", now())
                 .await
                 .unwrap()
                 .access_token,

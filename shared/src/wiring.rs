@@ -40,6 +40,27 @@ pub enum Store {
     Dynamo(DynamoStore),
 }
 
+/// The whole `main` of a function that serves one handler over the store: `$function` names both
+/// its [`Wiring`] method and its module in [`crate::handlers`]. State is built once per cold start.
+#[macro_export]
+macro_rules! function_main {
+    ($function:ident) => {
+        #[tokio::main(flavor = "current_thread")]
+        async fn main() -> Result<(), lambda_http::Error> {
+            let wiring = $crate::wiring::Wiring::new($crate::telemetry::start());
+            $crate::with_store!(wiring, |store| {
+                let state = $crate::telemetry::or_exit(wiring.$function(store).await);
+                lambda_http::run(lambda_http::service_fn(async |req| {
+                    Ok::<_, std::convert::Infallible>(
+                        $crate::handlers::$function::handle(&state, req).await,
+                    )
+                }))
+                .await
+            })
+        }
+    };
+}
+
 /// Runs `$body` with `$store` bound to the opened store's concrete backend (one arm each), exiting
 /// with one line if it cannot be opened.
 #[macro_export]
@@ -139,11 +160,11 @@ impl Wiring {
     }
 
     /// The `register` function's state over `store`.
-    pub fn register<W>(&self, store: W) -> RegisterState<W> {
-        RegisterState {
+    pub async fn register<W>(&self, store: W) -> Result<RegisterState<W>, InitError> {
+        Ok(RegisterState {
             store,
             hasher: self.hasher(),
-        }
+        })
     }
 
     /// The `login` function's state over `store`, with the signing key.

@@ -2,7 +2,7 @@
 //! DynamoDB on moto (the rules without storage are in `register.rs`, `login.rs`, `me.rs` and the
 //! unit tests of `shared`).
 
-use crate::helpers::{AppStore, DynamoApp, GOOD_PASSWORD, SqliteApp, TestApp};
+use crate::helpers::{AppStore, Backend, GOOD_PASSWORD, TestApp};
 
 on_both_backends!(
     a_made_up_name_is_throttled_as_a_real_one,
@@ -17,7 +17,129 @@ on_both_backends!(
     a_tutorial_hash_logs_in_and_is_upgraded,
     a_token_of_a_deleted_user_is_refused,
     an_old_token_does_not_reach_a_new_account_of_the_same_name,
+    a_lower_cost_hash_is_upgraded_to_the_configured_cost,
+    correct_logins_never_fill_either_ceiling,
+    a_name_too_long_once_normalised_is_an_unknown_name,
+    control_characters_in_a_login_name_find_no_one,
+    a_new_account_under_a_deleted_name_starts_with_no_failures,
 );
+
+/// Issue 17, point 10: the throttle counters of a deleted account do not pass to a new account
+/// under its name.
+async fn a_new_account_under_a_deleted_name_starts_with_no_failures<S: AppStore>(app: TestApp<S>) {
+    app.register("reborn", GOOD_PASSWORD).await;
+    for _ in 0..7 {
+        app.login_from(ATTACKER, "reborn", "wrong-guess-123").await;
+    }
+    app.login_from(ATTACKER, "reborn", GOOD_PASSWORD)
+        .await
+        .problem(429);
+    let token = app.token("reborn", GOOD_PASSWORD).await;
+    assert_eq!(app.delete_me(&token, GOOD_PASSWORD).await.status, 204);
+    app.register("reborn", GOOD_PASSWORD).await;
+    assert_eq!(app.stored("reborn").await.1, 0);
+    let reply = app.login_from(ATTACKER, "reborn", GOOD_PASSWORD).await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+}
+
+/// Issue 17, point 1: with ceilings of 3, correct logins (one account six times, six accounts
+/// from one address) all pass; wrong ones still stop at the ceiling.
+async fn correct_logins_never_fill_either_ceiling<S: AppStore>(mut app: TestApp<S>) {
+    app.set_throttle_limits(shared::throttle::ThrottleLimits {
+        account_per_hour: 3,
+        source_per_hour: 3,
+    });
+    const OFFICE: &str = "198.51.100.200";
+    for i in 0..6 {
+        app.register(&format!("clerk{i}"), GOOD_PASSWORD).await;
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(app.login_from(OFFICE, "clerk0", GOOD_PASSWORD).await.status);
+    }
+    for i in 0..6 {
+        let name = format!("clerk{i}");
+        statuses.push(app.login_from(OFFICE, &name, GOOD_PASSWORD).await.status);
+    }
+    assert_eq!(statuses, [200; 12]);
+    // Re-authentication gives its place back too.
+    let mut token = app.token("clerk1", GOOD_PASSWORD).await;
+    let passwords = [GOOD_PASSWORD, "another-fine-passphrase-77"];
+    for i in 0..4 {
+        let reply = app
+            .change_password(&token, passwords[i % 2], passwords[(i + 1) % 2])
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.raw);
+        token = reply.token_pair().0;
+    }
+    // Wrong guesses from as many addresses: the account's ceiling stops the fourth, and then the
+    // owner waits too.
+    let mut wrong = Vec::new();
+    for i in 0..4 {
+        let ip = format!("203.0.113.{}", 10 + i);
+        wrong.push(
+            app.login_from(&ip, "clerk2", "wrong-guess-123")
+                .await
+                .status,
+        );
+    }
+    assert_eq!(wrong, [401, 401, 401, 429]);
+    app.login_from(OFFICE, "clerk2", GOOD_PASSWORD)
+        .await
+        .problem(429);
+    // And one address guessing at several accounts meets its own ceiling.
+    let mut sprayed = Vec::new();
+    for i in 3..6 {
+        let name = format!("clerk{i}");
+        sprayed.push(
+            app.login_from("192.0.2.222", &name, "wrong-guess-123")
+                .await
+                .status,
+        );
+    }
+    sprayed.push(
+        app.login_from("192.0.2.222", "clerk0", GOOD_PASSWORD)
+            .await
+            .status,
+    );
+    assert_eq!(sprayed, [401, 401, 401, 429]);
+}
+
+/// Issue 17, point 3: a name that NFKC expands past any store's key limit is refused at
+/// registration (422) and answered at login exactly as an unknown name (never a 500).
+async fn a_name_too_long_once_normalised_is_an_unknown_name<S: AppStore>(app: TestApp<S>) {
+    let huge = "\u{FDFA}".repeat(256);
+    let reply = app.try_register(&huge, GOOD_PASSWORD).await;
+    reply.problem(422);
+    assert_eq!(reply.body["field"], "username");
+    let oversized = app.login(&huge, GOOD_PASSWORD).await;
+    let unknown = app.login("nobody-at-all", GOOD_PASSWORD).await;
+    oversized.problem(401);
+    assert_eq!(oversized.body, unknown.body);
+    assert_eq!(
+        oversized.header("www-authenticate"),
+        unknown.header("www-authenticate")
+    );
+}
+
+/// Issue 17, point 4: control and invisible characters in a login name find no account, even
+/// one stored under exactly that key (where the SQLite migration parks colliding tutorial rows).
+async fn control_characters_in_a_login_name_find_no_one<S: AppStore>(app: TestApp<S>) {
+    let hash = bcrypt::hash(GOOD_PASSWORD, 4).unwrap();
+    for name in ["\u{0}legacy:alice", "bob\u{200B}", "carol\u{7}"] {
+        app.insert_user(name, &hash, None).await;
+        let reply = app.login(name, GOOD_PASSWORD).await;
+        reply.problem(401);
+        assert_eq!(
+            reply.body,
+            app.login("nobody-at-all", GOOD_PASSWORD).await.body
+        );
+    }
+    // Names shaped like the store's own session and counter keys are unknown names too.
+    for name in ["#session abc", "#throttle source 10.0.0.1"] {
+        app.login(name, GOOD_PASSWORD).await.problem(401);
+    }
+}
 
 /// Registration refuses names that mix scripts; a tutorial row that already has one keeps working.
 async fn a_stored_mixed_script_name_still_logs_in<S: AppStore>(app: TestApp<S>) {
@@ -125,17 +247,12 @@ async fn an_old_token_does_not_reach_a_new_account_of_the_same_name<S: AppStore>
     assert_eq!(app.me(&new).await.status, 200);
 }
 
-#[tokio::test]
-async fn a_lower_cost_hash_is_upgraded_to_the_configured_cost() {
-    let low = SqliteApp::with_cost(4).await;
+/// A hash made at cost 4 (the app's) logs in at cost 5 and is upgraded.
+async fn a_lower_cost_hash_is_upgraded_to_the_configured_cost<S: Backend>(low: TestApp<S>) {
     low.register("frugal", GOOD_PASSWORD).await;
     let (hash, _) = low.stored("frugal").await;
-    upgrades_at_cost_5(SqliteApp::with_cost(5).await, &hash).await;
-    upgrades_at_cost_5(DynamoApp::dynamo_with_cost(5).await, &hash).await;
-}
-
-async fn upgrades_at_cost_5<S: AppStore>(high: TestApp<S>, hash: &str) {
-    high.insert_user("frugal", hash, None).await;
+    let high = S::app(5).await;
+    high.insert_user("frugal", &hash, None).await;
     assert_eq!(high.login("frugal", GOOD_PASSWORD).await.status, 200);
     let (upgraded, _) = high.stored("frugal").await;
     assert!(

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use integration_tests::{event, moto, write_test_keys};
+#[cfg(feature = "moto")]
+use integration_tests::moto;
+use integration_tests::{event, write_test_keys};
 use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
@@ -13,9 +15,11 @@ use shared::Config;
 use shared::handlers::{account, jwks, login, logout, me, register};
 use shared::signer::AnySigner;
 use shared::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
+#[cfg(feature = "moto")]
+use shared::store::DynamoStore;
+use shared::store::SqliteStore;
 use shared::store::contract::FullStore;
 use shared::store::testing::TestSeam;
-use shared::store::{DynamoStore, SqliteStore};
 use shared::wiring::Wiring;
 
 /// A password the policy accepts.
@@ -52,6 +56,7 @@ pub struct TestApp<S> {
 /// The app most tests use.
 pub type SqliteApp = TestApp<SqliteStore>;
 /// The same app on DynamoDB (moto).
+#[cfg(feature = "moto")]
 pub type DynamoApp = TestApp<DynamoStore>;
 
 /// A response with its body parsed.
@@ -111,6 +116,26 @@ impl SqliteApp {
     }
 }
 
+/// A backend a test app can be built on, at a given bcrypt cost.
+pub trait Backend: AppStore + Sized {
+    /// A fresh app on a fresh store of this backend.
+    fn app(cost: u32) -> impl std::future::Future<Output = TestApp<Self>>;
+}
+
+impl Backend for SqliteStore {
+    async fn app(cost: u32) -> TestApp<Self> {
+        SqliteApp::with_cost(cost).await
+    }
+}
+
+#[cfg(feature = "moto")]
+impl Backend for DynamoStore {
+    async fn app(cost: u32) -> TestApp<Self> {
+        DynamoApp::dynamo_with_cost(cost).await
+    }
+}
+
+#[cfg(feature = "moto")]
 impl TestApp<DynamoStore> {
     /// The same app with its users in a fresh DynamoDB table on moto.
     pub async fn dynamo() -> Self {
@@ -164,7 +189,7 @@ impl<S: AppStore> TestApp<S> {
         let mut account = wiring.account(store()).await.unwrap();
         account.clock = frozen();
         TestApp {
-            register: wiring.register(store()),
+            register: wiring.register(store()).await.unwrap(),
             jwks: wiring.jwks().await.unwrap(),
             store: store(),
             login,
@@ -190,7 +215,9 @@ impl<S: AppStore> TestApp<S> {
     /// Sets the failures of `source` against the account `key` (the per-address schedule), as a
     /// long attack from that address would leave them.
     pub async fn set_pair_failures(&self, key: &str, source: &str, count: u32, at: u64) {
-        let pair = shared::throttle::pair_key(key, source);
+        let user = self.store.credentials(key).await.unwrap();
+        let subject = shared::throttle::subject(user.as_ref(), key);
+        let pair = shared::throttle::pair_key(&subject, source);
         self.store.reset_counter(&pair).await.unwrap();
         let counter = shared::store::Counter {
             failures: count,
@@ -222,6 +249,12 @@ impl<S: AppStore> TestApp<S> {
     pub async fn insert_user(&self, username: &str, hash: &str, full_name: Option<&str>) {
         let id = format!("imported-{}", shared::policy::username_key(username));
         self.store.seed_user(&id, username, hash, full_name).await;
+    }
+
+    /// Other hourly ceilings for the functions that check passwords.
+    pub fn set_throttle_limits(&mut self, limits: shared::throttle::ThrottleLimits) {
+        self.login.throttle = limits;
+        self.account.throttle = limits;
     }
 
     /// Shorter session limits for the login function (the other functions need none).

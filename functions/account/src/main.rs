@@ -1,19 +1,4 @@
 //! The `account` Lambda function (password change and account deletion, behind re-authentication): builds its state once per cold start, for the
 //! configured store's concrete backend, then serves requests.
 
-use lambda_http::{Error, service_fn};
-use shared::handlers::account;
-use shared::telemetry;
-use shared::wiring::Wiring;
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    let wiring = Wiring::new(telemetry::start());
-    shared::with_store!(wiring, |store| {
-        let state = telemetry::or_exit(wiring.account(store).await);
-        lambda_http::run(service_fn(async |req| {
-            Ok::<_, std::convert::Infallible>(account::handle(&state, req).await)
-        }))
-        .await
-    })
-}
+shared::function_main!(account);

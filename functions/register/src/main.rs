@@ -1,19 +1,4 @@
 //! The `register` Lambda function (creates accounts; loads no key): builds its state once per cold start, for the
 //! configured store's concrete backend, then serves requests.
 
-use lambda_http::{Error, service_fn};
-use shared::handlers::register;
-use shared::telemetry;
-use shared::wiring::Wiring;
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), Error> {
-    let wiring = Wiring::new(telemetry::start());
-    shared::with_store!(wiring, |store| {
-        let state = wiring.register(store);
-        lambda_http::run(service_fn(async |req| {
-            Ok::<_, std::convert::Infallible>(register::handle(&state, req).await)
-        }))
-        .await
-    })
-}
+shared::function_main!(register);

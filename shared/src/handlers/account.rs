@@ -10,9 +10,10 @@
 use lambda_http::http::Method;
 use lambda_http::{Body, Request, Response};
 
+use crate::authn::{self, password::Checker, password::Purpose, password::Refusal};
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat};
-use crate::password::{self, Verification};
+use crate::password;
 use crate::policy::{self, Username};
 use crate::session;
 use crate::signer::Signer;
@@ -21,7 +22,7 @@ use crate::store::{
     AccountStore, CounterStore, CredentialStore, Credentials, ProfileReader, ProfileWithSession,
     SessionStore,
 };
-use crate::throttle::{self, Attempt};
+use crate::throttle;
 use crate::token::{Claims, INVALID_TOKEN};
 
 /// Everything the account routes need of a store.
@@ -96,7 +97,7 @@ async fn change_password<A: Accounts, S: Signer>(
     )
     .await?;
     let iss = http::issuer(&state.issuer, &req)?;
-    super::token_response(&state.tokens, &iss, &grant).await
+    super::token_response(&state.tokens, &iss, &grant, (state.clock)()).await
 }
 
 async fn delete_account<A: Accounts, S: Signer>(
@@ -140,12 +141,13 @@ fn check_new_password(
     Ok(())
 }
 
-/// Checks `password` as a login of the bearer's account would: throttled, counted on failure,
-/// reset on success.
+/// The address a request came from, for the throttle.
 fn source(req: &Request) -> &str {
     http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE)
 }
 
+/// Checks `password` as a login of the bearer's account would ([`password::check`]):
+/// throttled, counted on failure, given back on success.
 async fn reauthenticate<A: Accounts, S: Signer>(
     state: &AccountState<A, S>,
     claims: &Claims,
@@ -153,28 +155,20 @@ async fn reauthenticate<A: Accounts, S: Signer>(
     source: &str,
     now: u64,
 ) -> Result<Credentials, ApiError> {
-    if password::normalize(password).chars().count() > policy::PASSWORD_MAX_CHARS {
-        return Err(ApiError::IncorrectPassword);
-    }
-    let key = policy::username_key(&claims.preferred_username);
-    let user = match throttle::claim(&state.store, &key, source, &state.throttle, now).await? {
-        Attempt::Wait(retry_after) => {
-            crate::metrics::record(crate::metrics::Outcome::LoginThrottled);
-            return Err(ApiError::TooManyAttempts { retry_after });
-        }
-        Attempt::Check(user) if user.id == claims.sub => user,
-        // Gone or replaced since the bearer check.
-        _ => return Err(ApiError::InvalidToken(INVALID_TOKEN)),
+    let checker = Checker {
+        hasher: &state.hasher,
+        limits: &state.throttle,
     };
-    match state.hasher.verify(password, &user.password_hash) {
-        Verification::Mismatch => {
-            tracing::info!(user_id = %user.id, failures = user.failed_logins + 1, "re-authentication failed");
-            crate::metrics::record(crate::metrics::Outcome::LoginFailed);
-            Err(ApiError::IncorrectPassword)
-        }
-        Verification::Match { .. } => {
-            throttle::succeeded(&state.store, &user, source, None).await?;
-            Ok(user)
-        }
-    }
+    let purpose = Purpose::Reauthenticate {
+        username: &claims.preferred_username,
+        user_id: &claims.sub,
+    };
+    authn::password::check(&state.store, checker, purpose, password, source, now)
+        .await
+        .map_err(|refusal| match refusal {
+            Refusal::WrongCredentials => ApiError::IncorrectPassword,
+            // Gone or replaced since the bearer check.
+            Refusal::AccountGone => ApiError::InvalidToken(INVALID_TOKEN),
+            other => other.into(),
+        })
 }

@@ -26,9 +26,10 @@ pub(crate) async fn token_response<S: Signer>(
     tokens: &TokenIssuer<S>,
     iss: &str,
     grant: &Grant,
+    now: u64,
 ) -> Result<Response<Body>, ApiError> {
     let token = tokens
-        .issue(iss, &grant.user_id, &grant.username, &grant.sid)
+        .issue(iss, &grant.user_id, &grant.username, &grant.sid, now)
         .await?;
     Ok(http::json(
         StatusCode::OK,

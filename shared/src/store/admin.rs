@@ -17,10 +17,12 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::dynamodb::{
-    COUNTER_PREFIX, Item, KEY, SESSION_PREFIX, condition_failed, fail, get_n, get_s, n, s,
+    COUNTER_PREFIX, Item, KEY, SESSION_PREFIX, TTL_ATTRIBUTE, condition_failed, fail, get_n, get_s,
+    n, s,
 };
 use super::sqlite::{classify, int, uint};
-use super::{DynamoStore, NewUser, SqliteStore, StoreError};
+use super::{Counter, DynamoStore, NewUser, SqliteStore, StoreError};
+use crate::throttle;
 
 /// An account as an operator sees it: everything but the password hash.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +82,15 @@ pub trait AdminStore: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<Account>, StoreError>> + Send;
+
+    /// Every per-address counter against `subject` (see [`crate::throttle::subject`]) still
+    /// alive at `now`, with its key: what `show` reports and `unlock` clears. A scan of the
+    /// counters on either backend: an operator's occasional question, never a function's.
+    fn pair_counters(
+        &self,
+        subject: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Vec<(String, Counter)>, StoreError>> + Send;
 }
 
 impl AdminStore for SqliteStore {
@@ -185,6 +196,42 @@ impl AdminStore for SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(classify)
     }
+
+    async fn pair_counters(
+        &self,
+        subject: &str,
+        now: u64,
+    ) -> Result<Vec<(String, Counter)>, StoreError> {
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
+                "SELECT key, failures, since FROM throttle_counters
+                 WHERE substr(key, 1, 5) = 'pair ' AND expires_at > ?1",
+            )
+            .map_err(classify)?;
+        let rows = select
+            .query_map([int(now)], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Counter {
+                        failures: r.get(1)?,
+                        since: uint(r.get(2)?),
+                    },
+                ))
+            })
+            .map_err(classify)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(classify)?;
+        Ok(of_subject(rows, subject))
+    }
+}
+
+/// The counters among `found` whose key is a pair key against `subject`.
+fn of_subject(found: Vec<(String, Counter)>, subject: &str) -> Vec<(String, Counter)> {
+    found
+        .into_iter()
+        .filter(|(key, _)| throttle::parse_pair_key(key).is_some_and(|(_, s)| s == subject))
+        .collect()
 }
 
 const ACCOUNT_COLUMNS: &str = "SELECT user_id, username, username_key, full_name, failed_logins,
@@ -366,6 +413,50 @@ impl AdminStore for DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    async fn pair_counters(
+        &self,
+        subject: &str,
+        now: u64,
+    ) -> Result<Vec<(String, Counter)>, StoreError> {
+        let prefix = format!("{COUNTER_PREFIX}pair ");
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression(
+                    "begins_with(#k, :pair) AND contains(#k, :subject) AND #ttl > :now",
+                )
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":pair", s(&prefix))
+                .expression_attribute_values(":subject", s(subject))
+                .expression_attribute_values(":now", n(now))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(fail)?;
+            for item in page.items() {
+                let key = get_s(item, KEY).unwrap_or_default();
+                let counter = get_n(item, "failures")
+                    .and_then(|f| u32::try_from(f).ok())
+                    .zip(get_n(item, "since"))
+                    .map(|(failures, since)| Counter { failures, since });
+                if let (Some(key), Some(counter)) = (key.strip_prefix(COUNTER_PREFIX), counter) {
+                    found.push((key.to_string(), counter));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(of_subject(found, subject))
     }
 }
 

@@ -105,22 +105,26 @@ pub async fn duplicates_are_refused(store: &impl FullStore) {
     assert_eq!(kept.id, first.id, "first kept");
 }
 
-/// Claimed attempts count up as failures, a stale claim is refused, and a success resets.
+/// Failures count up on the account, a made-up name's count changes nothing, and a success
+/// resets.
 pub async fn failures_count_and_reset(store: &impl FullStore) {
     let user = new_user("f", "fumbler");
     store.create(&user).await.unwrap();
     for n in 1..=3u32 {
         let creds = store.credentials("fumbler").await.unwrap().unwrap();
         assert_eq!(creds.failed_logins, n - 1);
-        assert!(
-            store
-                .claim_attempt(&creds, 1_000 + u64::from(n))
-                .await
-                .unwrap()
-        );
-        // The same read again: another attempt already claimed this count.
-        assert!(!store.claim_attempt(&creds, 5_000).await.unwrap());
+        store
+            .count_failure("fumbler", &user.id, 1_000 + u64::from(n))
+            .await
+            .unwrap();
+        // Another account's id, or a name that is no account: nothing changes, nothing appears.
+        store
+            .count_failure("fumbler", "someone-else", 5_000)
+            .await
+            .unwrap();
+        store.count_failure("nobody", "", 5_000).await.unwrap();
     }
+    assert!(store.credentials("nobody").await.unwrap().is_none());
     let creds = store.credentials("fumbler").await.unwrap().unwrap();
     assert_eq!(
         (creds.failed_logins, creds.last_failed_at),
@@ -130,6 +134,55 @@ pub async fn failures_count_and_reset(store: &impl FullStore) {
     let creds = store.credentials("fumbler").await.unwrap().unwrap();
     assert_eq!((creds.failed_logins, creds.last_failed_at), (0, None));
     assert_eq!(creds.password_hash, user.password_hash, "no rehash asked");
+}
+
+/// An hourly window takes failures up to its ceiling and refuses the next, gives places back
+/// only within the same window, and starts again once over.
+pub async fn windows_add_up_to_their_ceiling(store: &impl FullStore) {
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_000).await.unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_010).await.unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_020).await.unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_030).await.unwrap(),
+        None,
+        "full"
+    );
+    let read = |t| async move { store.counters(&["w"], t).await.unwrap()[0] };
+    assert_eq!(
+        read(1_030).await.map(|c| (c.failures, c.since)),
+        Some((3, 1_000))
+    );
+    // Given back: room for one more; a give-back of another window changes nothing.
+    store.give_back("w", 1_000).await.unwrap();
+    store.give_back("w", 999).await.unwrap();
+    assert_eq!(read(1_031).await.map(|c| c.failures), Some(2));
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_040).await.unwrap(),
+        Some(1_000)
+    );
+    assert_eq!(store.add_in_window("w", 3, 100, 1_050).await.unwrap(), None);
+    // Over: a new window begins with this failure.
+    assert_eq!(
+        store.add_in_window("w", 3, 100, 1_100).await.unwrap(),
+        Some(1_100)
+    );
+    assert_eq!(
+        read(1_100).await.map(|c| (c.failures, c.since)),
+        Some((1, 1_100))
+    );
+    // Never below zero.
+    store.give_back("w", 1_100).await.unwrap();
+    store.give_back("w", 1_100).await.unwrap();
+    assert_eq!(read(1_101).await.map(|c| c.failures), Some(0));
 }
 
 /// A rehash replaces the hash only if it is still the one read.
@@ -254,7 +307,7 @@ pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(st
     });
     let checked = outcomes
         .iter()
-        .filter(|o| matches!(o, Attempt::Check(_)))
+        .filter(|o| matches!(o, Attempt::Check(..)))
         .count();
     let waiting = outcomes
         .iter()
@@ -270,10 +323,149 @@ pub fn concurrent_attempts_cannot_outrun_the_throttle<S: FullStore + 'static>(st
         policy::FREE_FAILURES,
         "the account counted each"
     );
-    let pair = throttle::pair_key("contended", "192.0.2.7");
+    let subject = throttle::subject(Some(&stored), "contended");
+    let pair = throttle::pair_key(&subject, "192.0.2.7");
     let keys = [pair.as_str()];
     let counted = on_thread(|| stores[0].counters(&keys, 2_000)).unwrap();
     assert_eq!(counted[0].map(|c| c.failures), Some(policy::FREE_FAILURES));
+}
+
+/// Small ceilings, so a handful of attempts meets them.
+const LIMITS_SMALL: throttle::ThrottleLimits = throttle::ThrottleLimits {
+    account_per_hour: 3,
+    source_per_hour: 3,
+};
+
+/// One login attempt as the password grant makes it: claimed, then given back when `correct`.
+/// Whether it reached a password check.
+pub async fn attempt(
+    store: &impl FullStore,
+    name: &str,
+    source: &str,
+    correct: bool,
+    limits: &throttle::ThrottleLimits,
+    now: u64,
+) -> bool {
+    match throttle::claim(store, &policy::username_key(name), source, limits, now)
+        .await
+        .unwrap()
+    {
+        Attempt::Check(user, claim) => {
+            if correct {
+                throttle::succeeded(store, &user, &claim, None)
+                    .await
+                    .unwrap();
+            }
+            true
+        }
+        Attempt::UnknownUser => true,
+        Attempt::Wait(_) => false,
+    }
+}
+
+/// Only failures fill the hourly ceilings: correct logins, one account many times or many
+/// accounts from one address, never do; wrong ones still stop at them.
+pub async fn correct_logins_never_fill_the_ceilings(store: &impl FullStore) {
+    for i in 0..6 {
+        store
+            .create(&new_user("office", &format!("office{i}")))
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    for t in 0..6 {
+        seen.push(
+            attempt(
+                store,
+                "office0",
+                "198.51.100.1",
+                true,
+                &LIMITS_SMALL,
+                1_000 + t,
+            )
+            .await,
+        );
+    }
+    for i in 0..6 {
+        let name = format!("office{i}");
+        seen.push(attempt(store, &name, "198.51.100.1", true, &LIMITS_SMALL, 1_010).await);
+    }
+    assert!(
+        seen.iter().all(|s| *s),
+        "every correct login checked: {seen:?}"
+    );
+    // Wrong ones, each from its own address: the account's ceiling stops the fourth.
+    let mut wrong = Vec::new();
+    for i in 0..4 {
+        let source = format!("203.0.113.{i}");
+        wrong.push(attempt(store, "office1", &source, false, &LIMITS_SMALL, 1_020).await);
+    }
+    assert_eq!(wrong, [true, true, true, false]);
+    // And one address's wrong guesses at other accounts: its own ceiling stops the fourth.
+    let mut sprayed = Vec::new();
+    for i in 2..6 {
+        let name = format!("office{i}");
+        sprayed.push(attempt(store, &name, "192.0.2.99", false, &LIMITS_SMALL, 1_030).await);
+    }
+    assert_eq!(sprayed, [true, true, true, false]);
+    // A correct login of an account that met no ceiling still passes from a fresh address.
+    assert!(attempt(store, "office0", "198.51.100.2", true, &LIMITS_SMALL, 1_040).await);
+}
+
+/// The account window of `name` preset to one below the default ceiling, as a long distributed
+/// attack leaves it.
+pub async fn preset_account_window(store: &impl FullStore, name: &str, now: u64) {
+    let user = new_user("ceiling", name);
+    store.create(&user).await.unwrap();
+    let creds = store
+        .credentials(&user.username_key)
+        .await
+        .unwrap()
+        .unwrap();
+    let key = throttle::account_key(&throttle::subject(Some(&creds), &user.username_key));
+    for _ in 1..policy::ACCOUNT_FAILURE_CEILING {
+        store
+            .add_in_window(
+                &key,
+                policy::ACCOUNT_FAILURE_CEILING,
+                policy::WINDOW_SECONDS,
+                now,
+            )
+            .await
+            .unwrap()
+            .expect("below the ceiling");
+    }
+}
+
+/// Wrong guess number `i` at `name`, from an address of its own.
+pub async fn wrong_guess(store: &impl FullStore, name: &str, i: usize, now: u64) -> bool {
+    let source = format!("10.0.{}.{}", i / 256, i % 256);
+    attempt(store, name, &source, false, &LIMITS_DEFAULT, now).await
+}
+
+/// A correct login of `name` from `source` under the burst ceilings.
+pub async fn correct_login(store: &impl FullStore, name: &str, source: &str, now: u64) -> bool {
+    attempt(store, name, source, true, &LIMITS_SMALL_BURST, now).await
+}
+
+/// Ceilings a burst of [`BURST`] correct logins stays below.
+pub const LIMITS_SMALL_BURST: throttle::ThrottleLimits = throttle::ThrottleLimits {
+    account_per_hour: BURST as u32 + 1,
+    source_per_hour: BURST as u32 + 1,
+};
+
+/// Correct logins sent at once in the burst cases.
+pub const BURST: usize = 8;
+
+/// Creates the accounts of the burst cases: `burst0` … and `shared`.
+pub async fn create_burst_accounts(store: &impl FullStore) {
+    for i in 0..BURST {
+        store
+            .create(&new_user("burst", &format!("burst{i}")))
+            .await
+            .unwrap();
+    }
+    store.create(&new_user("shared", "shared")).await.unwrap();
 }
 
 /// Counters are replaced only by a compare-and-set, and are gone once expired.
@@ -333,6 +525,9 @@ pub async fn counters_swap_atomically_and_expire(store: &impl FullStore) {
 }
 
 /// Limits for the session cases: short, so the clock passed in can cross them.
+/// The server-held seal key the session cases use.
+pub const SEAL: [u8; 32] = [0x5e; 32];
+
 pub const LIMITS: SessionLimits = SessionLimits {
     idle: 100,
     max: 250,
@@ -386,7 +581,7 @@ pub async fn sessions_rotate(store: &impl FullStore) {
     );
     assert!(!stored_text.contains(&first.refresh_token));
 
-    let second = session::refresh(store, &first.refresh_token, &LIMITS, 1_050)
+    let second = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_050)
         .await
         .unwrap();
     assert_eq!(
@@ -402,7 +597,7 @@ pub async fn sessions_rotate(store: &impl FullStore) {
     }
     // The idle limit moved with the refresh: still open at 1_050 + 99.
     assert!(is_open(store, &second, 1_149).await);
-    let third = session::refresh(store, &second.refresh_token, &LIMITS, 1_100)
+    let third = session::refresh(store, &second.refresh_token, &LIMITS, &SEAL, 1_100)
         .await
         .unwrap();
     assert_eq!(
@@ -417,11 +612,11 @@ pub async fn sessions_rotate(store: &impl FullStore) {
 pub async fn reuse_ends_the_session(store: &impl FullStore) {
     let other = logged_in(store, "reuser", 1_000).await;
     let first = logged_in(store, "reuser", 1_000).await;
-    let second = session::refresh(store, &first.refresh_token, &LIMITS, 1_001)
+    let second = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_001)
         .await
         .unwrap();
     // A retry within the interval: same successor, no new generation.
-    let retry = session::refresh(store, &first.refresh_token, &LIMITS, 1_011)
+    let retry = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_011)
         .await
         .unwrap();
     assert_eq!(retry.refresh_token, second.refresh_token);
@@ -430,23 +625,23 @@ pub async fn reuse_ends_the_session(store: &impl FullStore) {
         2
     );
     // Later than the interval: reuse. The session ends, its newest token fails too.
-    refused(session::refresh(store, &first.refresh_token, &LIMITS, 1_012).await);
+    refused(session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_012).await);
     assert!(store.session(&first.sid).await.unwrap().is_none());
-    refused(session::refresh(store, &second.refresh_token, &LIMITS, 1_012).await);
+    refused(session::refresh(store, &second.refresh_token, &LIMITS, &SEAL, 1_012).await);
     assert!(!is_open(store, &second, 1_012).await);
     // The account's other session is untouched.
     assert!(is_open(store, &other, 1_012).await);
 
     // Two generations back, even at once, is reuse.
     let a = logged_in(store, "reuser", 2_000).await;
-    let b = session::refresh(store, &a.refresh_token, &LIMITS, 2_000)
+    let b = session::refresh(store, &a.refresh_token, &LIMITS, &SEAL, 2_000)
         .await
         .unwrap();
-    let c = session::refresh(store, &b.refresh_token, &LIMITS, 2_000)
+    let c = session::refresh(store, &b.refresh_token, &LIMITS, &SEAL, 2_000)
         .await
         .unwrap();
-    refused(session::refresh(store, &a.refresh_token, &LIMITS, 2_000).await);
-    refused(session::refresh(store, &c.refresh_token, &LIMITS, 2_000).await);
+    refused(session::refresh(store, &a.refresh_token, &LIMITS, &SEAL, 2_000).await);
+    refused(session::refresh(store, &c.refresh_token, &LIMITS, &SEAL, 2_000).await);
     assert!(!is_open(store, &c, 2_000).await);
 }
 
@@ -474,13 +669,13 @@ pub async fn bad_refresh_tokens_change_nothing(store: &impl FullStore) {
         &"A".repeat(grant.refresh_token.len()),
         "' OR '1'='1",
     ] {
-        refused(session::refresh(store, bad, &LIMITS, 1_001).await);
+        refused(session::refresh(store, bad, &LIMITS, &SEAL, 1_001).await);
         session::end_by_token(store, bad).await.unwrap();
     }
     assert_eq!(store.session(&grant.sid).await.unwrap().unwrap(), before);
     assert!(is_open(store, &grant, 1_001).await);
     // The genuine token still works.
-    session::refresh(store, &grant.refresh_token, &LIMITS, 1_002)
+    session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_002)
         .await
         .unwrap();
 }
@@ -490,18 +685,18 @@ pub async fn sessions_expire(store: &impl FullStore) {
     let idle = logged_in(store, "sleeper", 1_000).await;
     assert!(is_open(store, &idle, 1_099).await);
     assert!(!is_open(store, &idle, 1_100).await);
-    refused(session::refresh(store, &idle.refresh_token, &LIMITS, 1_100).await);
+    refused(session::refresh(store, &idle.refresh_token, &LIMITS, &SEAL, 1_100).await);
 
     // Refreshed every 90 s, it still ends 250 s after the login.
     let mut grant = logged_in(store, "marathon", 1_000).await;
     for t in [1_090, 1_180] {
-        grant = session::refresh(store, &grant.refresh_token, &LIMITS, t)
+        grant = session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, t)
             .await
             .unwrap();
     }
     assert!(is_open(store, &grant, 1_249).await);
     assert!(!is_open(store, &grant, 1_250).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_250).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_250).await);
 }
 
 /// Logging out by token ends that session; a global logout ends every session of the account
@@ -514,7 +709,7 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
         .await
         .unwrap();
     assert!(!is_open(store, &one, 1_001).await);
-    refused(session::refresh(store, &one.refresh_token, &LIMITS, 1_001).await);
+    refused(session::refresh(store, &one.refresh_token, &LIMITS, &SEAL, 1_001).await);
     assert!(is_open(store, &two, 1_001).await);
 
     let three = logged_in(store, "leaver", 1_000).await;
@@ -523,12 +718,12 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
     assert_eq!(epoch, Some(1));
     for ended in [&two, &three] {
         assert!(!is_open(store, ended, 1_001).await);
-        refused(session::refresh(store, &ended.refresh_token, &LIMITS, 1_001).await);
+        refused(session::refresh(store, &ended.refresh_token, &LIMITS, &SEAL, 1_001).await);
     }
     assert!(is_open(store, &stranger, 1_001).await);
     let after = logged_in(store, "leaver", 1_001).await;
     assert!(is_open(store, &after, 1_001).await);
-    session::refresh(store, &after.refresh_token, &LIMITS, 1_002)
+    session::refresh(store, &after.refresh_token, &LIMITS, &SEAL, 1_002)
         .await
         .unwrap();
     // An account that is gone: nothing to end.
@@ -543,7 +738,11 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
 pub async fn password_changes_are_conditional_and_end_sessions(store: &impl FullStore) {
     let grant = logged_in(store, "changer", 1_000).await;
     let before = store.credentials("changer").await.unwrap().unwrap();
-    assert!(store.claim_attempt(&before, 1_000).await.unwrap());
+    store
+        .count_failure("changer", &before.id, 1_000)
+        .await
+        .unwrap();
+    let before = store.credentials("changer").await.unwrap().unwrap();
     let epoch = store
         .change_password(&before, "$new-hash$")
         .await
@@ -554,7 +753,7 @@ pub async fn password_changes_are_conditional_and_end_sessions(store: &impl Full
     assert_eq!((after.failed_logins, after.last_failed_at), (0, None));
     assert_eq!(after.session_epoch, epoch);
     assert!(!is_open(store, &grant, 1_001).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
     // A stale read loses: the newer hash stays.
     assert_eq!(
         store.change_password(&before, "$stale$").await.unwrap(),
@@ -575,7 +774,7 @@ pub async fn deleted_accounts_are_gone_with_their_sessions(store: &impl FullStor
     assert!(store.delete_account(&user).await.unwrap());
     assert!(store.credentials("leaving").await.unwrap().is_none());
     assert!(!is_open(store, &grant, 1_001).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
     assert!(!store.delete_account(&user).await.unwrap(), "already gone");
     // A new account under the name is not deleted by the old account's stale read.
     let again = new_user("again", "leaving");
@@ -585,7 +784,7 @@ pub async fn deleted_accounts_are_gone_with_their_sessions(store: &impl FullStor
         store.credentials("leaving").await.unwrap().unwrap().id,
         again.id
     );
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
 }
 
 /// Of many password changes made at once from one read, exactly one wins.
@@ -632,9 +831,9 @@ pub fn concurrent_refreshes_make_one_generation<S: FullStore + 'static>(stores: 
             .map(|store| {
                 let token = grant.refresh_token.clone();
                 scope.spawn(move || {
-                    on_thread(
-                        || async move { session::refresh(store, &token, &LIMITS, 1_001).await },
-                    )
+                    on_thread(|| async move {
+                        session::refresh(store, &token, &LIMITS, &SEAL, 1_001).await
+                    })
                 })
             })
             .collect();
@@ -652,7 +851,7 @@ pub async fn concurrent_refresh_tasks_make_one_generation<S: FullStore + Clone +
     let mut tasks = tokio::task::JoinSet::new();
     for store in stores {
         let token = grant.refresh_token.clone();
-        tasks.spawn(async move { session::refresh(&store, &token, &LIMITS, 1_001).await });
+        tasks.spawn(async move { session::refresh(&store, &token, &LIMITS, &SEAL, 1_001).await });
     }
     let results = tasks.join_all().await;
     check_one_generation_async(&first, &grant, results).await;
@@ -682,7 +881,7 @@ async fn check_one_generation_async<S: FullStore>(
     let stored = store.session(&grant.sid).await.unwrap().unwrap();
     assert_eq!(stored.generation, 2, "exactly one new generation");
     assert!(is_open(store, grant, 1_001).await, "nothing revoked");
-    session::refresh(store, &tokens[0], &LIMITS, 1_002)
+    session::refresh(store, &tokens[0], &LIMITS, &SEAL, 1_002)
         .await
         .expect("the successor works");
 }
@@ -693,4 +892,138 @@ fn on_thread<F: std::future::Future>(f: impl FnOnce() -> F) -> F::Output {
         .build()
         .unwrap()
         .block_on(f())
+}
+
+/// What lands between a refresh's read of its session and its write, in [`Interleaved`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landing {
+    /// `PUT /me/password`.
+    PasswordChange,
+    /// Global logout.
+    LogoutEverywhere,
+    /// `DELETE /me`.
+    Deletion,
+}
+
+/// A store that, the first time a refresh writes its session, first lets `landing` happen to
+/// the session's account: a refresh paused between its read and its write while another request
+/// lands.
+pub struct Interleaved<'a, S> {
+    inner: &'a S,
+    landing: std::sync::Mutex<Option<Landing>>,
+}
+
+impl<'a, S: FullStore> Interleaved<'a, S> {
+    async fn land(&self, record: &super::SessionRecord) {
+        let landing = self.landing.lock().unwrap().take();
+        let Some(landing) = landing else { return };
+        let user = self
+            .inner
+            .credentials(&record.username_key)
+            .await
+            .unwrap()
+            .unwrap();
+        match landing {
+            Landing::PasswordChange => {
+                self.inner
+                    .change_password(&user, "$changed$")
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Landing::LogoutEverywhere => {
+                self.inner
+                    .end_all_sessions(&user.id, &user.username_key)
+                    .await
+                    .unwrap()
+                    .unwrap();
+            }
+            Landing::Deletion => assert!(self.inner.delete_account(&user).await.unwrap()),
+        }
+    }
+}
+
+impl<S: FullStore> CredentialStore for Interleaved<'_, S> {
+    async fn credentials(
+        &self,
+        username_key: &str,
+    ) -> Result<Option<super::Credentials>, StoreError> {
+        self.inner.credentials(username_key).await
+    }
+    async fn count_failure(&self, key: &str, id: &str, at: u64) -> Result<(), StoreError> {
+        self.inner.count_failure(key, id, at).await
+    }
+    async fn record_success(
+        &self,
+        user: &super::Credentials,
+        rehash: Option<(&str, &str)>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_success(user, rehash).await
+    }
+}
+
+impl<S: FullStore> SessionStore for Interleaved<'_, S> {
+    async fn create_session(
+        &self,
+        session: &super::SessionRecord,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        self.inner.create_session(session, now).await
+    }
+    async fn session(&self, sid: &str) -> Result<Option<super::SessionRecord>, StoreError> {
+        self.inner.session(sid).await
+    }
+    async fn rotate_session(
+        &self,
+        from: &super::SessionRecord,
+        to: &super::SessionRecord,
+    ) -> Result<bool, StoreError> {
+        self.land(from).await;
+        self.inner.rotate_session(from, to).await
+    }
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.inner.end_session(sid).await
+    }
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        self.inner.end_all_sessions(user_id, username_key).await
+    }
+}
+
+/// A refresh, or a retry within the reuse interval, that a password change, a global logout or
+/// a deletion overtakes between its read and its write mints nothing.
+pub async fn an_ended_session_mints_no_more_tokens(store: &impl FullStore) {
+    for (i, landing) in [
+        Landing::PasswordChange,
+        Landing::LogoutEverywhere,
+        Landing::Deletion,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        for retry in [false, true] {
+            let name = format!("overtaken{i}{}", u8::from(retry));
+            let grant = logged_in(store, &name, 1_000).await;
+            if retry {
+                // Rotate once, so the login's token is the previous generation: a retry.
+                session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001)
+                    .await
+                    .unwrap();
+            }
+            let presented = &grant.refresh_token;
+            let paused = Interleaved {
+                inner: store,
+                landing: std::sync::Mutex::new(Some(landing)),
+            };
+            let result = session::refresh(&paused, presented, &LIMITS, &SEAL, 1_002).await;
+            assert!(
+                matches!(result, Err(SessionError::Invalid)),
+                "{landing:?} (retry: {retry}) let a refresh through: {result:?}"
+            );
+            assert!(paused.landing.lock().unwrap().is_none(), "it landed");
+        }
+    }
 }

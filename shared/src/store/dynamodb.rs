@@ -20,8 +20,12 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, ReturnValue};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::{UpdateItemError, UpdateItemOutput};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, KeysAndAttributes, ReturnValue,
+    ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
 
 use super::{
     AccountStore, Counter, CounterStore, CredentialStore, Credentials, NewUser, PreviousGeneration,
@@ -40,6 +44,94 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// The partition key prefix of throttle counters (with a space: never part of a username key).
 pub const COUNTER_PREFIX: &str = "#throttle ";
+
+/// The partition key prefixes of the items that are not accounts: every other key is an
+/// account's (`template.yaml` names account keys as those that start with none of these).
+pub const RESERVED_PREFIXES: [&str; 2] = [SESSION_PREFIX, COUNTER_PREFIX];
+
+// The attribute names each kind of write names (in its key, its item, its update and condition
+// expressions): what `template.yaml`'s `dynamodb:Attributes` conditions list, since AWS refuses
+// a request that names any other. The `iam` tests check these lists against the template and
+// against the requests this store sends.
+
+/// A new account: registration's `PutItem` (`put_new_user`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const NEW_ACCOUNT_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "user_id",
+    "username",
+    "hashed_password",
+    "failed_logins",
+    "created_at",
+    "full_name",
+];
+/// A login's outcome on the account: the failure count, and its reset and the rehash after a
+/// success (`count_failure`, `record_success`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const LOGIN_OUTCOME_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "user_id",
+    "failed_logins",
+    "last_failed_at",
+    "hashed_password",
+];
+/// A password change (`change_password`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const PASSWORD_CHANGE_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "user_id",
+    "hashed_password",
+    "failed_logins",
+    "last_failed_at",
+    "session_epoch",
+];
+/// A global logout (`end_all_sessions`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
+/// A rotation's check of the account (`rotate_session`'s `ConditionCheck`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
+/// A new session item (`create_session`'s `PutItem`, with or without a previous generation).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const SESSION_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "account_key",
+    "user_id",
+    "epoch",
+    "family_key",
+    "generation",
+    "current_hash",
+    "previous_hash",
+    "sealed_next",
+    "rotated_at",
+    "created_at",
+    TTL_ATTRIBUTE,
+];
+/// A rotation of a session (`rotate_session`'s `Update`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const ROTATION_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "generation",
+    "current_hash",
+    "previous_hash",
+    "sealed_next",
+    "rotated_at",
+    TTL_ATTRIBUTE,
+];
+/// A throttle counter, in every write of it (`swap_counter`, `add_in_window`, `give_back`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const COUNTER_ATTRIBUTES: &[&str] = &[KEY, "failures", "since", TTL_ATTRIBUTE];
+
+/// Whether `key` is a session's or a counter's, never an account's.
+fn is_reserved(key: &str) -> bool {
+    RESERVED_PREFIXES
+        .iter()
+        .any(|prefix| key.starts_with(prefix))
+}
+
+/// Rounds an add to an hourly window may lose (to a window restarted meanwhile) before it is
+/// refused.
+const WINDOW_TRIES: usize = 4;
 
 fn counter_key(key: &str) -> AttributeValue {
     AttributeValue::S(format!("{COUNTER_PREFIX}{key}"))
@@ -105,6 +197,22 @@ where
         Ok(out) => Ok(Some(out)),
         Err(e) if condition_failed(&e) => Ok(None),
         Err(e) => Err(fail(e)),
+    }
+}
+
+/// Whether a transaction was cancelled only because a condition did not hold or a concurrent
+/// transaction touched one of its items (an expected answer under contention, never an error).
+fn transaction_lost<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().all(|r| {
+                matches!(
+                    r.code(),
+                    None | Some("None" | "ConditionalCheckFailed" | "TransactionConflict")
+                )
+            })
+        }
+        _ => false,
     }
 }
 
@@ -198,7 +306,7 @@ impl UserWriter for DynamoStore {
 
 impl CredentialStore for DynamoStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
-        if username_key.starts_with(SESSION_PREFIX) || username_key.starts_with(COUNTER_PREFIX) {
+        if is_reserved(username_key) {
             return Ok(None);
         }
         let Some(item) = self.get(s(username_key)).await? else {
@@ -218,27 +326,26 @@ impl CredentialStore for DynamoStore {
         }))
     }
 
-    async fn claim_attempt(&self, user: &Credentials, at: u64) -> Result<bool, StoreError> {
-        // Items written by other tools may lack the counter: it then counts as 0.
-        let seen = if user.failed_logins == 0 {
-            "(failed_logins = :seen OR attribute_not_exists(failed_logins))"
-        } else {
-            "failed_logins = :seen"
-        };
+    async fn count_failure(
+        &self,
+        username_key: &str,
+        user_id: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        // Conditional on the id: never creates an item, and a made-up name changes nothing.
         let out = self
             .client
             .update_item()
             .table_name(&self.table)
-            .key(KEY, s(&user.username_key))
-            .update_expression("SET failed_logins = :next, last_failed_at = :at")
-            .condition_expression(format!("user_id = :id AND {seen}"))
-            .expression_attribute_values(":seen", n(u64::from(user.failed_logins)))
-            .expression_attribute_values(":next", n(u64::from(user.failed_logins) + 1))
+            .key(KEY, s(username_key))
+            .update_expression("ADD failed_logins :one SET last_failed_at = :at")
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":at", n(at))
-            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":id", s(user_id))
             .send()
             .await;
-        Ok(applied(out)?.is_some())
+        applied(out).map(|_| ())
     }
 
     async fn record_success(
@@ -289,7 +396,7 @@ impl ProfileReader for DynamoStore {
         sid: &str,
     ) -> Result<Option<ProfileWithSession>, StoreError> {
         let user_key = policy::username_key(username);
-        if user_key.starts_with(SESSION_PREFIX) || user_key.starts_with(COUNTER_PREFIX) {
+        if is_reserved(&user_key) {
             return Ok(None);
         }
         // The account and the session in one strongly consistent round trip.
@@ -382,6 +489,101 @@ impl CounterStore for DynamoStore {
                 .expression_attribute_values(":now", n(now)),
         };
         Ok(applied(put.send().await)?.is_some())
+    }
+
+    async fn add_in_window(
+        &self,
+        key: &str,
+        ceiling: u32,
+        window: u64,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        for _ in 0..WINDOW_TRIES {
+            // An open window below the ceiling, or none: one conditional add.
+            let out = self
+                .client
+                .update_item()
+                .table_name(&self.table)
+                .key(KEY, counter_key(key))
+                .update_expression(
+                    "SET failures = if_not_exists(failures, :zero) + :one, \
+                     since = if_not_exists(since, :now), #ttl = if_not_exists(#ttl, :end)",
+                )
+                .condition_expression(
+                    "attribute_not_exists(#k) OR (#ttl > :now AND failures < :ceiling)",
+                )
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":zero", n(0))
+                .expression_attribute_values(":one", n(1))
+                .expression_attribute_values(":now", n(now))
+                .expression_attribute_values(":end", n(now.saturating_add(window)))
+                .expression_attribute_values(":ceiling", n(u64::from(ceiling)))
+                // The whole window (an unchanged `since` is not "updated" to every emulator).
+                .return_values(ReturnValue::AllNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                )
+                .send()
+                .await;
+            let old = match out {
+                Ok(out) => {
+                    let since = out.attributes.as_ref().and_then(|a| get_n(a, "since"));
+                    return since
+                        .map(Some)
+                        .ok_or_else(|| StoreError::Fault("the add returned no window".into()));
+                }
+                Err(e) if condition_failed(&e) => match e.into_service_error() {
+                    UpdateItemError::ConditionalCheckFailedException(c) => c.item,
+                    _ => None,
+                },
+                Err(e) => return Err(fail(e)),
+            };
+            let over = old
+                .as_ref()
+                .and_then(|o| get_n(o, TTL_ATTRIBUTE))
+                .is_none_or(|ttl| ttl <= now);
+            if !over {
+                // Open and full: refused.
+                return Ok(None);
+            }
+            // Over but not yet swept by the TTL: a new window, if no one started one meanwhile.
+            let restart = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item(KEY, counter_key(key))
+                .item("failures", n(1))
+                .item("since", n(now))
+                .item(TTL_ATTRIBUTE, n(now.saturating_add(window)))
+                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(now))
+                .send()
+                .await;
+            if applied(restart)?.is_some() {
+                return Ok(Some(now));
+            }
+        }
+        // Lost every round to concurrent writers: refused, never let through.
+        Ok(None)
+    }
+
+    async fn give_back(&self, key: &str, since: u64) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, counter_key(key))
+            .update_expression("ADD failures :minus")
+            .condition_expression("since = :since AND failures > :zero")
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":since", n(since))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        applied(out).map(|_| ())
     }
 
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
@@ -505,9 +707,8 @@ impl SessionStore for DynamoStore {
                 "a rotation has a previous generation".into(),
             ));
         };
-        let out = self
-            .client
-            .update_item()
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
+        let rotate = Update::builder()
             .table_name(&self.table)
             .key(KEY, session_key(&from.sid))
             .update_expression(
@@ -524,9 +725,40 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":sn", s(&previous.sealed_next))
             .expression_attribute_values(":ra", n(previous.rotated_at))
             .expression_attribute_values(":ea", n(to.life.expires_at))
+            .build()
+            .map_err(build)?;
+        // Items written by other tools may lack the epoch: it then counts as 0.
+        let epoch = if from.life.epoch == 0 {
+            "(session_epoch = :e OR attribute_not_exists(session_epoch))"
+        } else {
+            "session_epoch = :e"
+        };
+        let account = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(KEY, s(&from.username_key))
+            .condition_expression(format!("user_id = :id AND {epoch}"))
+            .expression_attribute_values(":id", s(&from.life.user_id))
+            .expression_attribute_values(":e", n(from.life.epoch))
+            .build()
+            .map_err(build)?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(rotate).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(account)
+                    .build(),
+            )
             .send()
             .await;
-        Ok(applied(out)?.is_some())
+        match out {
+            Ok(_) => Ok(true),
+            // A condition failed, or a concurrent transaction on one of the items won: the caller
+            // reads again.
+            Err(e) if transaction_lost(&e) => Ok(false),
+            Err(e) => Err(fail(e)),
+        }
     }
 
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
@@ -620,11 +852,7 @@ impl DynamoStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .filter(|i| {
-                get_s(i, KEY).is_some_and(|k| {
-                    !k.starts_with(SESSION_PREFIX) && !k.starts_with(COUNTER_PREFIX)
-                })
-            })
+            .filter(|i| get_s(i, KEY).is_some_and(|k| !is_reserved(&k)))
             .collect()
     }
 }
@@ -683,3 +911,8 @@ impl super::testing::TestSeam for DynamoStore {
         self.user_items().await.len()
     }
 }
+
+/// The IAM drift tests: `template.yaml`'s statements against the lists above and against the
+/// requests this store sends.
+#[cfg(test)]
+mod iam;

@@ -102,15 +102,16 @@ pub trait CredentialStore: Send + Sync {
         username_key: &str,
     ) -> impl Future<Output = Result<Option<Credentials>, StoreError>> + Send;
 
-    /// Counts one more consecutive failure of `user` (the count goes to `user.failed_logins + 1`,
-    /// the last failure to `at`), but only if the stored count is still the one in `user`: a
-    /// compare-and-set, so no concurrent count is lost. `false` when another attempt got there
-    /// first (read again). The throttle's own decisions rest on [`CounterStore`].
-    fn claim_attempt(
+    /// Counts one more consecutive failure of the account `username_key` whose id is `user_id`
+    /// (what `auth-admin show` reports), in one atomic add; nothing happens when there is no such
+    /// account (a made-up name sends the same write). The throttle's own decisions rest on
+    /// [`CounterStore`].
+    fn count_failure(
         &self,
-        user: &Credentials,
+        username_key: &str,
+        user_id: &str,
         at: u64,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Resets the failure count after a successful login and, when `rehash` is given as
     /// `(old, new)`, replaces the hash only if it is still `old` (a concurrent change wins).
@@ -174,6 +175,26 @@ pub trait CounterStore: Send + Sync {
         key: &str,
         swap: Swap,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Adds one failure to the hourly window `key` in one atomic conditional write, unless it
+    /// already holds `ceiling` (then `None`: refused, nothing written). A window that is absent
+    /// or over (`window` seconds after it began) starts again at `now` with this one failure.
+    /// The window's start, to give the place back with [`CounterStore::give_back`].
+    fn add_in_window(
+        &self,
+        key: &str,
+        ceiling: u32,
+        window: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Takes back one failure added to the window `key` that began at `since` (a login that
+    /// turned out right); nothing happens once that window is over or empty.
+    fn give_back(
+        &self,
+        key: &str,
+        since: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Deletes `key` (a success resets its schedule).
     fn reset_counter(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
@@ -298,8 +319,10 @@ pub trait SessionStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
 
     /// Replaces `from` by `to` (same `sid`) in one conditional write that holds only if the
-    /// stored generation and current hash are still `from`'s: `false` when a concurrent rotation
-    /// or an end won.
+    /// stored generation and current hash are still `from`'s *and* the account `from` belongs to
+    /// still exists under its id with the session's epoch: `false` when a concurrent rotation, an
+    /// end, a password change, a global logout or a deletion won. `to == from` writes nothing new
+    /// but checks the same (a retry within the reuse interval).
     fn rotate_session(
         &self,
         from: &SessionRecord,

@@ -242,14 +242,19 @@ impl CredentialStore for SqliteStore {
             .map_err(classify)
     }
 
-    async fn claim_attempt(&self, user: &Credentials, at: u64) -> Result<bool, StoreError> {
+    async fn count_failure(
+        &self,
+        username_key: &str,
+        user_id: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
         self.lock()
             .execute(
                 "UPDATE users SET failed_logins = failed_logins + 1, last_failed_at = ?3
-                 WHERE user_id = ?1 AND failed_logins = ?2",
-                params![user.id, user.failed_logins, int(at)],
+                 WHERE username_key = ?1 AND user_id = ?2",
+                params![username_key, user_id, int(at)],
             )
-            .map(|changed| changed == 1)
+            .map(|_| ())
             .map_err(classify)
     }
 
@@ -381,6 +386,49 @@ impl CounterStore for SqliteStore {
         Ok(changed == 1)
     }
 
+    async fn add_in_window(
+        &self,
+        key: &str,
+        ceiling: u32,
+        window: u64,
+        now: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        // One statement, so one writer at a time across processes: a window that is over starts
+        // again, a full one is left alone (no row returned).
+        let conn = self.lock();
+        let mut upsert = conn
+            .prepare_cached(
+                "INSERT INTO throttle_counters (key, failures, since, expires_at)
+                 VALUES (?1, 1, ?2, ?3)
+                 ON CONFLICT(key) DO UPDATE SET
+                     failures = CASE WHEN expires_at <= ?2 THEN 1 ELSE failures + 1 END,
+                     since = CASE WHEN expires_at <= ?2 THEN ?2 ELSE since END,
+                     expires_at = CASE WHEN expires_at <= ?2 THEN ?3 ELSE expires_at END
+                 WHERE expires_at <= ?2 OR failures < ?4
+                 RETURNING since",
+            )
+            .map_err(classify)?;
+        upsert
+            .query_row(
+                params![key, int(now), int(now.saturating_add(window)), ceiling],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|since| since.map(uint))
+            .map_err(classify)
+    }
+
+    async fn give_back(&self, key: &str, since: u64) -> Result<(), StoreError> {
+        self.lock()
+            .prepare_cached(
+                "UPDATE throttle_counters SET failures = failures - 1
+                 WHERE key = ?1 AND since = ?2 AND failures > 0",
+            )
+            .and_then(|mut update| update.execute(params![key, int(since)]))
+            .map(|_| ())
+            .map_err(classify)
+    }
+
     async fn reset_counter(&self, key: &str) -> Result<(), StoreError> {
         self.lock()
             .execute("DELETE FROM throttle_counters WHERE key = ?1", [key])
@@ -510,7 +558,8 @@ impl SessionStore for SqliteStore {
             .execute(
                 "UPDATE sessions SET generation = ?4, current_hash = ?5, previous_hash = ?6,
                      sealed_next = ?7, rotated_at = ?8, expires_at = ?9
-                 WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3",
+                 WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3
+                   AND EXISTS (SELECT 1 FROM users WHERE user_id = ?10 AND session_epoch = ?11)",
                 params![
                     from.sid,
                     from.generation,
@@ -521,6 +570,8 @@ impl SessionStore for SqliteStore {
                     previous.map(|p| &p.sealed_next),
                     previous.map(|p| int(p.rotated_at)),
                     int(to.life.expires_at),
+                    from.life.user_id,
+                    int(from.life.epoch),
                 ],
             )
             .map(|changed| changed == 1)

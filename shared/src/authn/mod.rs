@@ -1,0 +1,5 @@
+//! Authentication: proving who a request is for. One module per way of proving it; each
+//! decides, in one place, what a proof leads to (start a session, or — later — ask for another
+//! factor), so every route that checks a password does it the same way.
+
+pub mod password;
