@@ -61,6 +61,7 @@ contract_suite!(
     windows_add_up_to_their_ceiling,
     correct_logins_never_fill_the_ceilings,
     an_ended_session_mints_no_more_tokens,
+    tickets_are_taken_once,
 );
 
 const RACERS: usize = 12;
@@ -104,6 +105,36 @@ fn sqlite_concurrent_attempts_cannot_outrun_the_throttle() {
 #[test]
 fn dynamodb_concurrent_attempts_cannot_outrun_the_throttle() {
     contract::concurrent_attempts_cannot_outrun_the_throttle(dynamo_stores(GUESSERS));
+}
+
+/// Takes of one ticket sent at once.
+const TAKERS: usize = 8;
+
+#[test]
+fn sqlite_concurrent_takes_of_one_ticket_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite_stores(&dir, TAKERS);
+    on_thread(contract::put_raced_ticket(&stores[0]));
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter())
+            .map(|store| scope.spawn(move || on_thread(contract::take_ticket_once(store))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_take_tasks_of_one_ticket_have_one_winner() {
+    let store = dynamo().await;
+    contract::put_raced_ticket(&store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TAKERS {
+        let store = store.clone();
+        tasks.spawn(async move { contract::take_ticket_once(&store).await });
+    }
+    let won = tasks.join_all().await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
 }
 
 /// Runs `f` to completion on a runtime of its own (one per thread, as each function process has).

@@ -10,6 +10,64 @@ use crate::signer::KeySet;
 use crate::throttle::ThrottleLimits;
 use crate::token::{TokenIssuer, TokenVerifier};
 
+/// What each function needs of a store: one bound per function, beside its state, so a
+/// handler's signature, its wiring and its tests name the same thing (and its IAM policy in
+/// `template.yaml` grants no more).
+pub mod stores {
+    use crate::store::{
+        AccountStore, CounterStore, CredentialStore, ProfileReader, SessionStore, TicketStore,
+        UserWriter,
+    };
+
+    /// `register`: creates accounts.
+    pub trait Register: UserWriter {}
+    impl<T: UserWriter> Register for T {}
+
+    /// `login`: the password check (credentials, counters) and sessions.
+    pub trait Login: CredentialStore + SessionStore + CounterStore {}
+    impl<T: CredentialStore + SessionStore + CounterStore> Login for T {}
+
+    /// `me`: a profile with the token's session.
+    pub trait Me: ProfileReader {}
+    impl<T: ProfileReader> Me for T {}
+
+    /// `logout`: sessions, and the bearer check.
+    pub trait Logout: SessionStore + ProfileReader {}
+    impl<T: SessionStore + ProfileReader> Logout for T {}
+
+    /// `account`: re-authentication, password changes, deletion and the caller's new session.
+    pub trait Account:
+        AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore
+    {
+    }
+    impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore> Account
+        for T
+    {
+    }
+
+    /// Everything a backend implements (the contract suite and the tests' apps).
+    pub trait Full:
+        UserWriter
+        + CredentialStore
+        + ProfileReader
+        + SessionStore
+        + AccountStore
+        + CounterStore
+        + TicketStore
+    {
+    }
+    impl<T> Full for T where
+        T: UserWriter
+            + CredentialStore
+            + ProfileReader
+            + SessionStore
+            + AccountStore
+            + CounterStore
+            + TicketStore
+    {
+    }
+}
+
 /// State of the `register` function.
 pub struct RegisterState<W> {
     /// Where users are created.

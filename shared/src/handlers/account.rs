@@ -18,25 +18,13 @@ use crate::policy::{self, Username};
 use crate::session;
 use crate::signer::Signer;
 use crate::state::AccountState;
-use crate::store::{
-    AccountStore, CounterStore, CredentialStore, Credentials, ProfileReader, ProfileWithSession,
-    SessionStore,
-};
+use crate::state::stores;
+use crate::store::{Credentials, ProfileWithSession};
 use crate::throttle;
 use crate::token::{Claims, INVALID_TOKEN};
 
-/// Everything the account routes need of a store.
-pub trait Accounts:
-    AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore
-{
-}
-impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore> Accounts
-    for T
-{
-}
-
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<A: Accounts, S: Signer>(
+pub async fn handle<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: Request,
 ) -> Response<Body> {
@@ -45,7 +33,7 @@ pub async fn handle<A: Accounts, S: Signer>(
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn route<A: Accounts, S: Signer>(
+async fn route<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -63,7 +51,7 @@ async fn route<A: Accounts, S: Signer>(
     }
 }
 
-async fn change_password<A: Accounts, S: Signer>(
+async fn change_password<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -100,7 +88,7 @@ async fn change_password<A: Accounts, S: Signer>(
     super::token_response(&state.tokens, &iss, &grant, (state.clock)()).await
 }
 
-async fn delete_account<A: Accounts, S: Signer>(
+async fn delete_account<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -148,7 +136,7 @@ fn source(req: &Request) -> &str {
 
 /// Checks `password` as a login of the bearer's account would ([`password::check`]):
 /// throttled, counted on failure, given back on success.
-async fn reauthenticate<A: Accounts, S: Signer>(
+async fn reauthenticate<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     claims: &Claims,
     password: &str,

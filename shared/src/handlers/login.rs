@@ -18,11 +18,11 @@ use crate::metrics::{self, Outcome};
 use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::state::LoginState;
-use crate::store::{CounterStore, CredentialStore, SessionStore};
+use crate::state::stores;
 use crate::throttle;
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
+pub async fn handle<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     req: Request,
 ) -> Response<Body> {
@@ -31,7 +31,7 @@ pub async fn handle<C: CredentialStore + SessionStore + CounterStore, S: Signer>
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn token<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
+async fn token<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {
@@ -50,7 +50,7 @@ async fn token<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
     super::token_response(&state.tokens, &iss, &grant, (state.clock)()).await
 }
 
-async fn password_grant<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
+async fn password_grant<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
     source_ip: Option<&str>,
@@ -70,7 +70,7 @@ async fn password_grant<C: CredentialStore + SessionStore + CounterStore, S: Sig
     Ok(session::start(&state.store, &user, &state.sessions, now).await?)
 }
 
-async fn refresh_grant<C: CredentialStore + SessionStore + CounterStore, S: Signer>(
+async fn refresh_grant<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
 ) -> Result<Grant, ApiError> {

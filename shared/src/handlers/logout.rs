@@ -13,19 +13,16 @@ use crate::http::{self, BodyFormat, Fields};
 use crate::policy;
 use crate::session;
 use crate::state::LogoutState;
-use crate::store::{ProfileReader, SessionStore};
+use crate::state::stores;
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<S: SessionStore + ProfileReader>(
-    state: &LogoutState<S>,
-    req: Request,
-) -> Response<Body> {
+pub async fn handle<S: stores::Logout>(state: &LogoutState<S>, req: Request) -> Response<Body> {
     logout(state, req)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn logout<S: SessionStore + ProfileReader>(
+async fn logout<S: stores::Logout>(
     state: &LogoutState<S>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {

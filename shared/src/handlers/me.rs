@@ -7,17 +7,14 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::http;
 use crate::state::MeState;
-use crate::store::ProfileReader;
+use crate::state::stores;
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<P: ProfileReader>(state: &MeState<P>, req: Request) -> Response<Body> {
+pub async fn handle<P: stores::Me>(state: &MeState<P>, req: Request) -> Response<Body> {
     me(state, req).await.unwrap_or_else(ApiError::into_response)
 }
 
-async fn me<P: ProfileReader>(
-    state: &MeState<P>,
-    req: Request,
-) -> Result<Response<Body>, ApiError> {
+async fn me<P: stores::Me>(state: &MeState<P>, req: Request) -> Result<Response<Body>, ApiError> {
     // DELETE /me is the account function's; every other method is wrong here.
     if req.method() != lambda_http::http::Method::GET {
         return Err(ApiError::MethodNotAllowed("GET, DELETE"));

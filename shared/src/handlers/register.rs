@@ -8,16 +8,17 @@ use crate::error::ApiError;
 use crate::http::{self, BodyFormat};
 use crate::policy;
 use crate::state::RegisterState;
-use crate::store::{NewUser, UserWriter};
+use crate::state::stores;
+use crate::store::NewUser;
 
 /// Handles one request; every failure becomes its problem response.
-pub async fn handle<W: UserWriter>(state: &RegisterState<W>, req: Request) -> Response<Body> {
+pub async fn handle<W: stores::Register>(state: &RegisterState<W>, req: Request) -> Response<Body> {
     register(state, req)
         .await
         .unwrap_or_else(ApiError::into_response)
 }
 
-async fn register<W: UserWriter>(
+async fn register<W: stores::Register>(
     state: &RegisterState<W>,
     req: Request,
 ) -> Result<Response<Body>, ApiError> {

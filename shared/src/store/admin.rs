@@ -17,8 +17,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::dynamodb::{
-    COUNTER_PREFIX, Item, KEY, SESSION_PREFIX, TTL_ATTRIBUTE, condition_failed, fail, get_n, get_s,
-    n, s,
+    COUNTER_PREFIX, Item, KEY, RESERVED_PREFIXES, TTL_ATTRIBUTE, account_key, condition_failed,
+    fail, get_n, get_s, is_reserved, n, s,
 };
 use super::sqlite::{classify, int, uint};
 use super::{Counter, DynamoStore, NewUser, SqliteStore, StoreError};
@@ -322,7 +322,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(KEY, s(username_key))
+            .key(KEY, account_key(username_key))
             .consistent_read(true)
             .projection_expression(ACCOUNT_PROJECTION);
         for (placeholder, name) in ACCOUNT_ATTRIBUTES {
@@ -363,7 +363,7 @@ impl AdminStore for DynamoStore {
     }
 
     async fn account(&self, username_key: &str) -> Result<Option<Account>, StoreError> {
-        if username_key.starts_with(SESSION_PREFIX) || username_key.starts_with(COUNTER_PREFIX) {
+        if is_reserved(username_key) {
             return Ok(None);
         }
         self.get_account_item(username_key)
@@ -387,12 +387,14 @@ impl AdminStore for DynamoStore {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .projection_expression(ACCOUNT_PROJECTION)
-                // Sessions and throttle counters share the table.
+                // Sessions, counters and tickets share the table.
                 .filter_expression(
-                    "NOT begins_with(#k, :session) AND NOT begins_with(#k, :counter)",
+                    "NOT begins_with(#k, :p0) AND NOT begins_with(#k, :p1) \
+                     AND NOT begins_with(#k, :p2)",
                 )
-                .expression_attribute_values(":session", s(SESSION_PREFIX))
-                .expression_attribute_values(":counter", s(COUNTER_PREFIX))
+                .expression_attribute_values(":p0", s(RESERVED_PREFIXES[0]))
+                .expression_attribute_values(":p1", s(RESERVED_PREFIXES[1]))
+                .expression_attribute_values(":p2", s(RESERVED_PREFIXES[2]))
                 // Counts the items read, sessions included, before the filter; a page also
                 // ends at 1 MB.
                 .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))

@@ -2,23 +2,12 @@
 //! the integration tests (`tests/store_contract.rs`) run the whole suite against SQLite and
 //! against DynamoDB on moto. Compiled only for tests (`--features testing`).
 
-use super::{
-    AccountStore, Counter, CounterStore, CredentialStore, NewUser, Profile, ProfileReader,
-    SessionStore, StoreError, Swap, UserWriter,
-};
+use super::{Counter, CredentialStore, NewUser, Profile, SessionStore, StoreError, Swap};
 use crate::policy;
 use crate::session::{self, Grant, SessionError, SessionLimits};
 use crate::throttle::{self, Attempt};
 
-/// Everything a full backend implements.
-pub trait FullStore:
-    UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore + CounterStore
-{
-}
-impl<T> FullStore for T where
-    T: UserWriter + CredentialStore + ProfileReader + SessionStore + AccountStore + CounterStore
-{
-}
+pub use crate::state::stores::Full as FullStore;
 
 /// A user whose key derives from `username`, with a unique id.
 pub fn new_user(id_hint: &str, username: &str) -> NewUser {
@@ -1026,4 +1015,100 @@ pub async fn an_ended_session_mints_no_more_tokens(store: &impl FullStore) {
             assert!(paused.landing.lock().unwrap().is_none(), "it landed");
         }
     }
+}
+
+/// A ticket is taken once: the record comes back to the first take and never again; it is
+/// stored under its kind (a code's hash is no reset link), refused once expired, and a live one
+/// cannot be put twice.
+pub async fn tickets_are_taken_once(store: &impl FullStore) {
+    use super::TicketKind;
+    let code = TicketKind::AuthorizationCode;
+    store
+        .put_ticket(code, "h1", "{\"a\":1}", 2_000, 1_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.put_ticket(code, "h1", "other", 2_000, 1_000).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert_eq!(
+        store
+            .take_ticket(TicketKind::PasswordReset, "h1", 1_001)
+            .await
+            .unwrap(),
+        None,
+        "another kind"
+    );
+    assert_eq!(
+        store
+            .take_ticket(code, "h1", 1_001)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("{\"a\":1}")
+    );
+    assert_eq!(
+        store.take_ticket(code, "h1", 1_002).await.unwrap(),
+        None,
+        "spent"
+    );
+    assert_eq!(store.take_ticket(code, "never", 1_002).await.unwrap(), None);
+    // Expired: gone for good, and its hash free again.
+    store
+        .put_ticket(code, "h2", "r", 1_100, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(store.take_ticket(code, "h2", 1_100).await.unwrap(), None);
+    store
+        .put_ticket(code, "h3", "r", 1_100, 1_000)
+        .await
+        .unwrap();
+    store
+        .put_ticket(code, "h3", "again", 1_300, 1_200)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_ticket(code, "h3", 1_201)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("again")
+    );
+    // A ticket's key is data, never a username.
+    assert!(
+        store
+            .credentials("#ticket code h1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// The ticket every racer of [`take_ticket_once`] tries to take.
+pub const RACED_TICKET: &str = "raced-ticket-hash";
+
+/// Stores the ticket the racers take.
+pub async fn put_raced_ticket(store: &impl FullStore) {
+    use super::TicketKind;
+    store
+        .put_ticket(
+            TicketKind::AuthorizationCode,
+            RACED_TICKET,
+            "won",
+            9_000,
+            1_000,
+        )
+        .await
+        .unwrap();
+}
+
+/// One racer's take: whether it got the record.
+pub async fn take_ticket_once(store: &impl FullStore) -> bool {
+    use super::TicketKind;
+    store
+        .take_ticket(TicketKind::AuthorizationCode, RACED_TICKET, 1_001)
+        .await
+        .unwrap()
+        .is_some_and(|r| r == "won")
 }

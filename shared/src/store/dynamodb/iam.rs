@@ -25,6 +25,10 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use serde_json::Value;
 
 use super::*;
+use crate::store::{
+    AccountStore, Counter, CounterStore, CredentialStore, Credentials, PreviousGeneration,
+    ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, UserWriter,
+};
 
 const TEMPLATE: &str = include_str!("../../../../template.yaml");
 

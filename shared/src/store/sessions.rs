@@ -1,0 +1,408 @@
+//! Sessions: one record per login, its refresh token's generations stored as hashes only (see
+//! [`crate::session`]). The trait, then the SQLite and the DynamoDB implementation.
+
+use std::future::Future;
+
+use aws_sdk_dynamodb::types::{ConditionCheck, ReturnValue, TransactWriteItem, Update};
+use rusqlite::{OptionalExtension, params};
+
+use super::StoreError;
+use super::dynamodb::{
+    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_key, applied, fail, get_n, get_s, n, required_n,
+    required_s, returned_n, s, session_key, transaction_lost,
+};
+use super::sqlite::{SqliteStore, classify, int, uint};
+
+/// The part of a session record that decides whether it is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionLife {
+    /// The account the session belongs to.
+    pub user_id: String,
+    /// The account's session epoch when the session started.
+    pub epoch: u64,
+    /// When the session ends (idle or absolute limit, whichever is first), seconds since the epoch.
+    pub expires_at: u64,
+}
+
+/// One login's session: the refresh token's current generation and the one before it, stored as
+/// hashes only (see [`crate::session`]). `Debug` leaves the key material out.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SessionRecord {
+    /// Random session id: the access tokens' `sid`.
+    pub sid: String,
+    /// The account's key, to find its record.
+    pub username_key: String,
+    /// When the session started, the account it belongs to, its epoch and its end.
+    pub life: SessionLife,
+    /// Key of the MAC that every refresh token of this session carries: proves that an old
+    /// generation presented again was really issued (reuse), without being able to mint a
+    /// current one.
+    pub family_key: String,
+    /// The current generation number (1 at login).
+    pub generation: u32,
+    /// SHA-256 of the current refresh token, base64url.
+    pub current_hash: String,
+    /// The generation before the current one, for the reuse interval.
+    pub previous: Option<PreviousGeneration>,
+    /// When the session started, seconds since the epoch.
+    pub created_at: u64,
+}
+
+impl std::fmt::Debug for SessionRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionRecord")
+            .field("sid", &self.sid)
+            .field("life", &self.life)
+            .field("generation", &self.generation)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The generation a rotation replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviousGeneration {
+    /// SHA-256 of its refresh token, base64url.
+    pub hash: String,
+    /// The current token's secret, sealed with a key only the previous token yields: a retry with
+    /// the previous token gets the same successor, a copy of the store gets nothing presentable.
+    pub sealed_next: String,
+    /// When it was rotated, seconds since the epoch.
+    pub rotated_at: u64,
+}
+
+/// Storing, rotating and ending sessions (the `login` and `logout` functions).
+pub trait SessionStore: Send + Sync {
+    /// Stores a new session; pruning ended ones is the backend's business (TTL, or deletes).
+    fn create_session(
+        &self,
+        session: &SessionRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The session `sid`, if stored.
+    fn session(
+        &self,
+        sid: &str,
+    ) -> impl Future<Output = Result<Option<SessionRecord>, StoreError>> + Send;
+
+    /// Replaces `from` by `to` (same `sid`) in one conditional write that holds only if the
+    /// stored generation and current hash are still `from`'s *and* the account `from` belongs to
+    /// still exists under its id with the session's epoch: `false` when a concurrent rotation, an
+    /// end, a password change, a global logout or a deletion won. `to == from` writes nothing new
+    /// but checks the same (a retry within the reuse interval).
+    fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// Deletes session `sid` (nothing happens if it is gone).
+    fn end_session(&self, sid: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Ends every session of the account `user` in one write (its epoch goes up by one) and
+    /// returns the new epoch; `None` when the account is gone.
+    fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+}
+
+// SQLite: the `sessions` table, pruned of ended sessions whenever one is created.
+
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: &SessionRecord, now: u64) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [int(now)])
+            .map_err(classify)?;
+        let previous = session.previous.as_ref();
+        conn.execute(
+            "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
+                 current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                session.sid,
+                session.life.user_id,
+                session.username_key,
+                int(session.life.epoch),
+                session.family_key,
+                session.generation,
+                session.current_hash,
+                previous.map(|p| &p.hash),
+                previous.map(|p| &p.sealed_next),
+                previous.map(|p| int(p.rotated_at)),
+                int(session.created_at),
+                int(session.life.expires_at),
+            ],
+        )
+        .map(|_| ())
+        .map_err(classify)
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(
+                "SELECT user_id, username_key, epoch, family_key, generation, current_hash,
+                        previous_hash, sealed_next, rotated_at, created_at, expires_at
+                 FROM sessions WHERE sid = ?1",
+            )
+            .map_err(classify)?;
+        select
+            .query_row([sid], |r| {
+                let previous = match (
+                    r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<i64>>(8)?,
+                ) {
+                    (Some(hash), Some(sealed_next), Some(at)) => Some(PreviousGeneration {
+                        hash,
+                        sealed_next,
+                        rotated_at: uint(at),
+                    }),
+                    _ => None,
+                };
+                Ok(SessionRecord {
+                    sid: sid.to_string(),
+                    username_key: r.get(1)?,
+                    life: SessionLife {
+                        user_id: r.get(0)?,
+                        epoch: uint(r.get(2)?),
+                        expires_at: uint(r.get(10)?),
+                    },
+                    family_key: r.get(3)?,
+                    generation: r.get(4)?,
+                    current_hash: r.get(5)?,
+                    previous,
+                    created_at: uint(r.get(9)?),
+                })
+            })
+            .optional()
+            .map_err(classify)
+    }
+
+    async fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let previous = to.previous.as_ref();
+        self.lock()
+            .execute(
+                "UPDATE sessions SET generation = ?4, current_hash = ?5, previous_hash = ?6,
+                     sealed_next = ?7, rotated_at = ?8, expires_at = ?9
+                 WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3
+                   AND EXISTS (SELECT 1 FROM users WHERE user_id = ?10 AND session_epoch = ?11)",
+                params![
+                    from.sid,
+                    from.generation,
+                    from.current_hash,
+                    to.generation,
+                    to.current_hash,
+                    previous.map(|p| &p.hash),
+                    previous.map(|p| &p.sealed_next),
+                    previous.map(|p| int(p.rotated_at)),
+                    int(to.life.expires_at),
+                    from.life.user_id,
+                    int(from.life.epoch),
+                ],
+            )
+            .map(|changed| changed == 1)
+            .map_err(classify)
+    }
+
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.lock()
+            .execute("DELETE FROM sessions WHERE sid = ?1", [sid])
+            .map(|_| ())
+            .map_err(classify)
+    }
+
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        _username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction().map_err(classify)?;
+        let epoch: Option<i64> = tx
+            .query_row(
+                "UPDATE users SET session_epoch = session_epoch + 1 WHERE user_id = ?1
+                 RETURNING session_epoch",
+                [user_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)?;
+        // The epoch alone ends them; deleting the rows keeps the table small.
+        tx.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id])
+            .map_err(classify)?;
+        tx.commit().map_err(classify)?;
+        Ok(epoch.map(uint))
+    }
+}
+
+// DynamoDB: `#session …` items with the table's TTL.
+
+pub(super) fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
+    Ok(SessionLife {
+        user_id: required_s(item, "user_id")?,
+        epoch: required_n(item, "epoch")?,
+        expires_at: required_n(item, TTL_ATTRIBUTE)?,
+    })
+}
+
+impl SessionStore for DynamoStore {
+    async fn create_session(&self, session: &SessionRecord, _now: u64) -> Result<(), StoreError> {
+        // Ended sessions need no pruning here: the table's TTL deletes them.
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, session_key(&session.sid))
+            .item("account_key", s(&session.username_key))
+            .item("user_id", s(&session.life.user_id))
+            .item("epoch", n(session.life.epoch))
+            .item("family_key", s(&session.family_key))
+            .item("generation", n(u64::from(session.generation)))
+            .item("current_hash", s(&session.current_hash))
+            .item("created_at", n(session.created_at))
+            .item(TTL_ATTRIBUTE, n(session.life.expires_at))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", KEY);
+        if let Some(p) = &session.previous {
+            put = put
+                .item("previous_hash", s(&p.hash))
+                .item("sealed_next", s(&p.sealed_next))
+                .item("rotated_at", n(p.rotated_at));
+        }
+        put.send().await.map(|_| ()).map_err(fail)
+    }
+
+    async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
+        let Some(item) = self.get(session_key(sid)).await? else {
+            return Ok(None);
+        };
+        let previous = match (
+            get_s(&item, "previous_hash"),
+            get_s(&item, "sealed_next"),
+            get_n(&item, "rotated_at"),
+        ) {
+            (Some(hash), Some(sealed_next), Some(rotated_at)) => Some(PreviousGeneration {
+                hash,
+                sealed_next,
+                rotated_at,
+            }),
+            _ => None,
+        };
+        Ok(Some(SessionRecord {
+            sid: sid.to_string(),
+            username_key: required_s(&item, "account_key")?,
+            life: session_life(&item)?,
+            family_key: required_s(&item, "family_key")?,
+            generation: u32::try_from(required_n(&item, "generation")?)
+                .map_err(|_| StoreError::Fault("generation out of range".into()))?,
+            current_hash: required_s(&item, "current_hash")?,
+            previous,
+            created_at: required_n(&item, "created_at")?,
+        }))
+    }
+
+    async fn rotate_session(
+        &self,
+        from: &SessionRecord,
+        to: &SessionRecord,
+    ) -> Result<bool, StoreError> {
+        let Some(previous) = &to.previous else {
+            return Err(StoreError::Fault(
+                "a rotation has a previous generation".into(),
+            ));
+        };
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
+        let rotate = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, session_key(&from.sid))
+            .update_expression(
+                "SET generation = :g2, current_hash = :h2, previous_hash = :ph, \
+                 sealed_next = :sn, rotated_at = :ra, #ttl = :ea",
+            )
+            .condition_expression("generation = :g1 AND current_hash = :h1")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":g1", n(u64::from(from.generation)))
+            .expression_attribute_values(":h1", s(&from.current_hash))
+            .expression_attribute_values(":g2", n(u64::from(to.generation)))
+            .expression_attribute_values(":h2", s(&to.current_hash))
+            .expression_attribute_values(":ph", s(&previous.hash))
+            .expression_attribute_values(":sn", s(&previous.sealed_next))
+            .expression_attribute_values(":ra", n(previous.rotated_at))
+            .expression_attribute_values(":ea", n(to.life.expires_at))
+            .build()
+            .map_err(build)?;
+        // Items written by other tools may lack the epoch: it then counts as 0.
+        let epoch = if from.life.epoch == 0 {
+            "(session_epoch = :e OR attribute_not_exists(session_epoch))"
+        } else {
+            "session_epoch = :e"
+        };
+        let account = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(KEY, account_key(&from.username_key))
+            .condition_expression(format!("user_id = :id AND {epoch}"))
+            .expression_attribute_values(":id", s(&from.life.user_id))
+            .expression_attribute_values(":e", n(from.life.epoch))
+            .build()
+            .map_err(build)?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(rotate).build())
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(account)
+                    .build(),
+            )
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            // A condition failed, or a concurrent transaction on one of the items won: the caller
+            // reads again.
+            Err(e) if transaction_lost(&e) => Ok(false),
+            Err(e) => Err(fail(e)),
+        }
+    }
+
+    async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, session_key(sid))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fail)
+    }
+
+    async fn end_all_sessions(
+        &self,
+        user_id: &str,
+        username_key: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        // One write however many sessions exist: every session started under an older epoch is
+        // refused from now on, and its item expires by TTL.
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key(KEY, account_key(username_key))
+            .update_expression("ADD session_epoch :one")
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":id", s(user_id))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await;
+        Ok(returned_n(applied(out)?, "session_epoch"))
+    }
+}

@@ -1,0 +1,159 @@
+//! Single-use tickets: a short-lived secret (an authorization code, a hosted login step, a mail
+//! link, an MFA token) is stored as the hash of the secret with a record, and taken once,
+//! atomically: of any number of concurrent takes exactly one gets the record. A new flow is a
+//! new [`TicketKind`], not a new table or trait. The trait, then the SQLite and the DynamoDB
+//! implementation.
+
+use std::future::Future;
+
+use aws_sdk_dynamodb::types::ReturnValue;
+use rusqlite::{OptionalExtension, params};
+
+use super::StoreError;
+use super::dynamodb::{DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key};
+use super::sqlite::{SqliteStore, classify, int, uint};
+
+/// What a ticket is for; part of its key, so a secret of one kind never redeems as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketKind {
+    /// An OAuth authorization code.
+    AuthorizationCode,
+    /// A hosted login page's transaction (the authorization request it continues).
+    LoginTransaction,
+    /// An e-mail verification link.
+    EmailVerification,
+    /// A password reset link.
+    PasswordReset,
+    /// The second step of a login with a second factor.
+    MfaToken,
+}
+
+impl TicketKind {
+    /// The kind's name in the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TicketKind::AuthorizationCode => "code",
+            TicketKind::LoginTransaction => "login",
+            TicketKind::EmailVerification => "verify",
+            TicketKind::PasswordReset => "reset",
+            TicketKind::MfaToken => "mfa",
+        }
+    }
+}
+
+/// Storing and taking single-use tickets.
+pub trait TicketStore: Send + Sync {
+    /// Stores `record` under `kind` and `hash` (of the secret, never the secret) until
+    /// `expires_at`; [`StoreError::Duplicate`] when a live ticket has that hash.
+    fn put_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        record: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Takes the ticket: deletes it in one atomic step and returns its record if it was there
+    /// and alive at `now`. Of concurrent takes of one ticket exactly one gets `Some`.
+    fn take_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+}
+
+// SQLite: the `tickets` table (`DELETE … RETURNING`), pruned as it is written.
+
+impl TicketStore for SqliteStore {
+    async fn put_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        record: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let conn = self.lock();
+        conn.execute("DELETE FROM tickets WHERE expires_at <= ?1", [int(now)])
+            .map_err(classify)?;
+        conn.execute(
+            "INSERT INTO tickets (kind, hash, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![kind.as_str(), hash, record, int(expires_at)],
+        )
+        .map(|_| ())
+        .map_err(classify)
+    }
+
+    async fn take_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let taken: Option<(String, i64)> = self
+            .lock()
+            .query_row(
+                "DELETE FROM tickets WHERE kind = ?1 AND hash = ?2 RETURNING record, expires_at",
+                params![kind.as_str(), hash],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(classify)?;
+        Ok(taken.and_then(|(record, expires_at)| (uint(expires_at) > now).then_some(record)))
+    }
+}
+
+// DynamoDB: `#ticket <kind> <hash>` items with the table's TTL; a take is one conditional
+// `DeleteItem` that returns the old item.
+
+impl TicketStore for DynamoStore {
+    async fn put_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        record: &str,
+        expires_at: u64,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let out = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item(KEY, ticket_key(kind.as_str(), hash))
+            .item("record", s(record))
+            .item(TTL_ATTRIBUTE, n(expires_at))
+            // Absent, or expired but not yet swept by the TTL.
+            .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .send()
+            .await;
+        applied(out)?.map(|_| ()).ok_or(StoreError::Duplicate)
+    }
+
+    async fn take_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key(KEY, ticket_key(kind.as_str(), hash))
+            .condition_expression("attribute_exists(#k)")
+            .expression_attribute_names("#k", KEY)
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        let Some(old) = applied(out)?.and_then(|o| o.attributes) else {
+            return Ok(None);
+        };
+        let alive = get_n(&old, TTL_ATTRIBUTE).is_some_and(|t| t > now);
+        Ok(get_s(&old, "record").filter(|_| alive))
+    }
+}
