@@ -120,14 +120,27 @@ pub mod moto {
     }
 
     /// An SDK configuration pointing at moto, built without touching the process environment.
+    /// The service's own retry and client settings, but longer timeouts: moto takes one request
+    /// at a time, and with every test binary's threads queued on it a call may wait seconds
+    /// (a timed-out `CreateTable` retried finds the table its first try made).
     pub async fn sdk_config() -> SdkConfig {
-        shared::aws::load_with(
+        let service = shared::aws::load_with(
             aws_config::defaults(BehaviorVersion::latest())
                 .endpoint_url(endpoint())
                 .region(Region::new("us-east-1"))
                 .credentials_provider(Credentials::new("testing", "testing", None, None, "moto")),
         )
-        .await
+        .await;
+        service
+            .into_builder()
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(std::time::Duration::from_secs(60))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(30))
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .build(),
+            )
+            .build()
     }
 
     /// Creates a fresh users table as `template.yaml` declares it; returns its name.
