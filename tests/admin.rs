@@ -11,8 +11,9 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use integration_tests::{event, moto, nested_cargo, write_test_keys};
-use serde_json::Value;
+use serde_json::{Value, json};
 use shared::Config;
+use shared::oauth::{Client, Registration};
 use shared::password::{PasswordHasher, Verification};
 use shared::policy::username_key;
 use shared::session::{self, SessionLimits};
@@ -329,6 +330,15 @@ where
             .await
             .unwrap()
     );
+    // And a registered client.
+    let registration = Registration {
+        client_id: "user04".into(),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        confidential: true,
+        ..Registration::default()
+    };
+    let (client, _) = Client::register(registration, now).unwrap();
+    t.store.put_client(&client).await.unwrap();
 
     let mut seen = Vec::new();
     let mut args = vec!["list".to_string(), "--limit".into(), "3".into()];
@@ -490,6 +500,188 @@ where
     );
 }
 
+/// The one JSON object a `client add` printed (one line of stdout).
+fn printed_object(run: &Run) -> serde_json::Map<String, Value> {
+    let stdout = run.ok();
+    assert_eq!(stdout.lines().count(), 1, "{run:?}");
+    match serde_json::from_str(stdout) {
+        Ok(Value::Object(object)) => object,
+        other => panic!("not one JSON object: {other:?} from {run:?}"),
+    }
+}
+
+async fn clients_are_added_listed_and_removed<S>(t: Target<S>)
+where
+    S: FullStore + TestSeam + AdminStore + 'static,
+{
+    assert_eq!(t.admin(&["client", "list"]).ok(), "");
+    // A public loopback client, as the README registers one.
+    let added = t.admin(&[
+        "client",
+        "add",
+        "--id",
+        "cli",
+        "--redirect-uri",
+        "http://127.0.0.1:8080/callback",
+    ]);
+    assert_eq!(
+        Value::Object(printed_object(&added)),
+        json!({"client_id": "cli"})
+    );
+    let cli = t.store.client("cli").await.unwrap().expect("stored");
+    assert_eq!(
+        (cli.confidential, &cli.secret_hash, &cli.redirect_uris),
+        (
+            false,
+            &None,
+            &vec!["http://127.0.0.1:8080/callback".to_string()]
+        )
+    );
+    // A confidential one: its secret printed once, its hash stored.
+    let added = t.admin(&[
+        "client",
+        "add",
+        "--id",
+        "web",
+        "--redirect-uri",
+        "https://app.example/cb",
+        "--redirect-uri",
+        "com.example.app:/cb",
+        "--post-logout-redirect-uri",
+        "https://app.example/bye",
+        "--confidential",
+    ]);
+    let printed = printed_object(&added);
+    let keys: Vec<&str> = printed.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["client_id", "client_secret"]);
+    assert_eq!(printed["client_id"], "web");
+    let secret = printed["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(secret.len(), 43, "32 bytes, base64url");
+    let web = t.store.client("web").await.unwrap().expect("stored");
+    let hash = web.secret_hash.clone().expect("a hash");
+    assert_ne!(hash, secret, "only the hash is stored");
+    assert!(web.verify_secret(&secret));
+    assert!(web.confidential);
+    assert_eq!(
+        web.redirect_uris,
+        ["https://app.example/cb", "com.example.app:/cb"]
+    );
+    assert_eq!(web.post_logout_redirect_uris, ["https://app.example/bye"]);
+
+    let listed = t.admin(&["client", "list"]);
+    assert_eq!(
+        listed.ok(),
+        "cli\tpublic\thttp://127.0.0.1:8080/callback\t\n\
+         web\tconfidential\thttps://app.example/cb com.example.app:/cb\thttps://app.example/bye\n"
+    );
+    assert!(!listed.stdout.contains(&hash) && !listed.stdout.contains(&secret));
+    // Clients are no accounts.
+    assert_eq!(t.admin(&["list"]).ok(), "");
+
+    assert_eq!(
+        t.admin(&["client", "remove", "cli"]).ok(),
+        "removed client cli\n"
+    );
+    assert_eq!(
+        t.admin(&["client", "remove", "cli"]).fails(1),
+        "auth-admin: no client with id cli"
+    );
+    assert!(t.store.client("cli").await.unwrap().is_none());
+    let rest = t.admin(&["client", "list"]).ok().to_string();
+    assert!(
+        rest.starts_with("web\tconfidential\t") && rest.lines().count() == 1,
+        "{rest}"
+    );
+}
+
+async fn bad_client_registrations_exit_1_with_one_line<S>(t: Target<S>)
+where
+    S: FullStore + TestSeam + AdminStore + 'static,
+{
+    let add = |args: &[&str]| t.admin(&[&["client", "add"][..], args].concat());
+    let too_long = "x".repeat(65);
+    for (args, expected) in [
+        (
+            &["--id", "web", "--redirect-uri", "http://example.com/cb"][..],
+            "auth-admin: --redirect-uri: \"http://example.com/cb\": http only on a loopback host",
+        ),
+        (
+            &["--id", "web", "--redirect-uri", "https://a.example/cb#frag"],
+            "auth-admin: --redirect-uri: \"https://a.example/cb#frag\": must not have a fragment",
+        ),
+        (
+            &["--id", "web", "--redirect-uri", "javascript:alert(1)"],
+            "the scheme javascript: is refused",
+        ),
+        (
+            &["--id", "web", "--redirect-uri", "/callback"],
+            "must be an absolute URI",
+        ),
+        (
+            &["--id", "web", "--redirect-uri", "https://App.example/cb"],
+            "not in normal form: register \"https://app.example/cb\"",
+        ),
+        (
+            &[
+                "--id",
+                "has space",
+                "--redirect-uri",
+                "https://a.example/cb",
+            ],
+            "auth-admin: --id: \"has space\": must be 1 to 64 of",
+        ),
+        (
+            &["--id", &too_long, "--redirect-uri", "https://a.example/cb"],
+            "auth-admin: --id: ",
+        ),
+        (
+            &["--id", "web"],
+            "auth-admin: --redirect-uri: at least one is required",
+        ),
+        (
+            &[
+                "--id",
+                "web",
+                "--redirect-uri",
+                "https://a.example/cb",
+                "--post-logout-redirect-uri",
+                "data:text/html,x",
+            ],
+            "auth-admin: --post-logout-redirect-uri: \"data:text/html,x\": the scheme data:",
+        ),
+    ] {
+        let refused = add(args);
+        assert!(refused.stdout.is_empty(), "{refused:?}");
+        let line = refused.fails(1);
+        assert!(line.contains(expected), "{args:?}: {line}");
+    }
+    assert_eq!(t.store.clients().await.unwrap(), [], "nothing stored");
+
+    // A taken id: refused, the first registration kept.
+    add(&["--id", "web", "--redirect-uri", "https://a.example/cb"]).ok();
+    let again = add(&[
+        "--id",
+        "web",
+        "--redirect-uri",
+        "https://b.example/cb",
+        "--confidential",
+    ]);
+    assert!(again.stdout.is_empty(), "{again:?}");
+    assert_eq!(
+        again.fails(1),
+        "auth-admin: a client with id web is registered already"
+    );
+    let kept = t.store.client("web").await.unwrap().unwrap();
+    assert_eq!(
+        (kept.redirect_uris, kept.confidential),
+        (vec!["https://a.example/cb".to_string()], false)
+    );
+    assert_eq!(
+        t.admin(&["client", "remove", "nobody"]).fails(1),
+        "auth-admin: no client with id nobody"
+    );
+}
+
 macro_rules! on_both_backends {
     ($($case:ident),* $(,)?) => {
         mod sqlite_backend {
@@ -520,6 +712,8 @@ on_both_backends!(
     list_pages_through_every_account_once,
     operators_inspect_unlock_log_out_and_delete,
     unknown_names_exit_1_with_one_line,
+    clients_are_added_listed_and_removed,
+    bad_client_registrations_exit_1_with_one_line,
 );
 
 #[test]

@@ -62,6 +62,10 @@ contract_suite!(
     correct_logins_never_fill_the_ceilings,
     an_ended_session_mints_no_more_tokens,
     tickets_are_taken_once,
+    codes_redeem_once_for_their_client_uri_and_verifier,
+    clients_are_put_read_listed_and_removed,
+    a_taken_client_id_is_refused,
+    a_client_key_is_never_a_username,
 );
 
 const RACERS: usize = 12;
@@ -132,6 +136,36 @@ async fn dynamodb_concurrent_take_tasks_of_one_ticket_have_one_winner() {
     for _ in 0..TAKERS {
         let store = store.clone();
         tasks.spawn(async move { contract::take_ticket_once(&store).await });
+    }
+    let won = tasks.join_all().await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[test]
+fn sqlite_concurrent_redemptions_of_one_code_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite_stores(&dir, TAKERS);
+    let code = on_thread(contract::issue_raced_code(&stores[0]));
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter())
+            .map(|store| {
+                let code = &code;
+                scope.spawn(move || on_thread(contract::redeem_code_once(store, code)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_redemption_tasks_of_one_code_have_one_winner() {
+    let store = dynamo().await;
+    let code = contract::issue_raced_code(&store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TAKERS {
+        let (store, code) = (store.clone(), code.clone());
+        tasks.spawn(async move { contract::redeem_code_once(&store, &code).await });
     }
     let won = tasks.join_all().await;
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");

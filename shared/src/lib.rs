@@ -13,6 +13,7 @@ pub mod error;
 pub mod handlers;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod password;
 pub mod policy;
 pub mod session;

@@ -15,8 +15,8 @@ use crate::token::{TokenIssuer, TokenVerifier};
 /// `template.yaml` grants no more).
 pub mod stores {
     use crate::store::{
-        AccountStore, CounterStore, CredentialStore, ProfileReader, SessionStore, TicketStore,
-        UserWriter,
+        AccountStore, ClientStore, CounterStore, CredentialStore, ProfileReader, SessionStore,
+        TicketStore, UserWriter,
     };
 
     /// `register`: creates accounts.
@@ -54,6 +54,7 @@ pub mod stores {
         + AccountStore
         + CounterStore
         + TicketStore
+        + ClientStore
     {
     }
     impl<T> Full for T where
@@ -64,6 +65,7 @@ pub mod stores {
             + AccountStore
             + CounterStore
             + TicketStore
+            + ClientStore
     {
     }
 }

@@ -380,6 +380,12 @@ impl AdminStore for DynamoStore {
     ) -> Result<Vec<Account>, StoreError> {
         let mut found = Vec::new();
         let mut start = after.map(|key| Item::from([(KEY.to_string(), s(key))]));
+        // Sessions, counters, tickets and clients share the table: every reserved prefix is
+        // filtered out, so a new kind of item is left out of the list as it is added.
+        let filter = (0..RESERVED_PREFIXES.len())
+            .map(|i| format!("NOT begins_with(#k, :p{i})"))
+            .collect::<Vec<_>>()
+            .join(" AND ");
         while found.len() < limit {
             let mut scan = self
                 .client
@@ -387,18 +393,14 @@ impl AdminStore for DynamoStore {
                 .table_name(&self.table)
                 .consistent_read(true)
                 .projection_expression(ACCOUNT_PROJECTION)
-                // Sessions, counters and tickets share the table.
-                .filter_expression(
-                    "NOT begins_with(#k, :p0) AND NOT begins_with(#k, :p1) \
-                     AND NOT begins_with(#k, :p2)",
-                )
-                .expression_attribute_values(":p0", s(RESERVED_PREFIXES[0]))
-                .expression_attribute_values(":p1", s(RESERVED_PREFIXES[1]))
-                .expression_attribute_values(":p2", s(RESERVED_PREFIXES[2]))
+                .filter_expression(&filter)
                 // Counts the items read, sessions included, before the filter; a page also
                 // ends at 1 MB.
                 .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
                 .set_exclusive_start_key(start.take());
+            for (i, prefix) in RESERVED_PREFIXES.iter().enumerate() {
+                scan = scan.expression_attribute_values(format!(":p{i}"), s(prefix));
+            }
             for (placeholder, name) in ACCOUNT_ATTRIBUTES {
                 scan = scan.expression_attribute_names(placeholder, name);
             }

@@ -3,6 +3,7 @@
 //! against DynamoDB on moto. Compiled only for tests (`--features testing`).
 
 use super::{Counter, CredentialStore, NewUser, Profile, SessionStore, StoreError, Swap};
+use crate::oauth::{Client, ClientSecret, Registration};
 use crate::policy;
 use crate::session::{self, Grant, SessionError, SessionLimits};
 use crate::throttle::{self, Attempt};
@@ -1111,4 +1112,190 @@ pub async fn take_ticket_once(store: &impl FullStore) -> bool {
         .await
         .unwrap()
         .is_some_and(|r| r == "won")
+}
+
+/// A client registered as `id` by the domain's own rules, with its secret if `confidential`.
+fn registered_client(id: &str, confidential: bool) -> (Client, Option<ClientSecret>) {
+    Client::register(
+        Registration {
+            client_id: id.into(),
+            redirect_uris: vec![
+                format!("https://{}.example/cb", id.to_ascii_lowercase()),
+                "http://127.0.0.1:8080/callback".into(),
+            ],
+            post_logout_redirect_uris: if confidential {
+                vec!["https://app.example/bye".into()]
+            } else {
+                Vec::new()
+            },
+            confidential,
+        },
+        1_700_000_000,
+    )
+    .unwrap()
+}
+
+/// A client is read back as it was put (its URI lists in order, an empty one included, and a
+/// confidential client's secret hash, which still verifies the secret), listed by id, and
+/// removed once; a string that is no client id finds nothing.
+pub async fn clients_are_put_read_listed_and_removed(store: &impl FullStore) {
+    assert_eq!(store.clients().await.unwrap(), []);
+    let (server, secret) = registered_client("server", true);
+    let (spa, _) = registered_client("spa", false);
+    let (cli, _) = registered_client("cli.tool-2_x", false);
+    for client in [&spa, &server, &cli] {
+        store.put_client(client).await.unwrap();
+    }
+    let read = store.client("server").await.unwrap().expect("stored");
+    assert_eq!(read, server);
+    assert!(read.secret_hash.is_some());
+    assert!(
+        read.verify_secret(secret.unwrap().expose()),
+        "the hash round-trips"
+    );
+    let public = store.client("spa").await.unwrap().unwrap();
+    assert_eq!(public, spa);
+    assert_eq!(
+        (public.secret_hash, public.post_logout_redirect_uris),
+        (None, vec![])
+    );
+    let ids: Vec<String> = (store.clients().await.unwrap().into_iter())
+        .map(|c| c.client_id)
+        .collect();
+    assert_eq!(ids, ["cli.tool-2_x", "server", "spa"], "ordered by id");
+    assert_eq!(store.client("nobody").await.unwrap(), None);
+    let too_long = "x".repeat(3_000);
+    for not_an_id in ["", "has space", "#client server", too_long.as_str()] {
+        assert_eq!(
+            store.client(not_an_id).await.unwrap(),
+            None,
+            "{not_an_id:?}"
+        );
+        assert!(
+            !store.remove_client(not_an_id).await.unwrap(),
+            "{not_an_id:?}"
+        );
+    }
+    assert!(store.remove_client("server").await.unwrap());
+    assert!(
+        !store.remove_client("server").await.unwrap(),
+        "gone already"
+    );
+    assert_eq!(store.client("server").await.unwrap(), None);
+    assert_eq!(store.clients().await.unwrap(), [cli, spa]);
+    // Its id is free again.
+    store.put_client(&server).await.unwrap();
+}
+
+/// A taken client id is refused and the stored client kept; ids are exact, so one that differs
+/// by case is another client.
+pub async fn a_taken_client_id_is_refused(store: &impl FullStore) {
+    let (first, _) = registered_client("web", false);
+    store.put_client(&first).await.unwrap();
+    let (again, _) = registered_client("web", true);
+    assert!(matches!(
+        store.put_client(&again).await,
+        Err(StoreError::Duplicate)
+    ));
+    assert_eq!(store.client("web").await.unwrap(), Some(first));
+    let (upper, _) = registered_client("Web", true);
+    store.put_client(&upper).await.unwrap();
+    assert_eq!(store.client("Web").await.unwrap(), Some(upper));
+    assert_eq!(store.clients().await.unwrap().len(), 2);
+}
+
+/// A client's key is data, never a username, and a user and a client may share a name.
+pub async fn a_client_key_is_never_a_username(store: &impl FullStore) {
+    let (client, _) = registered_client("x", true);
+    store.put_client(&client).await.unwrap();
+    assert!(store.credentials("#client x").await.unwrap().is_none());
+    assert!(store.profile("", "#client x", "s").await.unwrap().is_none());
+    let user = new_user("xavier", "xavier");
+    store.create(&user).await.unwrap();
+    let (named, _) = registered_client("xavier", false);
+    store.put_client(&named).await.unwrap();
+    assert_eq!(
+        store.credentials("xavier").await.unwrap().map(|c| c.id),
+        Some(user.id)
+    );
+    assert_eq!(store.client("xavier").await.unwrap(), Some(named));
+    assert_eq!(store.clients().await.unwrap().len(), 2);
+}
+
+/// The PKCE pair of RFC 7636 Appendix B.
+const PKCE_VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const PKCE_CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+/// A code grant for the cases below.
+pub fn code_grant() -> crate::oauth::code::CodeGrant {
+    crate::oauth::code::CodeGrant {
+        client_id: "web".into(),
+        redirect_uri: "http://127.0.0.1:8080/callback".into(),
+        code_challenge: PKCE_CHALLENGE.into(),
+        scope: "openid profile".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        user_id: "u-1".into(),
+        username_key: "emma".into(),
+        sid: "s-1".into(),
+        auth_time: 1_000,
+        amr: vec!["pwd".into()],
+    }
+}
+
+/// An authorization code redeems once, only for its client, its exact redirect URI and the
+/// right verifier, and not after its minute; a failed attempt spends it too.
+pub async fn codes_redeem_once_for_their_client_uri_and_verifier(store: &impl FullStore) {
+    use crate::oauth::code::{self, CODE_SECONDS, CodeError};
+    let grant = code_grant();
+    let uri = grant.redirect_uri.clone();
+    let refused = |r: Result<_, CodeError>| assert!(matches!(r, Err(CodeError::Invalid)), "{r:?}");
+    let c = code::issue(store, &grant, 1_000).await.unwrap();
+    assert_eq!(c.len(), 43);
+    let redeemed = code::redeem(store, &c, "web", &uri, PKCE_VERIFIER, 1_001).await;
+    assert_eq!(redeemed.unwrap(), grant);
+    refused(code::redeem(store, &c, "web", &uri, PKCE_VERIFIER, 1_002).await);
+    for (client, redirect, verifier, at) in [
+        ("other", uri.as_str(), PKCE_VERIFIER, 1_001),
+        (
+            "web",
+            "http://127.0.0.1:8080/callback/",
+            PKCE_VERIFIER,
+            1_001,
+        ),
+        (
+            "web",
+            uri.as_str(),
+            "wrong-verifier-wrong-verifier-wrong-verifier-x",
+            1_001,
+        ),
+        ("web", uri.as_str(), PKCE_VERIFIER, 1_000 + CODE_SECONDS),
+    ] {
+        let c = code::issue(store, &grant, 1_000).await.unwrap();
+        refused(code::redeem(store, &c, client, redirect, verifier, at).await);
+        // Spent by the failed attempt, even for the right client.
+        refused(code::redeem(store, &c, "web", &uri, PKCE_VERIFIER, 1_001).await);
+    }
+    refused(code::redeem(store, "not-a-code", "web", &uri, PKCE_VERIFIER, 1_001).await);
+}
+
+/// Issues the code the racers of [`redeem_code_once`] redeem.
+pub async fn issue_raced_code(store: &impl FullStore) -> String {
+    crate::oauth::code::issue(store, &code_grant(), 1_000)
+        .await
+        .unwrap()
+}
+
+/// One racer's redemption: whether it got the grant.
+pub async fn redeem_code_once(store: &impl FullStore, code: &str) -> bool {
+    let grant = code_grant();
+    crate::oauth::code::redeem(
+        store,
+        code,
+        "web",
+        &grant.redirect_uri,
+        PKCE_VERIFIER,
+        1_001,
+    )
+    .await
+    .is_ok()
 }

@@ -4,12 +4,14 @@
 //! - [`sessions`]: sessions and their refresh-token generations;
 //! - [`counters`]: the throttle's counters;
 //! - [`tickets`]: single-use secrets (codes, login steps, mail links, MFA tokens), taken once;
+//! - [`clients`]: registered OAuth clients;
 //! - [`admin`]: what only the operator's `auth-admin` does.
 //!
 //! The backend plumbing (connection, migrations, the DynamoDB key scheme) is in `sqlite/` and
 //! `dynamodb/`; one contract suite ([`contract`]) runs against both.
 
 pub mod admin;
+pub mod clients;
 pub mod counters;
 mod dynamodb;
 pub mod sessions;
@@ -22,6 +24,7 @@ pub mod contract;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
+pub use clients::ClientStore;
 pub use counters::{Counter, CounterStore, Swap};
 pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
 pub use sessions::{PreviousGeneration, SessionLife, SessionRecord, SessionStore};
@@ -35,8 +38,8 @@ pub use users::{
 /// A storage failure, classified by what the client should be told.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The username (its case-insensitive key) is taken: detected by the store's uniqueness
-    /// constraint, never by a read before the write.
+    /// The key is taken (a username's case-insensitive key, a client id, a live ticket's hash):
+    /// detected by the store's uniqueness constraint, never by a read before the write.
     #[error("duplicate username")]
     Duplicate,
     /// The store is unreachable, locked or throttling: a 503.

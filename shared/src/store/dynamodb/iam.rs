@@ -280,7 +280,11 @@ fn template_key_prefixes_and_attribute_lists_match_the_store() {
             }
             let mut wanted: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
             let (operator, patterns) = want.keys.condition();
-            wanted.insert((operator.into(), "dynamodb:LeadingKeys".into()), patterns);
+            // Compared as sets, as IAM reads them (the template may list them in any order).
+            wanted.insert(
+                (operator.into(), "dynamodb:LeadingKeys".into()),
+                sorted(patterns),
+            );
             if let Some(lists) = want.attributes {
                 let names = sorted(lists.iter().flat_map(|l| l.iter()));
                 wanted.insert(
@@ -409,24 +413,34 @@ async fn every_request_a_function_sends_is_allowed_and_every_permission_is_used(
 }
 
 /// The key patterns split the table as the store does: account keys, which may start with `#`
-/// but hold no whitespace, match neither reserved pattern; session and counter keys match
-/// theirs and no other.
+/// but hold no whitespace, match no reserved pattern; session and counter keys match theirs
+/// and no other, and a client's key is no account's.
 #[test]
 fn the_key_patterns_tell_accounts_sessions_and_counters_apart() {
     let session = SESSION_PREFIX.to_string() + "Zm9vYmFy";
     let counter = COUNTER_PREFIX.to_string() + "pair emma 203.0.113.7";
     let (_, reserved) = Keys::Accounts.condition();
     let account = |key: &str| !reserved.iter().any(|p| glob(p, key));
-    for name in ["emma", "#emma", "#session", "#throttle", "session#1", "***"] {
+    for name in [
+        "emma",
+        "#emma",
+        "#session",
+        "#throttle",
+        "#client",
+        "session#1",
+        "***",
+    ] {
         let key = crate::policy::username(name)
             .unwrap_or_else(|e| panic!("{name:?} is a valid username: {e:?}"))
             .key;
         assert!(account(&key), "{key:?} is an account key");
     }
-    for name in ["#session x", "#throttle x"] {
+    for name in ["#session x", "#throttle x", "#client x"] {
         assert!(crate::policy::username(name).is_err(), "{name:?} registers");
     }
-    assert!(!account(&session) && !account(&counter));
+    let client = CLIENT_PREFIX.to_string() + "web";
+    assert!(!account(&session) && !account(&counter) && !account(&client));
+    assert_eq!(client_key("web"), s(&client));
     let (_, sessions) = Keys::Sessions.condition();
     let (_, counters) = Keys::Counters.condition();
     assert!(glob(&sessions[0], &session) && !glob(&sessions[0], &counter));

@@ -18,12 +18,15 @@ pub const SESSION_PREFIX: &str = "#session ";
 pub const COUNTER_PREFIX: &str = "#throttle ";
 /// The partition key prefix of single-use tickets (then the kind, a space, the hash).
 pub const TICKET_PREFIX: &str = "#ticket ";
+/// The partition key prefix of registered OAuth clients (then the client id).
+pub const CLIENT_PREFIX: &str = "#client ";
 
 /// The partition key prefixes of the items that are not accounts: every other key is an
 /// account's (`template.yaml` names account keys as those that start with none of these).
-pub const RESERVED_PREFIXES: [&str; 3] = [SESSION_PREFIX, COUNTER_PREFIX, TICKET_PREFIX];
+pub const RESERVED_PREFIXES: [&str; 4] =
+    [SESSION_PREFIX, COUNTER_PREFIX, TICKET_PREFIX, CLIENT_PREFIX];
 
-/// Whether `key` is a session's, a counter's or a ticket's, never an account's.
+/// Whether `key` is a session's, a counter's, a ticket's or a client's, never an account's.
 pub fn is_reserved(key: &str) -> bool {
     RESERVED_PREFIXES
         .iter()
@@ -50,6 +53,11 @@ pub(in crate::store) fn ticket_key(kind: &str, hash: &str) -> AttributeValue {
     AttributeValue::S(format!("{TICKET_PREFIX}{kind} {hash}"))
 }
 
+/// The key of the OAuth client `client_id`.
+pub(in crate::store) fn client_key(client_id: &str) -> AttributeValue {
+    AttributeValue::S(format!("{CLIENT_PREFIX}{client_id}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,6 +69,7 @@ mod tests {
             "#session x",
             "#throttle pair 1 id y",
             "#ticket code h",
+            "#client web",
             "#SESSION x",
         ] {
             assert!(!is_reserved(&policy::login_key(name)), "{name}");

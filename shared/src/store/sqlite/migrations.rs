@@ -11,8 +11,9 @@ use crate::policy;
 /// One step: the statements that take a file one version up.
 type Step = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
-/// Every step, in order: accounts, sessions, throttle counters, single-use tickets.
-const STEPS: &[Step] = &[accounts, sessions, counters, tickets];
+/// Every step, in order: accounts, sessions, throttle counters, single-use tickets, OAuth
+/// clients.
+const STEPS: &[Step] = &[accounts, sessions, counters, tickets, clients];
 
 /// The version a file has once every step ran.
 pub(super) const SCHEMA_VERSION: i64 = STEPS.len() as i64;
@@ -157,6 +158,20 @@ fn tickets(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     )
 }
 
+/// Registered OAuth clients; the URI lists are JSON arrays of strings.
+fn clients(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS clients (
+             client_id TEXT PRIMARY KEY,
+             redirect_uris TEXT NOT NULL,
+             post_logout_redirect_uris TEXT NOT NULL,
+             confidential INTEGER NOT NULL,
+             secret_hash TEXT,
+             created_at INTEGER NOT NULL
+         );",
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +190,31 @@ mod tests {
         assert_eq!(version, SCHEMA_VERSION);
         tx.execute("INSERT INTO tickets VALUES ('k', 'h', 'r', 1)", [])
             .unwrap();
+    }
+
+    #[test]
+    fn a_file_at_version_4_gets_the_clients_table_and_keeps_its_tickets() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        run(&tx, 0).unwrap();
+        tx.execute_batch(
+            "DROP TABLE clients; PRAGMA user_version = 4;
+             INSERT INTO tickets VALUES ('k', 'h', 'r', 1);",
+        )
+        .unwrap();
+        run(&tx, 4).unwrap();
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let tickets: i64 = tx
+            .query_row("SELECT count(*) FROM tickets", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tickets, 1);
+        tx.execute(
+            "INSERT INTO clients VALUES ('web', '[]', '[]', 0, NULL, 1)",
+            [],
+        )
+        .unwrap();
     }
 }

@@ -1,0 +1,107 @@
+//! Authorization codes: a single-use ticket ([`TicketKind::AuthorizationCode`]) that the
+//! hosted login page issues after a sign-in and the token endpoint redeems once, bound to the
+//! client, the exact redirect URI and the PKCE challenge of the authorization request. The code
+//! is 256 random bits; the store keeps only its SHA-256, so a copy of the store redeems nothing.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::rand::{SecureRandom, SystemRandom};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::pkce;
+use crate::store::{StoreError, TicketKind, TicketStore};
+
+/// How long a code may wait for its exchange (RFC 6749 §4.1.2 recommends at most 10 minutes;
+/// a browser redirect and one request need seconds).
+pub const CODE_SECONDS: u64 = 60;
+
+/// What a code stands for: the sign-in it ends and the request it answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeGrant {
+    /// The client it was issued to.
+    pub client_id: String,
+    /// The redirect URI of the authorization request, exactly.
+    pub redirect_uri: String,
+    /// The PKCE `S256` challenge.
+    pub code_challenge: String,
+    /// The scopes granted (space-separated).
+    pub scope: String,
+    /// The OpenID Connect `nonce`, returned in the id_token.
+    pub nonce: Option<String>,
+    /// The account (`sub`).
+    pub user_id: String,
+    /// The account's key, to find its record.
+    pub username_key: String,
+    /// The session the sign-in started (`sid`).
+    pub sid: String,
+    /// When the user signed in (`auth_time`), seconds since the epoch.
+    pub auth_time: u64,
+    /// How (`amr`, RFC 8176).
+    pub amr: Vec<String>,
+}
+
+/// Why a code is not exchanged: every case is one `invalid_grant` at the token endpoint.
+#[derive(Debug, thiserror::Error)]
+pub enum CodeError {
+    /// Unknown, spent, expired, of another client or redirect URI, or a wrong verifier.
+    #[error("the authorization code is invalid, expired or spent")]
+    Invalid,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn hash(code: &str) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
+}
+
+/// Issues a code for `grant` at `now`: the code to put in the redirect.
+pub async fn issue<T: TicketStore>(
+    store: &T,
+    grant: &CodeGrant,
+    now: u64,
+) -> Result<String, StoreError> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Fault("the OS random number generator failed".into()))?;
+    let code = URL_SAFE_NO_PAD.encode(bytes);
+    let record = serde_json::to_string(grant).map_err(|e| StoreError::Fault(e.to_string()))?;
+    store
+        .put_ticket(
+            TicketKind::AuthorizationCode,
+            &hash(&code),
+            &record,
+            now + CODE_SECONDS,
+            now,
+        )
+        .await?;
+    Ok(code)
+}
+
+/// Redeems `code` for `client_id` at `redirect_uri` with the PKCE `verifier`: spent by the first
+/// attempt, right or wrong (a code that reached the wrong hands is dead either way).
+pub async fn redeem<T: TicketStore>(
+    store: &T,
+    code: &str,
+    client_id: &str,
+    redirect_uri: &str,
+    verifier: &str,
+    now: u64,
+) -> Result<CodeGrant, CodeError> {
+    if code.len() != 43 {
+        return Err(CodeError::Invalid);
+    }
+    let record = store
+        .take_ticket(TicketKind::AuthorizationCode, &hash(code), now)
+        .await?
+        .ok_or(CodeError::Invalid)?;
+    let grant: CodeGrant =
+        serde_json::from_str(&record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    let bound = grant.client_id == client_id && grant.redirect_uri == redirect_uri;
+    if !bound || !pkce::verifies(&grant.code_challenge, verifier) {
+        return Err(CodeError::Invalid);
+    }
+    Ok(grant)
+}
