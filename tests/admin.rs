@@ -364,6 +364,54 @@ where
     assert_eq!(sorted, names, "each account once: {seen:?}");
 }
 
+/// Issue 17, point 9: `show` and `unlock` read `AUTH_ACCOUNT_FAILURES_PER_HOUR` as the
+/// functions do: three failures this hour are a wait under a ceiling of 3, none under the
+/// default 50, and a bad value is refused as the functions refuse it.
+async fn show_and_unlock_judge_waits_by_the_functions_ceiling<S>(mut t: Target<S>)
+where
+    S: FullStore + TestSeam + AdminStore + 'static,
+{
+    let (source, _) = t.tutorial_db("tutorial.db", &[("Nina", None)]);
+    t.admin(&["import", "--from", &from(&source)]).ok();
+    let now = shared::clock::now();
+    let nina = t.store.credentials("nina").await.unwrap().unwrap();
+    let window = throttle::account_key(&throttle::subject(Some(&nina), "nina"));
+    let three = Swap::new(
+        None,
+        Counter {
+            failures: 3,
+            since: now,
+        },
+        now + 3600,
+        now,
+    );
+    assert!(t.store.swap_counter(&window, three).await.unwrap());
+    assert!(
+        t.admin(&["show", "nina"])
+            .ok()
+            .contains("throttled:     no")
+    );
+    t.env.push(("AUTH_ACCOUNT_FAILURES_PER_HOUR", "3".into()));
+    let shown = t.admin(&["show", "nina"]).ok().to_string();
+    assert!(
+        shown.contains("throttled:     yes, every address"),
+        "{shown}"
+    );
+    let unlocked = t.admin(&["unlock", "nina"]).ok().to_string();
+    assert!(unlocked.contains("and a wait of"), "{unlocked}");
+    assert!(
+        t.admin(&["show", "nina"])
+            .ok()
+            .contains("throttled:     no")
+    );
+    t.env.push(("AUTH_ACCOUNT_FAILURES_PER_HOUR", "100".into()));
+    assert!(
+        t.admin(&["show", "nina"])
+            .fails(1)
+            .contains("AUTH_ACCOUNT_FAILURES_PER_HOUR")
+    );
+}
+
 async fn operators_inspect_unlock_log_out_and_delete<S>(t: Target<S>)
 where
     S: FullStore + TestSeam + AdminStore + 'static,
@@ -711,6 +759,7 @@ on_both_backends!(
     an_import_from_one_of_our_files_keeps_the_ids,
     list_pages_through_every_account_once,
     operators_inspect_unlock_log_out_and_delete,
+    show_and_unlock_judge_waits_by_the_functions_ceiling,
     unknown_names_exit_1_with_one_line,
     clients_are_added_listed_and_removed,
     bad_client_registrations_exit_1_with_one_line,
