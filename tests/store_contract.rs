@@ -62,6 +62,7 @@ contract_suite!(
     correct_logins_never_fill_the_ceilings,
     an_ended_session_mints_no_more_tokens,
     tickets_are_taken_once,
+    a_reauthentication_of_another_account_claims_nothing,
     codes_redeem_once_for_their_client_uri_and_verifier,
     clients_are_put_read_listed_and_removed,
     a_taken_client_id_is_refused,

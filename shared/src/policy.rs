@@ -123,7 +123,8 @@ pub fn login_key(raw: &str) -> String {
     // `#` then whitespace is how the DynamoDB store keys its sessions and counters; no
     // registered name holds whitespace, so only such a non-account key could look like one.
     let store_shaped = key.starts_with('#') && key.contains(char::is_whitespace);
-    let impossible = key.len() > USERNAME_KEY_MAX_BYTES
+    let impossible = key.is_empty()
+        || key.len() > USERNAME_KEY_MAX_BYTES
         || key.chars().any(|c| c.is_control() || is_invisible(c));
     if !impossible && !store_shaped {
         return key;

@@ -67,6 +67,9 @@ pub enum Attempt {
     Wait(u64),
     /// Claimed: check the password against these credentials (read before the claim).
     Check(Credentials, Claim),
+    /// Not the account that was expected (a re-authentication whose account is gone or was
+    /// replaced): nothing was claimed or written.
+    NotTheAccount,
 }
 
 /// Whose counters: an account's id, or a name that is no account.
@@ -130,7 +133,26 @@ pub async fn claim<C: CredentialStore + CounterStore>(
     limits: &ThrottleLimits,
     now: u64,
 ) -> Result<Attempt, StoreError> {
+    claim_for(store, username_key, None, source, limits, now).await
+}
+
+/// [`claim`], for the account with id `expected_id` only when one is given (re-authentication
+/// of a bearer): any other account, or none, is [`Attempt::NotTheAccount`] before any write, so
+/// a token of a deleted account cannot fill the windows of a new one under its name.
+pub async fn claim_for<C: CredentialStore + CounterStore>(
+    store: &C,
+    username_key: &str,
+    expected_id: Option<&str>,
+    source: &str,
+    limits: &ThrottleLimits,
+    now: u64,
+) -> Result<Attempt, StoreError> {
     let user = store.credentials(username_key).await?;
+    if let Some(expected) = expected_id
+        && user.as_ref().is_none_or(|u| u.id != expected)
+    {
+        return Ok(Attempt::NotTheAccount);
+    }
     let subject = subject(user.as_ref(), username_key);
     let pair_key = pair_key(&subject, source);
     let (account_key, source_key) = (account_key(&subject), source_key(source));
@@ -156,7 +178,11 @@ pub async fn claim<C: CredentialStore + CounterStore>(
         )
         .await?
     else {
-        return Ok(Attempt::Wait(full_wait(from_source, now)));
+        return Ok(Attempt::Wait(full_wait(
+            from_source,
+            limits.source_per_hour,
+            now,
+        )));
     };
     let Some(account_window) = store
         .add_in_window(
@@ -168,7 +194,11 @@ pub async fn claim<C: CredentialStore + CounterStore>(
         .await?
     else {
         store.give_back(&source_key, source_window).await?;
-        return Ok(Attempt::Wait(full_wait(account, now)));
+        return Ok(Attempt::Wait(full_wait(
+            account,
+            limits.account_per_hour,
+            now,
+        )));
     };
     let claim = Claim {
         subject,
@@ -211,15 +241,17 @@ pub async fn claim<C: CredentialStore + CounterStore>(
 }
 
 /// The wait to report when a window's add was refused: until the end of the window read before
-/// (at least a second, when it was read before the last place went).
-fn full_wait(read: Option<Counter>, now: u64) -> u64 {
-    read.map(|c| {
-        c.since
-            .saturating_add(policy::WINDOW_SECONDS)
-            .saturating_sub(now)
-    })
-    .filter(|w| *w > 0)
-    .unwrap_or(1)
+/// if it was full then; a second if it was not (the last place went to a concurrent attempt,
+/// which may give it back at once: the next attempt's check reports the real wait).
+fn full_wait(read: Option<Counter>, ceiling: u32, now: u64) -> u64 {
+    read.filter(|c| c.failures >= ceiling)
+        .map(|c| {
+            c.since
+                .saturating_add(policy::WINDOW_SECONDS)
+                .saturating_sub(now)
+        })
+        .filter(|w| *w > 0)
+        .unwrap_or(1)
 }
 
 /// Gives both windows' places back (the pair was not claimed).
@@ -265,8 +297,9 @@ mod tests {
             failures: 3,
             since: 100,
         });
-        assert_eq!(full_wait(read, 200), policy::WINDOW_SECONDS - 100);
-        assert_eq!(full_wait(None, 200), 1);
-        assert_eq!(full_wait(read, 100 + policy::WINDOW_SECONDS), 1);
+        assert_eq!(full_wait(read, 3, 200), policy::WINDOW_SECONDS - 100);
+        assert_eq!(full_wait(read, 4, 200), 1, "taken by a concurrent attempt");
+        assert_eq!(full_wait(None, 3, 200), 1);
+        assert_eq!(full_wait(read, 3, 100 + policy::WINDOW_SECONDS), 1);
     }
 }

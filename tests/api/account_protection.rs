@@ -135,8 +135,9 @@ async fn control_characters_in_a_login_name_find_no_one<S: AppStore>(app: TestAp
             app.login("nobody-at-all", GOOD_PASSWORD).await.body
         );
     }
-    // Names shaped like the store's own session and counter keys are unknown names too.
-    for name in ["#session abc", "#throttle source 10.0.0.1"] {
+    // Names shaped like the store's own session and counter keys, and the empty name (no key
+    // DynamoDB takes), are unknown names too.
+    for name in ["#session abc", "#throttle source 10.0.0.1", ""] {
         app.login(name, GOOD_PASSWORD).await.problem(401);
     }
 }

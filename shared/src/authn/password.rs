@@ -78,21 +78,19 @@ pub async fn check<C: CredentialStore + CounterStore>(
     }
     // A name no account can have gets a stand-in key: answered as an unknown name.
     let key = policy::login_key(username);
-    let (user, claim) = match throttle::claim(store, &key, source, checker.limits, now).await? {
+    let attempt = throttle::claim_for(store, &key, expected_id, source, checker.limits, now);
+    let (user, claim) = match attempt.await? {
         Attempt::Wait(retry_after) => {
             metrics::record(Outcome::LoginThrottled);
             return Err(Refusal::Throttled(retry_after));
         }
-        Attempt::UnknownUser if expected_id.is_some() => return Err(Refusal::AccountGone),
+        Attempt::NotTheAccount => return Err(Refusal::AccountGone),
         Attempt::UnknownUser => {
             checker.hasher.dummy_verify(password);
             // No name in the line: a user who typed the password into the name field.
             tracing::info!(source_ip = %source, "login failed: no such account");
             metrics::record(Outcome::LoginFailed);
             return Err(Refusal::WrongCredentials);
-        }
-        Attempt::Check(user, _) if expected_id.is_some_and(|id| id != user.id) => {
-            return Err(Refusal::AccountGone);
         }
         Attempt::Check(user, claim) => (user, claim),
     };
@@ -110,8 +108,16 @@ pub async fn check<C: CredentialStore + CounterStore>(
             Err(Refusal::WrongCredentials)
         }
         Verification::Match { needs_rehash } => {
+            // A failed upgrade must not keep the claim of a right password: log it, keep the
+            // stored hash, and give the claim back all the same.
             let upgraded = match needs_rehash && expected_id.is_none() {
-                true => Some(checker.hasher.hash(password)?),
+                true => checker
+                    .hasher
+                    .hash(password)
+                    .inspect_err(
+                        |e| tracing::warn!(user_id = %user.id, error = %e, "rehash failed"),
+                    )
+                    .ok(),
                 false => None,
             };
             let rehash = upgraded

@@ -349,7 +349,7 @@ pub async fn attempt(
             true
         }
         Attempt::UnknownUser => true,
-        Attempt::Wait(_) => false,
+        Attempt::Wait(_) | Attempt::NotTheAccount => false,
     }
 }
 
@@ -400,6 +400,48 @@ pub async fn correct_logins_never_fill_the_ceilings(store: &impl FullStore) {
     assert_eq!(sprayed, [true, true, true, false]);
     // A correct login of an account that met no ceiling still passes from a fresh address.
     assert!(attempt(store, "office0", "198.51.100.2", true, &LIMITS_SMALL, 1_040).await);
+}
+
+/// A re-authentication that finds another account under the name (the bearer's was deleted and
+/// the name registered again), or none, claims and writes nothing.
+pub async fn a_reauthentication_of_another_account_claims_nothing(store: &impl FullStore) {
+    let user = new_user("second", "reused");
+    store.create(&user).await.unwrap();
+    for expected in ["the-deleted-account", ""] {
+        let attempt = throttle::claim_for(
+            store,
+            "reused",
+            Some(expected),
+            "192.0.2.5",
+            &LIMITS_SMALL,
+            1_000,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(attempt, Attempt::NotTheAccount), "{attempt:?}");
+    }
+    let gone = throttle::claim_for(
+        store,
+        "nobody",
+        Some("x"),
+        "192.0.2.5",
+        &LIMITS_SMALL,
+        1_000,
+    );
+    assert!(matches!(gone.await.unwrap(), Attempt::NotTheAccount));
+    let creds = store.credentials("reused").await.unwrap().unwrap();
+    assert_eq!(creds.failed_logins, 0);
+    let subject = throttle::subject(Some(&creds), "reused");
+    let keys = [
+        throttle::account_key(&subject),
+        throttle::source_key("192.0.2.5"),
+        throttle::pair_key(&subject, "192.0.2.5"),
+    ];
+    let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+    assert_eq!(
+        store.counters(&keys, 1_000).await.unwrap(),
+        [None, None, None]
+    );
 }
 
 /// The account window of `name` preset to one below the default ceiling, as a long distributed

@@ -71,6 +71,7 @@ mod tests {
             "#ticket code h",
             "#client web",
             "#SESSION x",
+            "",
         ] {
             assert!(!is_reserved(&policy::login_key(name)), "{name}");
         }
