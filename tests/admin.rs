@@ -410,6 +410,22 @@ where
             .fails(1)
             .contains("AUTH_ACCOUNT_FAILURES_PER_HOUR")
     );
+    // Failures below the ceiling, with no consecutive count (a success reset it): unlock clears
+    // them too instead of saying there is nothing to clear.
+    t.env.pop();
+    let two = Swap::new(
+        None,
+        Counter {
+            failures: 2,
+            since: now,
+        },
+        now + 3600,
+        now,
+    );
+    assert!(t.store.swap_counter(&window, two).await.unwrap());
+    let unlocked = t.admin(&["unlock", "nina"]).ok().to_string();
+    assert!(unlocked.starts_with("unlocked Nina"), "{unlocked}");
+    assert_eq!(t.store.counters(&[&window], now).await.unwrap(), [None]);
 }
 
 async fn operators_inspect_unlock_log_out_and_delete<S>(t: Target<S>)

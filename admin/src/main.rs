@@ -212,7 +212,18 @@ where
             let user = credentials(store, &name).await?;
             let now = clock::now();
             let waits = waits(store, &user, now).await?;
-            if user.failed_logins == 0 && user.last_failed_at.is_none() && waits.is_empty() {
+            // The hourly window may hold failures below the ceiling after a success reset the
+            // consecutive count: those are cleared too.
+            let subject = throttle::subject(Some(&user), &user.username_key);
+            let window = store
+                .counters(&[&throttle::account_key(&subject)], now)
+                .await?[0]
+                .filter(|w| w.failures > 0);
+            if user.failed_logins == 0
+                && user.last_failed_at.is_none()
+                && waits.is_empty()
+                && window.is_none()
+            {
                 println!("{} has no failed logins to clear", shown(&user.username));
                 return Ok(());
             }

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use super::StoreError;
 use super::dynamodb::{
     DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_key, applied, fail, get_n, get_s, n, required_n,
-    required_s, returned_n, s, session_key, transaction_lost,
+    required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 
@@ -369,6 +369,9 @@ impl SessionStore for DynamoStore {
             // A condition failed, or a concurrent transaction on one of the items won: the caller
             // reads again.
             Err(e) if transaction_lost(&e) => Ok(false),
+            Err(e) if transaction_throttled(&e) => Err(StoreError::Unavailable(
+                "DynamoDB throttled the rotation".into(),
+            )),
             Err(e) => Err(fail(e)),
         }
     }

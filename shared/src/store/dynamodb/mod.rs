@@ -181,6 +181,26 @@ pub(super) fn transaction_lost<R>(err: &SdkError<TransactWriteItemsError, R>) ->
     }
 }
 
+/// Whether a transaction was cancelled because DynamoDB throttled one of its items (a 503 to
+/// retry, not a fault).
+pub(super) fn transaction_throttled<R>(err: &SdkError<TransactWriteItemsError, R>) -> bool {
+    match err.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(e)) => {
+            e.cancellation_reasons().iter().any(|r| {
+                matches!(
+                    r.code(),
+                    Some(
+                        "ThrottlingError"
+                            | "ProvisionedThroughputExceeded"
+                            | "RequestLimitExceeded"
+                    )
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
 /// A number attribute an applied `UpdateItem` returned (`ReturnValue::UpdatedNew`).
 pub(super) fn returned_n(out: Option<UpdateItemOutput>, name: &str) -> Option<u64> {
     out?.attributes.as_ref().and_then(|a| get_n(a, name))
