@@ -17,8 +17,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::dynamodb::{
-    COUNTER_PREFIX, Item, KEY, RESERVED_PREFIXES, TTL_ATTRIBUTE, account_key, condition_failed,
-    fail, get_n, get_s, is_reserved, n, s,
+    COUNTER_PREFIX, Item, KEY, RESERVED_PREFIXES, TTL_ATTRIBUTE, account_item_key,
+    condition_failed, fail, get_n, get_s, is_reserved, n, s,
 };
 use super::sqlite::{classify, int, uint};
 use super::{Counter, DynamoStore, NewUser, SqliteStore, StoreError};
@@ -322,7 +322,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .key(KEY, account_key(username_key))
+            .key(KEY, account_item_key(username_key))
             .consistent_read(true)
             .projection_expression(ACCOUNT_PROJECTION);
         for (placeholder, name) in ACCOUNT_ATTRIBUTES {
@@ -425,41 +425,26 @@ impl AdminStore for DynamoStore {
         now: u64,
     ) -> Result<Vec<(String, Counter)>, StoreError> {
         let prefix = format!("{COUNTER_PREFIX}pair ");
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .filter_expression(
-                    "begins_with(#k, :pair) AND contains(#k, :subject) AND #ttl > :now",
-                )
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":pair", s(&prefix))
-                .expression_attribute_values(":subject", s(subject))
-                .expression_attribute_values(":now", n(now))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(fail)?;
-            for item in page.items() {
-                let key = get_s(item, KEY).unwrap_or_default();
-                let counter = get_n(item, "failures")
-                    .and_then(|f| u32::try_from(f).ok())
-                    .zip(get_n(item, "since"))
-                    .map(|(failures, since)| Counter { failures, since });
-                if let (Some(key), Some(counter)) = (key.strip_prefix(COUNTER_PREFIX), counter) {
-                    found.push((key.to_string(), counter));
-                }
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let items = self
+            .scan_all(
+                "begins_with(#k, :pair) AND contains(#k, :subject) AND #ttl > :now",
+                &[("#k", KEY), ("#ttl", TTL_ATTRIBUTE)],
+                &[
+                    (":pair", s(&prefix)),
+                    (":subject", s(subject)),
+                    (":now", n(now)),
+                ],
+            )
+            .await?;
+        let found = items
+            .iter()
+            .filter_map(|item| {
+                let key = get_s(item, KEY)?.strip_prefix(COUNTER_PREFIX)?.to_string();
+                let failures = u32::try_from(get_n(item, "failures")?).ok()?;
+                let since = get_n(item, "since")?;
+                Some((key, Counter { failures, since }))
+            })
+            .collect();
         Ok(of_subject(found, subject))
     }
 }

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
-    CLIENT_PREFIX, DynamoStore, Item, KEY, applied, client_key, fail, get_s, n, required_n, s,
+    CLIENT_PREFIX, DynamoStore, Item, KEY, applied, client_key, get_s, n, required_n, s,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 use crate::oauth::Client;
@@ -196,29 +196,17 @@ impl ClientStore for DynamoStore {
     }
 
     async fn clients(&self) -> Result<Vec<Client>, StoreError> {
-        let mut found = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .filter_expression("begins_with(#k, :p)")
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_values(":p", s(CLIENT_PREFIX))
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(fail)?;
-            for item in page.items() {
-                found.push(client_item(item)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => break,
-            }
-        }
+        let items = self
+            .scan_all(
+                "begins_with(#k, :p)",
+                &[("#k", KEY)],
+                &[(":p", s(CLIENT_PREFIX))],
+            )
+            .await?;
+        let mut found = items
+            .iter()
+            .map(client_item)
+            .collect::<Result<Vec<_>, _>>()?;
         // Byte order, as SQLite's `ORDER BY` sorts text.
         found.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         Ok(found)

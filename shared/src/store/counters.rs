@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, params};
 use super::StoreError;
 use super::dynamodb::{
     COUNTER_PREFIX, DynamoStore, KEY, TTL_ATTRIBUTE, applied, condition_failed, counter_key, fail,
-    get_n, get_s, n,
+    get_n, get_s, n, unless_alive,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 
@@ -240,11 +240,7 @@ impl CounterStore for DynamoStore {
             .item(TTL_ATTRIBUTE, n(expires_at))
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE);
         put = match seen {
-            // Absent, or expired but not yet swept by the TTL.
-            None => put
-                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_values(":now", n(now)),
+            None => unless_alive(put, now),
             Some(seen) => put
                 .condition_expression("failures = :f AND since = :s AND #ttl > :now")
                 .expression_attribute_values(":f", n(u64::from(seen.failures)))
@@ -310,22 +306,14 @@ impl CounterStore for DynamoStore {
                 // Open and full: refused.
                 return Ok(None);
             }
-            // Over but not yet swept by the TTL: a new window, if no one started one meanwhile.
-            let restart = self
-                .client
-                .put_item()
-                .table_name(&self.table)
-                .item(KEY, counter_key(key))
-                .item("failures", n(1))
-                .item("since", n(now))
-                .item(TTL_ATTRIBUTE, n(now.saturating_add(window)))
-                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", n(now))
-                .send()
-                .await;
-            if applied(restart)?.is_some() {
+            // Over but not yet swept by the TTL: a new window, if no one started one meanwhile
+            // (the compare-and-set from "absent or expired").
+            let first = Counter {
+                failures: 1,
+                since: now,
+            };
+            let restart = Swap::new(None, first, now.saturating_add(window), now);
+            if self.swap_counter(key, restart).await? {
                 return Ok(Some(now));
             }
         }

@@ -8,8 +8,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
-    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_key, applied, fail, get_n, get_s, n, required_n,
-    required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
+    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_n, get_s, n,
+    required_n, required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 
@@ -347,7 +347,7 @@ impl SessionStore for DynamoStore {
         };
         let account = ConditionCheck::builder()
             .table_name(&self.table)
-            .key(KEY, account_key(&from.username_key))
+            .key(KEY, account_item_key(&from.username_key))
             .condition_expression(format!("user_id = :id AND {epoch}"))
             .expression_attribute_values(":id", s(&from.life.user_id))
             .expression_attribute_values(":e", n(from.life.epoch))
@@ -398,7 +398,7 @@ impl SessionStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(KEY, account_key(username_key))
+            .key(KEY, account_item_key(username_key))
             .update_expression("ADD session_epoch :one")
             .condition_expression("user_id = :id")
             .expression_attribute_values(":one", n(1))

@@ -10,7 +10,9 @@ use aws_sdk_dynamodb::types::ReturnValue;
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
-use super::dynamodb::{DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key};
+use super::dynamodb::{
+    DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key, unless_alive,
+};
 use super::sqlite::{SqliteStore, classify, int, uint};
 
 /// What a ticket is for; part of its key, so a secret of one kind never redeems as another.
@@ -117,20 +119,14 @@ impl TicketStore for DynamoStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let out = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
             .item(KEY, ticket_key(kind.as_str(), hash))
             .item("record", s(record))
-            .item(TTL_ATTRIBUTE, n(expires_at))
-            // Absent, or expired but not yet swept by the TTL.
-            .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-            .expression_attribute_names("#k", KEY)
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":now", n(now))
-            .send()
-            .await;
+            .item(TTL_ATTRIBUTE, n(expires_at));
+        let out = unless_alive(put, now).send().await;
         applied(out)?.map(|_| ()).ok_or(StoreError::Duplicate)
     }
 

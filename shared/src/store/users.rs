@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
-    DynamoStore, Item, KEY, SESSION_PREFIX, account_key, applied, get_n, get_s, is_reserved, n,
-    returned_n, s, session_key,
+    DynamoStore, Item, KEY, SESSION_PREFIX, account_item_key, applied, get_n, get_s, is_reserved,
+    n, returned_n, s, session_key,
 };
 use super::sessions::{SessionLife, session_life};
 use super::sqlite::{SqliteStore, classify, int, uint};
@@ -361,7 +361,7 @@ impl CredentialStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(KEY, account_key(username_key))
+            .key(KEY, account_item_key(username_key))
             .update_expression("ADD failed_logins :one SET last_failed_at = :at")
             .condition_expression("user_id = :id")
             .expression_attribute_values(":one", n(1))
@@ -382,7 +382,7 @@ impl CredentialStore for DynamoStore {
                 .client
                 .update_item()
                 .table_name(&self.table)
-                .key(KEY, account_key(&user.username_key))
+                .key(KEY, account_item_key(&user.username_key))
                 .expression_attribute_values(":id", s(&user.id))
                 .expression_attribute_values(":zero", n(0));
             match rehash {
@@ -461,7 +461,7 @@ impl AccountStore for DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key(KEY, account_key(&user.username_key))
+            .key(KEY, account_item_key(&user.username_key))
             .update_expression(
                 "SET hashed_password = :new, failed_logins = :zero REMOVE last_failed_at \
                  ADD session_epoch :one",
@@ -485,7 +485,7 @@ impl AccountStore for DynamoStore {
             .client
             .delete_item()
             .table_name(&self.table)
-            .key(KEY, account_key(&user.username_key))
+            .key(KEY, account_item_key(&user.username_key))
             .condition_expression("user_id = :id")
             .expression_attribute_values(":id", s(&user.id))
             .send()

@@ -34,7 +34,7 @@ pub fn is_reserved(key: &str) -> bool {
 }
 
 /// The key of an account's item.
-pub(in crate::store) fn account_key(username_key: &str) -> AttributeValue {
+pub(in crate::store) fn account_item_key(username_key: &str) -> AttributeValue {
     AttributeValue::S(username_key.to_string())
 }
 

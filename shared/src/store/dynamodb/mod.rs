@@ -201,6 +201,15 @@ pub(super) fn transaction_throttled<R>(err: &SdkError<TransactWriteItemsError, R
     }
 }
 
+/// `put` made conditional on its item being absent, or expired at `now` but not yet swept by
+/// the TTL: how counters and tickets are written anew.
+pub(super) fn unless_alive(put: PutItemFluentBuilder, now: u64) -> PutItemFluentBuilder {
+    put.condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+        .expression_attribute_names("#k", KEY)
+        .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+        .expression_attribute_values(":now", n(now))
+}
+
 /// A number attribute an applied `UpdateItem` returned (`ReturnValue::UpdatedNew`).
 pub(super) fn returned_n(out: Option<UpdateItemOutput>, name: &str) -> Option<u64> {
     out?.attributes.as_ref().and_then(|a| get_n(a, name))
@@ -222,7 +231,7 @@ impl DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, account_key(&user.username_key))
+            .item(KEY, account_item_key(&user.username_key))
             .item("user_id", s(&user.id))
             .item("username", s(&user.username))
             .item("hashed_password", s(&user.password_hash))
@@ -278,6 +287,40 @@ impl DynamoStore {
             .await
             .map_err(fail)?;
         Ok(out.item)
+    }
+
+    /// Every item a filtered, strongly consistent `Scan` of the whole table finds, page after
+    /// page: an operator's question (`auth-admin`), never on a function's path.
+    pub(super) async fn scan_all(
+        &self,
+        filter: &str,
+        names: &[(&str, &str)],
+        values: &[(&str, AttributeValue)],
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let mut scan = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .consistent_read(true)
+                .filter_expression(filter)
+                .set_exclusive_start_key(start.take());
+            for (placeholder, name) in names {
+                scan = scan.expression_attribute_names(*placeholder, *name);
+            }
+            for (placeholder, value) in values {
+                scan = scan.expression_attribute_values(*placeholder, value.clone());
+            }
+            let page = scan.send().await.map_err(fail)?;
+            found.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => break,
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -363,7 +406,7 @@ impl super::testing::TestSeam for DynamoStore {
             .client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, account_key(&policy::username_key(username)))
+            .item(KEY, account_item_key(&policy::username_key(username)))
             .item("user_id", s(id))
             .item("username", s(username))
             .item("hashed_password", s(hash));
@@ -385,7 +428,7 @@ impl super::testing::TestSeam for DynamoStore {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key(KEY, account_key(username_key))
+            .key(KEY, account_item_key(username_key))
             .update_expression("SET failed_logins = :c, last_failed_at = :t")
             .expression_attribute_values(":c", n(u64::from(count)))
             .expression_attribute_values(":t", n(at))
