@@ -521,7 +521,7 @@ where
     for grant in &sessions {
         assert!(!open(&grant.sid).await, "session ended");
         assert!(
-            session::refresh(&t.store, &grant.refresh_token, &limits, &[7; 32], now)
+            session::refresh(&t.store, &grant.refresh_token, None, &limits, &[7; 32], now)
                 .await
                 .is_err(),
             "refresh token refused"

@@ -62,7 +62,12 @@ pub struct Config {
     pub sessions: SessionLimits,
     /// `AUTH_ACCOUNT_FAILURES_PER_HOUR`, `AUTH_SOURCE_FAILURES_PER_HOUR`.
     pub throttle: ThrottleLimits,
+    /// `AUTH_APP_NAME`: the title of the hosted pages, default `Sign in`.
+    pub app_name: String,
 }
+
+/// The hosted pages' title when `AUTH_APP_NAME` is not set.
+pub const DEFAULT_APP_NAME: &str = "Sign in";
 
 /// A setting that is missing or malformed, named so the operator can fix it.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -170,6 +175,13 @@ impl Config {
         }
 
         let throttle = throttle_limits(&get)?;
+        let app_name = get("AUTH_APP_NAME").unwrap_or_else(|| DEFAULT_APP_NAME.into());
+        if app_name.chars().count() > 64 || app_name.chars().any(char::is_control) {
+            return Err(err(
+                "AUTH_APP_NAME",
+                "must be at most 64 characters, without control characters",
+            ));
+        }
 
         Ok(Config {
             store,
@@ -182,6 +194,7 @@ impl Config {
             bcrypt_cost,
             sessions,
             throttle,
+            app_name,
         })
     }
 

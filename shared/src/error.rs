@@ -61,6 +61,12 @@ pub enum ApiError {
     /// missing client secret.
     #[error("Client authentication failed")]
     InvalidClient,
+    /// 400 `unsupported_response_type`: an authorization request for other than a code.
+    #[error("response_type must be code")]
+    UnsupportedResponseType,
+    /// 400 `unauthorized_client`: a token presented by a client it was not issued to.
+    #[error("{0}")]
+    UnauthorizedClient(String),
     /// 400 `invalid_scope`: a scope the client may not ask for.
     #[error("{0}")]
     InvalidScope(String),
@@ -87,6 +93,10 @@ pub enum ApiError {
     /// reused; one answer for every cause.
     #[error("The refresh token is invalid, expired or revoked")]
     InvalidGrant,
+    /// 400 `invalid_grant`: an authorization code that is unknown, expired, spent, of another
+    /// client or redirect URI, or whose verifier is wrong; one answer for every cause.
+    #[error("The authorization code is invalid, expired or spent")]
+    InvalidCode,
     /// 401 with `WWW-Authenticate: Bearer` and no error code (RFC 6750 §3.1): the request
     /// carries no bearer credentials at all (no `Authorization`, or another scheme).
     #[error("Not authenticated")]
@@ -123,7 +133,10 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_)
             | ApiError::InvalidGrant
+            | ApiError::InvalidCode
             | ApiError::InvalidScope(_)
+            | ApiError::UnsupportedResponseType
+            | ApiError::UnauthorizedClient(_)
             | ApiError::LoginRequired => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedGrantType(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
@@ -151,6 +164,8 @@ impl ApiError {
             ApiError::UnsupportedGrantType(_) => Some("unsupported_grant_type"),
             ApiError::InvalidClient => Some("invalid_client"),
             ApiError::InvalidScope(_) => Some("invalid_scope"),
+            ApiError::UnsupportedResponseType => Some("unsupported_response_type"),
+            ApiError::UnauthorizedClient(_) => Some("unauthorized_client"),
             ApiError::AccessDenied(_) => Some("access_denied"),
             ApiError::LoginRequired => Some("login_required"),
             ApiError::MfaRequired { .. } => Some("mfa_required"),
@@ -158,7 +173,9 @@ impl ApiError {
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Validation { .. } => Some("invalid_request"),
-            ApiError::InvalidCredentials | ApiError::InvalidGrant => Some("invalid_grant"),
+            ApiError::InvalidCredentials | ApiError::InvalidGrant | ApiError::InvalidCode => {
+                Some("invalid_grant")
+            }
             ApiError::InvalidToken(_) => Some("invalid_token"),
             _ => None,
         }
@@ -479,6 +496,17 @@ mod tests {
             (ApiError::InvalidScope("email".into()), "invalid_scope", 400),
             (ApiError::AccessDenied("no".into()), "access_denied", 403),
             (ApiError::LoginRequired, "login_required", 400),
+            (
+                ApiError::UnsupportedResponseType,
+                "unsupported_response_type",
+                400,
+            ),
+            (
+                ApiError::UnauthorizedClient("x".into()),
+                "unauthorized_client",
+                400,
+            ),
+            (ApiError::InvalidCode, "invalid_grant", 400),
             (
                 ApiError::MfaRequired {
                     mfa_token: "t".into(),

@@ -80,12 +80,12 @@ pub fn source_ip(req: &Request) -> Option<&str> {
     }
 }
 
-fn media_type(req: &Request) -> Option<String> {
+pub(crate) fn media_type(req: &Request) -> Option<String> {
     let value = req.headers().get(header::CONTENT_TYPE)?.to_str().ok()?;
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-fn body_bytes(req: &Request) -> &[u8] {
+pub(crate) fn body_bytes(req: &Request) -> &[u8] {
     match req.body() {
         Body::Empty => &[],
         Body::Text(t) => t.as_bytes(),

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod http;
 pub mod metrics;
 pub mod oauth;
+pub mod pages;
 pub mod password;
 pub mod policy;
 pub mod session;

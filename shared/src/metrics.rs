@@ -25,6 +25,8 @@ pub enum Outcome {
     RefreshReuseDetected,
     /// One or every session of an account was ended by logout.
     LoggedOut,
+    /// An authorization code was exchanged for tokens.
+    CodeExchanged,
 }
 
 impl Outcome {
@@ -38,6 +40,7 @@ impl Outcome {
             Outcome::Refreshed => "Refreshed",
             Outcome::RefreshReuseDetected => "RefreshReuseDetected",
             Outcome::LoggedOut => "LoggedOut",
+            Outcome::CodeExchanged => "CodeExchanged",
         }
     }
 }

@@ -23,17 +23,40 @@ pub mod stores {
     pub trait Register: UserWriter {}
     impl<T: UserWriter> Register for T {}
 
-    /// `login`: the password check (credentials, counters) and sessions.
-    pub trait Login: CredentialStore + SessionStore + CounterStore {}
-    impl<T: CredentialStore + SessionStore + CounterStore> Login for T {}
+    /// `login`: the password check (credentials, counters), sessions, and the code grant
+    /// (codes, clients, and the account and browser session a code names).
+    pub trait Login:
+        CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + ProfileReader
+    {
+    }
+    impl<T> Login for T where
+        T: CredentialStore
+            + SessionStore
+            + CounterStore
+            + TicketStore
+            + ClientStore
+            + ProfileReader
+    {
+    }
+
+    /// `authorize`: the hosted pages' password check and registration, browser sessions,
+    /// clients and codes.
+    pub trait Authorize:
+        CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + UserWriter
+    {
+    }
+    impl<T> Authorize for T where
+        T: CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + UserWriter
+    {
+    }
 
     /// `me`: a profile with the token's session.
     pub trait Me: ProfileReader {}
     impl<T: ProfileReader> Me for T {}
 
-    /// `logout`: sessions, and the bearer check.
-    pub trait Logout: SessionStore + ProfileReader {}
-    impl<T: SessionStore + ProfileReader> Logout for T {}
+    /// `logout`: sessions, the bearer check, and the client revoking a token.
+    pub trait Logout: SessionStore + ProfileReader + ClientStore {}
+    impl<T: SessionStore + ProfileReader + ClientStore> Logout for T {}
 
     /// `account`: re-authentication, password changes, deletion and the caller's new session.
     pub trait Account:
@@ -137,6 +160,26 @@ pub struct AccountState<A, S> {
     /// The throttle's hourly ceilings.
     pub throttle: ThrottleLimits,
     /// The time, for the throttle and sessions.
+    pub clock: Clock,
+}
+
+/// State of the `authorize` function: the hosted pages and the authorization endpoint.
+pub struct AuthorizeState<C> {
+    /// Accounts, counters, sessions, clients and codes.
+    pub store: C,
+    /// Verifies passwords (and hashes new accounts').
+    pub hasher: PasswordHasher,
+    /// Checks an `id_token_hint` at logout.
+    pub verifier: TokenVerifier,
+    /// The provider's `iss`.
+    pub issuer: Issuer,
+    /// How long browser sessions last.
+    pub sessions: SessionLimits,
+    /// The throttle's hourly ceilings.
+    pub throttle: ThrottleLimits,
+    /// `AUTH_APP_NAME`, the pages' title.
+    pub app_name: String,
+    /// The time.
     pub clock: Clock,
 }
 

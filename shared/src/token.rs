@@ -41,6 +41,63 @@ pub struct Claims {
     /// The session this token belongs to: `/me` refuses it once that session has ended. Tokens
     /// without it (issued before sessions existed) do not deserialise, so they are refused.
     pub sid: String,
+    /// The OAuth client it was issued to (RFC 9068), for the authorization code grant's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The scopes granted (RFC 9068), with `client_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// The claims of an OpenID Connect id_token (Core §2), for the client `aud`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdTokenClaims {
+    /// This issuer.
+    pub iss: String,
+    /// The account's id, as in the access token.
+    pub sub: String,
+    /// The client the token is for.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: u64,
+    /// Issued at.
+    pub iat: u64,
+    /// When the user signed in.
+    pub auth_time: u64,
+    /// The authorization request's `nonce`, as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    /// How the user signed in (RFC 8176): `pwd`.
+    pub amr: Vec<String>,
+    /// The browser session on this provider (RP-initiated logout names it).
+    pub sid: String,
+    /// The left half of the access token's SHA-256, base64url (Core §3.1.3.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// With the `profile` scope: the username as registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    /// With the `profile` scope: the full name, when the account has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `at_hash` of `access_token` (RS256: SHA-256, left half, base64url).
+pub fn at_hash(access_token: &str) -> String {
+    let digest = sha2::Sha256::digest(access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest[..16])
+}
+
+/// What an `id_token_hint` of ours says, once its signature and issuer are checked (its expiry
+/// is not: a logout names a sign-in that may be long past).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct IdTokenHint {
+    /// The client it was issued to.
+    pub aud: String,
+    /// The account.
+    pub sub: String,
+    /// The browser session.
+    pub sid: String,
 }
 
 /// A freshly issued token.
@@ -119,6 +176,20 @@ impl<S: Signer> TokenIssuer<S> {
         sid: &str,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
+        self.issue_to(iss, user_id, username, sid, None, iat).await
+    }
+
+    /// [`issue`](Self::issue), for the OAuth client and scopes `client` = (`client_id`,
+    /// `scope`) when the token is a code grant's (RFC 9068's claims).
+    pub async fn issue_to(
+        &self,
+        iss: &str,
+        user_id: &str,
+        username: &str,
+        sid: &str,
+        client: Option<(&str, &str)>,
+        iat: u64,
+    ) -> Result<IssuedToken, SignError> {
         let claims = Claims {
             iss: iss.into(),
             aud: self.audience.clone(),
@@ -128,16 +199,32 @@ impl<S: Signer> TokenIssuer<S> {
             jti: uuid::Uuid::new_v4().to_string(),
             preferred_username: username.into(),
             sid: sid.into(),
+            client_id: client.map(|(id, _)| id.to_string()),
+            scope: client.map(|(_, scope)| scope.to_string()),
         };
-        let mut header = Header::new(Algorithm::RS256);
-        header.typ = Some(TOKEN_TYPE.into());
-        header.kid = Some(self.signer.public_key().kid().into());
-        let signing_input = format!("{}.{}", b64_json(&header), b64_json(&claims));
-        let signature = self.signer.sign(signing_input.as_bytes()).await?;
         Ok(IssuedToken {
-            access_token: format!("{signing_input}.{signature}"),
+            access_token: self.sign(TOKEN_TYPE, &claims).await?,
             expires_in: self.ttl.as_secs(),
         })
+    }
+
+    /// An id_token (`typ: JWT`) with `claims`, whose `exp` the caller sets.
+    pub async fn id_token(&self, claims: &IdTokenClaims) -> Result<String, SignError> {
+        self.sign("JWT", claims).await
+    }
+
+    /// How long an id_token stays valid: as long as the access token issued with it.
+    pub fn ttl_seconds(&self) -> u64 {
+        self.ttl.as_secs()
+    }
+
+    async fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, SignError> {
+        let mut header = Header::new(Algorithm::RS256);
+        header.typ = Some(typ.into());
+        header.kid = Some(self.signer.public_key().kid().into());
+        let signing_input = format!("{}.{}", b64_json(&header), b64_json(claims));
+        let signature = self.signer.sign(signing_input.as_bytes()).await?;
+        Ok(format!("{signing_input}.{signature}"))
     }
 }
 
@@ -190,6 +277,46 @@ impl TokenVerifier {
             return Err(TokenError::Invalid);
         }
         Ok(claims)
+    }
+
+    /// Checks an `id_token_hint` (RP-initiated logout): one of our id_tokens from `iss`, its
+    /// signature good; its expiry and audience are not checked here (the caller matches `aud`
+    /// against the client). `None` for anything else.
+    pub fn id_token_hint(&self, token: &str, iss: &str) -> Option<IdTokenHint> {
+        if token.len() > MAX_TOKEN_BYTES || token.split('.').count() != 3 {
+            return None;
+        }
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        let key = self.keys.find(header.kid.as_deref()?)?;
+        let jwt = header
+            .typ
+            .as_deref()
+            .is_none_or(|t| t.eq_ignore_ascii_case("JWT"));
+        if header.alg != Algorithm::RS256 || !jwt {
+            return None;
+        }
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["iss", "sub", "aud"]);
+        validation.set_issuer(&[iss]);
+        #[derive(Deserialize)]
+        struct Hint {
+            aud: String,
+            sub: String,
+            sid: String,
+            // Access tokens have no nonce-free `auth_time`: an id_token has one.
+            #[allow(dead_code)]
+            auth_time: u64,
+        }
+        let hint = jsonwebtoken::decode::<Hint>(token, key.decoding_key(), &validation)
+            .ok()?
+            .claims;
+        Some(IdTokenHint {
+            aud: hint.aud,
+            sub: hint.sub,
+            sid: hint.sid,
+        })
     }
 }
 

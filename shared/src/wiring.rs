@@ -11,7 +11,9 @@ use crate::clock;
 use crate::config::{Config, KeyConfig, StoreConfig};
 use crate::password::PasswordHasher;
 use crate::signer::{AnySigner, KeyError, KeySet, KmsSigner, LocalSigner, PublicKey, Signer};
-use crate::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
+use crate::state::{
+    AccountState, AuthorizeState, JwksState, LoginState, LogoutState, MeState, RegisterState,
+};
 use crate::store::{DynamoStore, SqliteStore, StoreError};
 use crate::token::{TokenIssuer, TokenVerifier};
 
@@ -219,6 +221,21 @@ impl Wiring {
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
             throttle: self.config.throttle,
+            clock: clock::system(),
+        })
+    }
+
+    /// The `authorize` function's state over `store`, with the public keys (an `id_token_hint`
+    /// is checked, never signed).
+    pub async fn authorize<C>(&self, store: C) -> Result<AuthorizeState<C>, InitError> {
+        Ok(AuthorizeState {
+            store,
+            hasher: self.hasher(),
+            verifier: self.verifier().await?,
+            issuer: self.config.issuer.clone(),
+            sessions: self.config.sessions,
+            throttle: self.config.throttle,
+            app_name: self.config.app_name.clone(),
             clock: clock::system(),
         })
     }

@@ -1,21 +1,28 @@
 """The service under `cargo lambda watch` on a free loopback port, with a temporary SQLite
 database and signing key, shared by every conformance test of the session.
 
-As in tests/e2e.rs, watch runs in its own process group, which is stopped (TERM, then KILL)
-with everything it started when the session ends.
+The OpenID Connect tests also run against a second watch on DynamoDB (a table on moto_server,
+scripts/moto_atomic.py, on another free loopback port): `oidc_service` is each in turn. Only
+those tests start it; the rest of the suite sees the SQLite service alone.
+
+As in tests/e2e.rs, watch (and moto) run in their own process group, which is stopped (TERM,
+then KILL) with everything it started when the session ends.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -42,6 +49,10 @@ class Service:
     issuer: str
     audience: str
     log: Path
+    # "sqlite" or "dynamodb", and the environment that reaches its store (AUTH_STORE, and the
+    # AWS_* settings for DynamoDB): what auth-admin needs to register clients in it.
+    store: str = "sqlite"
+    store_env: dict[str, str] = field(default_factory=dict)
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -58,7 +69,7 @@ def artifacts() -> Path:
 
 
 def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
-    """Calls each of the seven functions once, so every build happens here, not inside a test."""
+    """Calls each function once, so every build happens here, not inside a test."""
     probes = [
         ("GET", "/.well-known/jwks.json", 200),
         ("GET", "/openapi.json", 200),
@@ -67,6 +78,8 @@ def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
         ("GET", "/me", 401),
         ("POST", "/logout", 400),
         ("PUT", "/me/password", 401),
+        # An authorization request without client_id: the hosted page's error, never a redirect.
+        ("GET", "/authorize", 400),
     ]
     deadline = time.monotonic() + STARTUP_LIMIT
     for method, path, expected in probes:
@@ -104,10 +117,13 @@ def _stop_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-@pytest.fixture(scope="session")
-def service(tmp_path_factory, artifacts) -> Service:
+@contextlib.contextmanager
+def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, str],
+                 log_name: str):
+    """Starts `cargo lambda watch` with a fresh signing key in `work` and the store settings
+    `store_env`, waits until every function answers, yields the Service, and stops the whole
+    process group afterwards (its log copied to artifacts/`log_name`)."""
     assert shutil.which("cargo-lambda"), "cargo-lambda is on PATH (make conformance adds .venv/bin)"
-    work = tmp_path_factory.mktemp("service")
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "dev_key.py"), str(work)], check=True,
         stdout=subprocess.DEVNULL,
@@ -117,7 +133,7 @@ def service(tmp_path_factory, artifacts) -> Service:
     log = work / "watch.log"
     env = {
         **os.environ,
-        "AUTH_STORE": f"sqlite:{work / 'users.db'}",
+        **store_env,
         "AUTH_SIGNING_KEY": f"file:{work / 'signing-key.pem'}",
         "AUTH_PUBLIC_KEY": f"file:{work / 'signing-key.pub.pem'}",
         "AUTH_ISSUER": issuer,
@@ -137,13 +153,123 @@ def service(tmp_path_factory, artifacts) -> Service:
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    service = Service(base_url=issuer, issuer=issuer, audience=AUDIENCE, log=log)
+    service = Service(base_url=issuer, issuer=issuer, audience=AUDIENCE, log=log, store=store,
+                      store_env=dict(store_env))
     try:
         _wait_until_ready(proc, service)
         yield service
     finally:
         _stop_group(proc)
-        shutil.copy(log, artifacts / "watch.log")
+        shutil.copy(log, artifacts / log_name)
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, artifacts) -> Service:
+    """The service on SQLite: every test of the suite, and the OIDC tests' first store."""
+    work = tmp_path_factory.mktemp("service")
+    store_env = {"AUTH_STORE": f"sqlite:{work / 'users.db'}"}
+    with _run_service(work, artifacts, "sqlite", store_env, "watch.log") as running:
+        yield running
+
+
+# What moto accepts, and nothing of the caller's own AWS settings: never a real account.
+MOTO_REGION = "us-east-1"
+MOTO_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory, artifacts) -> str:
+    """moto_server taking one request at a time (scripts/moto_atomic.py, as scripts/with_moto.sh
+    starts it) on a free loopback port; yields its endpoint URL."""
+    work = tmp_path_factory.mktemp("moto")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    log = work / "moto.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "moto_atomic.py"), "127.0.0.1", str(port)],
+            cwd=ROOT, env={**os.environ, **MOTO_CREDENTIALS}, stdin=subprocess.DEVNULL,
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto_server exited ({proc.returncode}):\n"
+                                   f"{log.read_text(errors='replace')}")
+            try:
+                if requests.get(f"{endpoint}/moto-api/", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto_server never answered:\n{log.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield endpoint
+    finally:
+        _stop_group(proc)
+        shutil.copy(log, artifacts / "moto.log")
+
+
+def create_table(endpoint: str, table: str) -> None:
+    """The table as shared/src/store/dynamodb/mod.rs `create_table` makes it: one string hash
+    key `username_key`, on demand, items expiring by their `expires_at`."""
+    import boto3  # requirements-dev.txt (moto[server]); only the DynamoDB service needs it
+
+    dynamodb = boto3.client(
+        "dynamodb", endpoint_url=endpoint, region_name=MOTO_REGION,
+        aws_access_key_id=MOTO_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=MOTO_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+    )
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "username_key", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "username_key", "KeyType": "HASH"}],
+    )
+    dynamodb.update_time_to_live(
+        TableName=table,
+        TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+    )
+
+
+@pytest.fixture(scope="session")
+def dynamo_service(tmp_path_factory, artifacts, moto) -> Service:
+    """The service on DynamoDB (a fresh table on moto): the OIDC tests' second store."""
+    work = tmp_path_factory.mktemp("dynamo-service")
+    table = f"conformance-{uuid.uuid4().hex[:8]}"
+    create_table(moto, table)
+    store_env = {
+        "AUTH_STORE": f"dynamodb:{table}",
+        "AWS_ENDPOINT_URL": moto,
+        **MOTO_CREDENTIALS,
+        "AWS_REGION": MOTO_REGION,
+        "AWS_DEFAULT_REGION": MOTO_REGION,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    with _run_service(work, artifacts, "dynamodb", store_env, "watch-dynamodb.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="session", params=["sqlite", "dynamodb"])
+def oidc_service(request) -> Service:
+    """The service on each store in turn, for the OpenID Connect tests (session-scoped, so
+    pytest runs every OIDC test on SQLite before it starts the DynamoDB service)."""
+    return request.getfixturevalue({"sqlite": "service", "dynamodb": "dynamo_service"}[
+        request.param])
+
+
+def register_user(service: Service, full_name: str = "Ada Lovelace") -> tuple[str, str, str]:
+    """Registers a fresh account over HTTP and returns (username, password, full_name)."""
+    username = f"user-{uuid.uuid4().hex[:12]}"
+    password = f"orbit-{uuid.uuid4().hex[:8]}-lantern-quartz"
+    r = requests.post(
+        service.url("/register"),
+        json={"username": username, "password": password, "full_name": full_name},
+        timeout=60,
+    )
+    assert r.status_code == 201, r.text
+    return username, password, full_name
 
 
 @pytest.fixture
@@ -151,14 +277,142 @@ def new_user(service: Service):
     """Registers a fresh account over HTTP and returns (username, password, full_name)."""
 
     def register(full_name: str = "Ada Lovelace") -> tuple[str, str, str]:
-        username = f"user-{uuid.uuid4().hex[:12]}"
-        password = f"orbit-{uuid.uuid4().hex[:8]}-lantern-quartz"
-        r = requests.post(
-            service.url("/register"),
-            json={"username": username, "password": password, "full_name": full_name},
-            timeout=60,
-        )
-        assert r.status_code == 201, r.text
-        return username, password, full_name
+        return register_user(service, full_name)
 
     return register
+
+
+@pytest.fixture
+def oidc_user(oidc_service: Service):
+    """`new_user` on the OIDC test's store."""
+
+    def register(full_name: str = "Ada Lovelace") -> tuple[str, str, str]:
+        return register_user(oidc_service, full_name)
+
+    return register
+
+
+# --- The OpenID Connect tests: a client's callback, registered clients, a browser -------------
+
+
+class CallbackServer:
+    """The relying party's side of the redirects: a loopback HTTP server answering every GET
+    with a small HTML page ("signed in" on /callback, "signed out" on /signed-out) and keeping
+    the path and query of each request it got."""
+
+    def __init__(self):
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's name)
+                hits.append(self.path)
+                title = "signed out" if self.path.startswith("/signed-out") else "signed in"
+                body = (f"<!doctype html><html><head><title>{title}</title></head>"
+                        f"<body><h1>{title}</h1></body></html>").encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def redirect_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}/callback"
+
+    @property
+    def localhost_redirect_uri(self) -> str:
+        return f"http://localhost:{self.port}/callback"
+
+    @property
+    def post_logout_redirect_uri(self) -> str:
+        return f"http://127.0.0.1:{self.port}/signed-out"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def callback() -> CallbackServer:
+    server = CallbackServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_clients(oidc_service: Service, callback: CallbackServer):
+    """Registers, with the operator's CLI (`auth-admin client add`, built by the first call),
+    two public clients (`spa`, `mobile`) and a confidential one (`webapp`) in the store of
+    `oidc_service`, all coming back to the callback server."""
+    from oidc_support import Clients, auth_admin
+
+    uris = ["--redirect-uri", callback.redirect_uri,
+            "--post-logout-redirect-uri", callback.post_logout_redirect_uri]
+    spa = auth_admin(oidc_service, ROOT, "client", "add", "--id", "spa", *uris,
+                     "--redirect-uri", callback.localhost_redirect_uri)
+    mobile = auth_admin(oidc_service, ROOT, "client", "add", "--id", "mobile", *uris)
+    webapp = auth_admin(oidc_service, ROOT, "client", "add", "--id", "webapp", *uris,
+                        "--confidential")
+    assert spa == {"client_id": "spa"}, spa
+    assert mobile == {"client_id": "mobile"}, mobile
+    assert webapp["client_id"] == "webapp" and webapp["client_secret"], webapp
+    return Clients(spa="spa", mobile="mobile", webapp="webapp",
+                   webapp_secret=webapp["client_secret"], redirect_uri=callback.redirect_uri,
+                   localhost_redirect_uri=callback.localhost_redirect_uri,
+                   post_logout_redirect_uri=callback.post_logout_redirect_uri)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+# As test_swagger_ui.py starts it.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1280,1400",
+]
+
+
+@pytest.fixture
+def chromium(monkeypatch):
+    """Headless Chromium with a fresh profile (no cookies), its console logged (where it reports
+    what a Content-Security-Policy blocked)."""
+    import tempfile
+
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service as ChromeService
+
+    for tool in (CHROMIUM, CHROMEDRIVER):
+        assert shutil.which(tool), f"{tool} is installed (make conformance apt-gets it)"
+    # Never let Selenium Manager look for (or download) a browser or driver.
+    monkeypatch.setenv("SE_OFFLINE", "true")
+    profile = tempfile.mkdtemp(prefix="chromium-profile-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=ChromeService(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

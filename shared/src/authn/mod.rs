@@ -3,3 +3,4 @@
 //! factor), so every route that checks a password does it the same way.
 
 pub mod password;
+pub mod registration;

@@ -85,7 +85,7 @@ async fn change_password<A: stores::Account, S: Signer>(
     )
     .await?;
     let iss = http::issuer(&state.issuer, &req)?;
-    super::token_response(&state.tokens, &iss, &grant, (state.clock)()).await
+    super::token_response(&state.tokens, &iss, &grant, None, (state.clock)()).await
 }
 
 async fn delete_account<A: stores::Account, S: Signer>(

@@ -1,5 +1,7 @@
-//! `GET /.well-known/jwks.json` and `GET /.well-known/openid-configuration`: the public key and
-//! the issuer metadata that API Gateway's JWT authorizer and JWT libraries use to verify tokens.
+//! `GET /.well-known/jwks.json`, and the provider's metadata at `GET
+//! /.well-known/openid-configuration` and `/.well-known/oauth-authorization-server`: the public
+//! key and the metadata that API Gateway's JWT authorizer, JWT libraries and OpenID Connect
+//! clients configure themselves from.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -23,25 +25,14 @@ fn jwks(state: &JwksState, req: &Request) -> Result<Response<Body>, ApiError> {
     if path.ends_with("/.well-known/jwks.json") {
         http::require_method(req, "GET")?;
         Ok(http::json_cached(StatusCode::OK, &state.keys.jwks(), CACHE))
-    } else if path.ends_with("/.well-known/openid-configuration") {
+    } else if path.ends_with("/.well-known/openid-configuration")
+        || path.ends_with("/.well-known/oauth-authorization-server")
+    {
         http::require_method(req, "GET")?;
         let issuer = &http::issuer(&state.issuer, req)?;
         Ok(http::json_cached(
             StatusCode::OK,
-            &json!({
-                "issuer": issuer,
-                "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
-                "token_endpoint": format!("{issuer}/login"),
-                "revocation_endpoint": format!("{issuer}/logout"),
-                "revocation_endpoint_auth_methods_supported": ["none"],
-                "grant_types_supported": ["password", "refresh_token"],
-                "token_endpoint_auth_methods_supported": ["none"],
-                "response_types_supported": ["token"],
-                "subject_types_supported": ["public"],
-                "id_token_signing_alg_values_supported": ["RS256"],
-                "token_endpoint_auth_signing_alg_values_supported": ["RS256"],
-                "claims_supported": ["iss", "aud", "sub", "exp", "iat", "jti", "sid"],
-            }),
+            &metadata(issuer),
             // Derived from the request, it describes that domain alone: no shared cache may
             // hand it to a request that arrived on another.
             match state.issuer {
@@ -52,4 +43,36 @@ fn jwks(state: &JwksState, req: &Request) -> Result<Response<Body>, ApiError> {
     } else {
         Err(ApiError::NotFound(path.to_string()))
     }
+}
+
+/// The provider's metadata (OpenID Connect Discovery 1.0, RFC 8414): one document at both
+/// well-known paths.
+fn metadata(issuer: &str) -> serde_json::Value {
+    let client_auth = ["none", "client_secret_basic", "client_secret_post"];
+    json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/login"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "end_session_endpoint": format!("{issuer}/end-session"),
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "revocation_endpoint": format!("{issuer}/logout"),
+        "revocation_endpoint_auth_methods_supported": client_auth,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "password"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": client_auth,
+        "scopes_supported": crate::oauth::authorize::SCOPES,
+        "prompt_values_supported": ["none", "login", "create"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid", "at_hash",
+            "preferred_username", "name"
+        ],
+        "authorization_response_iss_parameter_supported": true,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+    })
 }

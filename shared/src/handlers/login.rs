@@ -1,6 +1,13 @@
 //! `POST /login`, the token endpoint (RFC 6749): the password grant (the OAuth2 form, or JSON,
-//! with or without `grant_type`) and the refresh grant (`grant_type=refresh_token`). Both answer
-//! 200 {access_token, token_type, expires_in, refresh_token}.
+//! with or without `grant_type`), the refresh grant (`grant_type=refresh_token`) and the
+//! authorization code grant (`grant_type=authorization_code`, with PKCE). All answer 200
+//! {access_token, token_type, expires_in, refresh_token}; a code grant adds `scope`, and
+//! `id_token` with `openid`, and has a refresh token only with `offline_access`.
+//!
+//! Code grant: the client authenticates (`none` with `client_id` for a public client,
+//! `client_secret_basic` or `client_secret_post` for a confidential one: a wrong secret is 401
+//! `invalid_client`); the code is redeemed once ([`code::redeem`]); a second redemption is
+//! `invalid_grant` and ends the session the first one started.
 //!
 //! Password grant: the one password check ([`password::check`]: unknown users and wrong
 //! passwords indistinguishable, the throttle's claim before bcrypt, 429 during a wait); a
@@ -15,10 +22,13 @@ use crate::authn::password::{self, Checker, Purpose};
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
 use crate::metrics::{self, Outcome};
+use crate::oauth::client::{self, Client};
+use crate::oauth::code::{self, CodeError, CodeGrant};
 use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::state::LoginState;
 use crate::state::stores;
+use crate::store::{ClientStore, Holder};
 use crate::throttle;
 
 /// Handles one request; every failure becomes its problem response.
@@ -40,14 +50,15 @@ async fn token<C: stores::Login, S: Signer>(
     let fields = http::read_fields(&req, &[BodyFormat::Form, BodyFormat::Json])?;
     let grant = match fields.optional_string("grant_type")? {
         None | Some("password") => password_grant(state, &fields, http::source_ip(&req)).await?,
-        Some("refresh_token") => refresh_grant(state, &fields).await?,
+        Some("refresh_token") => refresh_grant(state, &fields, &req).await?,
+        Some("authorization_code") => return code_grant(state, &fields, &req, &iss).await,
         Some(_) => {
             return Err(ApiError::UnsupportedGrantType(
-                "\"password\" and \"refresh_token\" are accepted",
+                "\"password\", \"refresh_token\" and \"authorization_code\" are accepted",
             ));
         }
     };
-    super::token_response(&state.tokens, &iss, &grant, (state.clock)()).await
+    super::token_response(&state.tokens, &iss, &grant, None, (state.clock)()).await
 }
 
 async fn password_grant<C: stores::Login, S: Signer>(
@@ -73,15 +84,18 @@ async fn password_grant<C: stores::Login, S: Signer>(
 async fn refresh_grant<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
+    req: &Request,
 ) -> Result<Grant, ApiError> {
     let presented = fields
         .optional_string("refresh_token")
         .map_err(|_| ApiError::BadRequest("refresh_token must be a string".into()))?
         .ok_or_else(|| ApiError::BadRequest("refresh_token is required".into()))?;
+    let client = presenting_client(&state.store, fields, req).await?;
     let seal_key = state.tokens.seal_key().await?;
     let grant = session::refresh(
         &state.store,
         presented,
+        client.as_ref().map(|c| c.client_id.as_str()),
         &state.sessions,
         &seal_key,
         (state.clock)(),
@@ -89,4 +103,182 @@ async fn refresh_grant<C: stores::Login, S: Signer>(
     .await?;
     metrics::record(Outcome::Refreshed);
     Ok(grant)
+}
+
+/// The client presenting a token, if it names one: a registered client, authenticated as its
+/// kind requires (a wrong or missing secret is `invalid_client`). A `client_id` that names no
+/// registered client and comes without a secret is no client (the password grant's callers send
+/// any id they like): the tokens of a client's session are then refused.
+pub(crate) async fn presenting_client<C: ClientStore>(
+    store: &C,
+    fields: &Fields,
+    req: &Request,
+) -> Result<Option<Client>, ApiError> {
+    let Some((client_id, secret)) = client_credentials(fields, req)? else {
+        return Ok(None);
+    };
+    let client = if client::is_client_id(&client_id) {
+        store.client(&client_id).await?
+    } else {
+        None
+    };
+    match (client, secret) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(ApiError::InvalidClient),
+        (Some(client), secret) => authenticate(client, secret.as_deref()).map(Some),
+    }
+}
+
+/// A client's credentials: HTTP Basic (RFC 6749 §2.3.1: form-encoded id and secret), or
+/// `client_id` and `client_secret` in the body; both at once is `invalid_request`.
+fn client_credentials(
+    fields: &Fields,
+    req: &Request,
+) -> Result<Option<(String, Option<String>)>, ApiError> {
+    let body_id = fields.optional_string("client_id")?;
+    let body_secret = fields.optional_string("client_secret")?;
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("basic").then(|| rest.trim())
+        });
+    let Some(basic) = basic else {
+        return Ok(body_id.map(|id| (id.to_string(), body_secret.map(str::to_string))));
+    };
+    if body_secret.is_some() {
+        return Err(ApiError::BadRequest(
+            "Authenticate the client one way: HTTP Basic or client_secret, not both".into(),
+        ));
+    }
+    use base64::Engine;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(basic)
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok())
+        .ok_or(ApiError::InvalidClient)?;
+    let (id, secret) = decoded.split_once(':').ok_or(ApiError::InvalidClient)?;
+    let decode = |part: &str| {
+        serde_urlencoded::from_str::<Vec<(String, String)>>(&format!("v={part}"))
+            .ok()
+            .and_then(|mut v| v.pop())
+            .map(|(_, v)| v)
+            .ok_or(ApiError::InvalidClient)
+    };
+    let (id, secret) = (decode(id)?, decode(secret)?);
+    if body_id.is_some_and(|b| b != id) {
+        return Err(ApiError::InvalidClient);
+    }
+    Ok(Some((id, Some(secret))))
+}
+
+/// `client`, if `secret` is what its kind requires: a confidential client's own secret, and
+/// none for a public client.
+fn authenticate(client: Client, secret: Option<&str>) -> Result<Client, ApiError> {
+    let ok = match (client.confidential, secret) {
+        (true, Some(secret)) => client.verify_secret(secret),
+        (false, None) => true,
+        _ => false,
+    };
+    if ok {
+        Ok(client)
+    } else {
+        Err(ApiError::InvalidClient)
+    }
+}
+
+/// `grant_type=authorization_code`.
+async fn code_grant<C: stores::Login, S: Signer>(
+    state: &LoginState<C, S>,
+    fields: &Fields,
+    req: &Request,
+    iss: &str,
+) -> Result<Response<Body>, ApiError> {
+    let client = presenting_client(&state.store, fields, req)
+        .await?
+        .ok_or(ApiError::InvalidClient)?;
+    let required = |name: &str| {
+        fields
+            .optional_string(name)?
+            .ok_or_else(|| ApiError::BadRequest(format!("{name} is required")))
+    };
+    let presented = required("code")?;
+    let redirect_uri = required("redirect_uri")?;
+    let verifier = required("code_verifier")?;
+    let now = (state.clock)();
+    let sid = session::code_session_sid(presented);
+    let grant = match code::redeem(
+        &state.store,
+        presented,
+        &client.client_id,
+        redirect_uri,
+        verifier,
+        now,
+    )
+    .await
+    {
+        Ok(grant) => grant,
+        Err(CodeError::Invalid) => {
+            // A spent code presented again: whoever holds it, the session its first redemption
+            // started is no longer safe (RFC 6749 §4.1.2).
+            state.store.end_session(&sid).await?;
+            return Err(ApiError::InvalidCode);
+        }
+        Err(CodeError::Store(e)) => return Err(e.into()),
+    };
+    let (user, full_name) = code_account(state, &grant, now).await?;
+    let holder = Holder::Client {
+        client_id: grant.client_id.clone(),
+        scope: grant.scope.clone(),
+    };
+    let session_grant = session::start_for(
+        &state.store,
+        &user,
+        &state.sessions,
+        holder,
+        session::code_session_id(presented),
+        now,
+    )
+    .await?;
+    metrics::record(Outcome::CodeExchanged);
+    super::token_response(
+        &state.tokens,
+        iss,
+        &session_grant,
+        Some(super::IdToken {
+            grant: &grant,
+            full_name: full_name.as_deref(),
+        }),
+        now,
+    )
+    .await
+}
+
+/// The account a code names, if it still exists under the code's id and the browser session
+/// the code came from is still open (a logout, a password change or a deletion since the sign-in
+/// voids the code): its credentials to start the session with, and its full name.
+async fn code_account<C: stores::Login, S: Signer>(
+    state: &LoginState<C, S>,
+    grant: &CodeGrant,
+    now: u64,
+) -> Result<(crate::store::Credentials, Option<String>), ApiError> {
+    let found = state
+        .store
+        .profile(&grant.user_id, &grant.username, &grant.sid)
+        .await?
+        .filter(|found| session::is_open(found, &grant.user_id, now))
+        .ok_or(ApiError::InvalidCode)?;
+    let user = crate::store::Credentials {
+        id: grant.user_id.clone(),
+        username_key: grant.username_key.clone(),
+        username: found.profile.username.clone(),
+        // Sessions are started from an account's id, key, name and epoch only.
+        password_hash: String::new(),
+        failed_logins: 0,
+        last_failed_at: None,
+        session_epoch: found.account_epoch,
+    };
+    Ok((user, found.profile.full_name))
 }

@@ -1,6 +1,8 @@
 //! `POST /logout` (RFC 7009 semantics for public clients):
 //! - `token=<refresh token>` (form or JSON; `token_type_hint` ignored) ends that token's session,
-//!   and answers 200 whatever the token was, since a client cannot act on the difference;
+//!   and answers 200 whatever the token was, since a client cannot act on the difference; the
+//!   token of an OAuth client's session only for that client (`client_id`, and its secret when
+//!   confidential), another client's is 400 `unauthorized_client`;
 //! - `Authorization: Bearer <access token>` alone ends that token's session; with `scope=global`
 //!   (form, JSON or query) every session of the account.
 
@@ -11,7 +13,7 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
 use crate::policy;
-use crate::session;
+use crate::session::{self, Revoked};
 use crate::state::LogoutState;
 use crate::state::stores;
 
@@ -51,8 +53,15 @@ async fn logout<S: stores::Logout>(
         }
     };
     if let Some(token) = fields.optional_string("token")? {
-        // A refresh token names one session: `scope` does not widen it.
-        session::end_by_token(&state.store, token).await?;
+        // A refresh token names one session: `scope` does not widen it. A client's session is
+        // the client's to end (RFC 7009 §2.1).
+        let client = super::login::presenting_client(&state.store, &fields, &req).await?;
+        let client_id = client.as_ref().map(|c| c.client_id.as_str());
+        if session::end_by_token(&state.store, token, client_id).await? == Revoked::NotTheClients {
+            return Err(ApiError::UnauthorizedClient(
+                "The token was not issued to this client".into(),
+            ));
+        }
         crate::metrics::record(crate::metrics::Outcome::LoggedOut);
         return Ok(done());
     }

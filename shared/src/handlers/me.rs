@@ -1,4 +1,6 @@
-//! `GET /me` with `Authorization: Bearer <token>` → 200 {username, full_name}.
+//! `GET /me` with `Authorization: Bearer <token>` → 200 {username, full_name}; and the OpenID
+//! Connect `GET`/`POST /userinfo` (Core §5.3) → 200 {sub, preferred_username, name}, through the
+//! same session-aware bearer check.
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
@@ -15,6 +17,9 @@ pub async fn handle<P: stores::Me>(state: &MeState<P>, req: Request) -> Response
 }
 
 async fn me<P: stores::Me>(state: &MeState<P>, req: Request) -> Result<Response<Body>, ApiError> {
+    if http::path(&req).ends_with("/userinfo") {
+        return userinfo(state, req).await;
+    }
     // DELETE /me is the account function's; every other method is wrong here.
     if req.method() != lambda_http::http::Method::GET {
         return Err(ApiError::MethodNotAllowed("GET, DELETE"));
@@ -26,4 +31,22 @@ async fn me<P: stores::Me>(state: &MeState<P>, req: Request) -> Result<Response<
         StatusCode::OK,
         &json!({"username": found.profile.username, "full_name": found.profile.full_name}),
     ))
+}
+
+async fn userinfo<P: stores::Me>(
+    state: &MeState<P>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    use lambda_http::http::Method;
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed("GET, POST"));
+    }
+    let now = (state.clock)();
+    let (claims, found) =
+        super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
+    let mut body = json!({"sub": claims.sub, "preferred_username": found.profile.username});
+    if let Some(name) = found.profile.full_name {
+        body["name"] = json!(name);
+    }
+    Ok(http::json(StatusCode::OK, &body))
 }

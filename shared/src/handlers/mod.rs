@@ -2,6 +2,7 @@
 //! storage or crypto details), and the bearer check the protected routes share.
 
 pub mod account;
+pub mod authorize;
 pub mod jwks;
 pub mod login;
 pub mod logout;
@@ -15,31 +16,76 @@ use serde_json::json;
 use crate::config::Issuer;
 use crate::error::ApiError;
 use crate::http;
+use crate::oauth::authorize::has_scope;
+use crate::oauth::code::CodeGrant;
 use crate::session::{self, Grant};
 use crate::signer::Signer;
-use crate::store::{ProfileReader, ProfileWithSession};
-use crate::token::{Claims, INVALID_TOKEN, TokenIssuer, TokenVerifier};
+use crate::store::{Holder, ProfileReader, ProfileWithSession};
+use crate::token::{Claims, INVALID_TOKEN, IdTokenClaims, TokenIssuer, TokenVerifier, at_hash};
+
+/// What an id_token is made from: the code's sign-in, and the account's full name.
+pub(crate) struct IdToken<'a> {
+    pub(crate) grant: &'a CodeGrant,
+    pub(crate) full_name: Option<&'a str>,
+}
 
 /// The token endpoint's answer (RFC 6749 §5.1) for a session's grant: a new access token of
-/// that session from `iss`, and the refresh token that goes with it.
+/// that session from `iss`, and the refresh token that goes with it. A client's session (the
+/// code grant, and its refreshes) adds `scope`, keeps the refresh token for `offline_access`
+/// only, and with `id_token` (a code exchange with `openid`) adds the id_token.
 pub(crate) async fn token_response<S: Signer>(
     tokens: &TokenIssuer<S>,
     iss: &str,
     grant: &Grant,
+    id_token: Option<IdToken<'_>>,
     now: u64,
 ) -> Result<Response<Body>, ApiError> {
+    let client = match &grant.holder {
+        Holder::Client { client_id, scope } => Some((client_id.as_str(), scope.as_str())),
+        _ => None,
+    };
     let token = tokens
-        .issue(iss, &grant.user_id, &grant.username, &grant.sid, now)
+        .issue_to(
+            iss,
+            &grant.user_id,
+            &grant.username,
+            &grant.sid,
+            client,
+            now,
+        )
         .await?;
-    Ok(http::json(
-        StatusCode::OK,
-        &json!({
-            "access_token": token.access_token,
-            "token_type": "bearer",
-            "expires_in": token.expires_in,
-            "refresh_token": grant.refresh_token,
-        }),
-    ))
+    let mut body = json!({
+        "access_token": token.access_token,
+        "token_type": "bearer",
+        "expires_in": token.expires_in,
+    });
+    let Some((client_id, scope)) = client else {
+        body["refresh_token"] = json!(grant.refresh_token);
+        return Ok(http::json(StatusCode::OK, &body));
+    };
+    body["scope"] = json!(scope);
+    if has_scope(scope, "offline_access") {
+        body["refresh_token"] = json!(grant.refresh_token);
+    }
+    if let Some(id) = id_token.filter(|_| has_scope(scope, "openid")) {
+        let profile = has_scope(scope, "profile");
+        let claims = IdTokenClaims {
+            iss: iss.to_string(),
+            sub: grant.user_id.clone(),
+            aud: client_id.to_string(),
+            exp: now + tokens.ttl_seconds(),
+            iat: now,
+            auth_time: id.grant.auth_time,
+            nonce: id.grant.nonce.clone(),
+            amr: id.grant.amr.clone(),
+            sid: id.grant.sid.clone(),
+            at_hash: Some(at_hash(&token.access_token)),
+            preferred_username: profile.then(|| grant.username.clone()),
+            name: id.full_name.filter(|_| profile).map(str::to_string),
+        };
+        body["id_token"] = json!(tokens.id_token(&claims).await?);
+    }
+    Ok(http::json(StatusCode::OK, &body))
 }
 
 /// The bearer's claims and account, if its token verifies, its account still exists and its

@@ -33,6 +33,8 @@ pub struct CodeGrant {
     pub user_id: String,
     /// The account's key, to find its record.
     pub username_key: String,
+    /// The account's name as registered (`preferred_username`).
+    pub username: String,
     /// The session the sign-in started (`sid`).
     pub sid: String,
     /// When the user signed in (`auth_time`), seconds since the epoch.

@@ -5,6 +5,7 @@
 //! URI and challenge ([`code`]). The endpoints that use them (`/authorize`, the hosted pages,
 //! the `authorization_code` grant) are not built yet.
 
+pub mod authorize;
 pub mod client;
 pub mod code;
 pub mod pkce;

@@ -25,8 +25,8 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::store::{
-    CredentialStore, Credentials, PreviousGeneration, SessionLife, SessionRecord, SessionStore,
-    StoreError,
+    CredentialStore, Credentials, Holder, PreviousGeneration, SessionLife, SessionRecord,
+    SessionStore, StoreError,
 };
 use token::{RefreshToken, b64, ct_eq, random};
 
@@ -84,17 +84,33 @@ pub struct Grant {
     pub sid: String,
     /// The refresh token to hand out.
     pub refresh_token: String,
+    /// Who holds it: the client and scopes of a code grant's session.
+    pub holder: Holder,
 }
 
-/// Starts a session for `user` (just authenticated): stores its record, returns its first token.
+/// Starts a password-grant session for `user` (just authenticated): stores its record, returns
+/// its first token.
 pub async fn start<S: SessionStore>(
     store: &S,
     user: &Credentials,
     limits: &SessionLimits,
     now: u64,
 ) -> Result<Grant, StoreError> {
+    start_for(store, user, limits, Holder::Password, random(), now).await
+}
+
+/// Starts a session of `holder` with the id `sid` for `user`: a browser's (its token is the
+/// cookie), or a client's, whose id the code grant derives from the code ([`code_session_id`]).
+pub async fn start_for<S: SessionStore>(
+    store: &S,
+    user: &Credentials,
+    limits: &SessionLimits,
+    holder: Holder,
+    sid: [u8; token::SID_BYTES],
+    now: u64,
+) -> Result<Grant, StoreError> {
     let family_key: [u8; 32] = random();
-    let token = RefreshToken::new(random(), 1, &family_key);
+    let token = RefreshToken::new(sid, 1, &family_key);
     let record = SessionRecord {
         sid: token.sid(),
         username_key: user.username_key.clone(),
@@ -108,23 +124,107 @@ pub async fn start<S: SessionStore>(
         current_hash: token.hash(),
         previous: None,
         created_at: now,
+        holder,
     };
     store.create_session(&record, now).await?;
-    tracing::info!(user_id = %user.id, session_id = %record.sid, "session started");
+    tracing::info!(user_id = %user.id, session_id = %record.sid, holder = ?record.holder, "session started");
     Ok(Grant {
         user_id: user.id.clone(),
         username: user.username.clone(),
         sid: record.sid,
         refresh_token: token.encode(),
+        holder: record.holder,
     })
+}
+
+/// The id of the session that redeeming `code` starts: derived from the code, so a second
+/// redemption (the code was stolen, or replayed) finds and ends the session of the first
+/// without any record of it (RFC 6749 §4.1.2, RFC 9700 §4.2.4). Unpredictable without the code.
+pub fn code_session_id(code: &str) -> [u8; token::SID_BYTES] {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new()
+        .chain_update(b"jwt-auth code session v1\0")
+        .chain_update(code.as_bytes())
+        .finalize();
+    let mut sid = [0u8; token::SID_BYTES];
+    sid.copy_from_slice(&digest[..token::SID_BYTES]);
+    sid
+}
+
+/// The session id `code_session_id` gives, in the form records and tokens carry it.
+pub fn code_session_sid(code: &str) -> String {
+    token::sid_string(&code_session_id(code))
+}
+
+/// A browser's session on the hosted pages, opened from its cookie.
+#[derive(Debug)]
+pub struct BrowserSession {
+    /// The session id (the id_token's `sid`).
+    pub sid: String,
+    /// When the user signed in (`auth_time`).
+    pub auth_time: u64,
+    /// The account, still under the session's id and epoch.
+    pub user: Credentials,
+}
+
+/// Starts a browser's session for `user`: the cookie's value, and the session.
+pub async fn start_browser<S: SessionStore>(
+    store: &S,
+    user: &Credentials,
+    limits: &SessionLimits,
+    now: u64,
+) -> Result<(String, BrowserSession), StoreError> {
+    let grant = start_for(store, user, limits, Holder::Browser, random(), now).await?;
+    let session = BrowserSession {
+        sid: grant.sid,
+        auth_time: now,
+        user: user.clone(),
+    };
+    Ok((grant.refresh_token, session))
+}
+
+/// The browser session `cookie` names, if it is a genuine token of a stored browser session
+/// that is still open at `now` and whose account still exists under its id and epoch.
+pub async fn open_browser<S: SessionStore + CredentialStore>(
+    store: &S,
+    cookie: &str,
+    now: u64,
+) -> Result<Option<BrowserSession>, StoreError> {
+    let Some(token) = RefreshToken::parse(cookie) else {
+        return Ok(None);
+    };
+    let Some(record) = store.session(&token.sid()).await? else {
+        return Ok(None);
+    };
+    let genuine = URL_SAFE_NO_PAD
+        .decode(&record.family_key)
+        .is_ok_and(|key| token.is_genuine(&key));
+    let current =
+        token.generation == record.generation && ct_eq(&token.hash(), &record.current_hash);
+    if record.holder != Holder::Browser || !genuine || !current || now >= record.life.expires_at {
+        return Ok(None);
+    }
+    match open_account(store, &record).await {
+        Ok(user) => Ok(Some(BrowserSession {
+            sid: record.sid,
+            auth_time: record.created_at,
+            user,
+        })),
+        Err(SessionError::Invalid) => Ok(None),
+        Err(SessionError::Store(e)) => Err(e),
+    }
 }
 
 /// The refresh grant: rotates the session of `presented`, or answers a retry of the previous
 /// generation with the same successor, or ends the session on reuse. `seal_key` is the
 /// server-held key of [`crate::token::TokenIssuer::seal_key`].
+///
+/// `client` is the client that presents it (authenticated when confidential): a client's
+/// session refreshes only for that client, a browser's never, the password grant's for anyone.
 pub async fn refresh<S: SessionStore + CredentialStore>(
     store: &S,
     presented: &str,
+    client: Option<&str>,
     limits: &SessionLimits,
     seal_key: &[u8; 32],
     now: u64,
@@ -133,6 +233,9 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
     let sid = token.sid();
     for _ in 0..ROTATION_TRIES {
         let record = store.session(&sid).await?.ok_or(SessionError::Invalid)?;
+        if !record.holder.may_refresh(client) {
+            return Err(SessionError::Invalid);
+        }
         let family_key = URL_SAFE_NO_PAD
             .decode(&record.family_key)
             .map_err(|_| StoreError::Fault("session family key is not base64url".into()))?;
@@ -161,7 +264,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
             // deletion that lands between the read above and this write wins.
             if store.rotate_session(&record, &rotated).await? {
                 tracing::info!(user_id = %user.id, session_id = %sid, generation = successor.generation, "session rotated");
-                return Ok(grant(user, sid, &successor));
+                return Ok(grant(user, sid, &successor, record.holder));
             }
             // A concurrent refresh rotated first: read again, this token is now the previous one.
             continue;
@@ -184,7 +287,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
                 continue;
             }
             tracing::info!(user_id = %user.id, session_id = %sid, "rotated refresh token retried within the reuse interval");
-            return Ok(grant(user, sid, &successor));
+            return Ok(grant(user, sid, &successor, record.holder));
         }
         if token.generation < record.generation {
             // Genuine (the tag holds) but rotated away: presented by someone it was stolen from, or
@@ -198,24 +301,53 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
     Err(SessionError::Invalid)
 }
 
-/// Ends the session `presented` belongs to, if it is a genuine token of a stored session; any
-/// other input changes nothing (RFC 7009: the client cannot act on the difference).
-pub async fn end_by_token<S: SessionStore>(store: &S, presented: &str) -> Result<(), StoreError> {
+/// What revoking a token did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revoked {
+    /// Its session is ended, or it named none (RFC 7009: the client cannot act on the
+    /// difference).
+    Done,
+    /// It is a genuine token of a session another client holds (or a browser's): nothing ended.
+    NotTheClients,
+}
+
+/// Ends the session `presented` belongs to, if it is a genuine token of a stored session that
+/// `client` may revoke (as it may refresh it); any other input changes nothing.
+pub async fn end_by_token<S: SessionStore>(
+    store: &S,
+    presented: &str,
+    client: Option<&str>,
+) -> Result<Revoked, StoreError> {
     let Some(token) = RefreshToken::parse(presented) else {
-        return Ok(());
+        return Ok(Revoked::Done);
     };
     let sid = token.sid();
     let Some(record) = store.session(&sid).await? else {
-        return Ok(());
+        return Ok(Revoked::Done);
     };
     let genuine = URL_SAFE_NO_PAD
         .decode(&record.family_key)
         .is_ok_and(|key| token.is_genuine(&key));
-    if genuine {
-        store.end_session(&sid).await?;
-        tracing::info!(user_id = %record.life.user_id, session_id = %sid, "session ended");
+    if !genuine {
+        return Ok(Revoked::Done);
     }
-    Ok(())
+    if !record.holder.may_refresh(client) {
+        return Ok(Revoked::NotTheClients);
+    }
+    store.end_session(&sid).await?;
+    tracing::info!(user_id = %record.life.user_id, session_id = %sid, "session ended");
+    Ok(Revoked::Done)
+}
+
+impl Holder {
+    /// Whether `client` may present this session's refresh token.
+    fn may_refresh(&self, client: Option<&str>) -> bool {
+        match self {
+            Holder::Password => true,
+            Holder::Browser => false,
+            Holder::Client { client_id, .. } => client == Some(client_id.as_str()),
+        }
+    }
 }
 
 /// The account of `record`, if it still exists under the same id and the session's epoch.
@@ -230,12 +362,13 @@ async fn open_account<S: CredentialStore>(
         .ok_or(SessionError::Invalid)
 }
 
-fn grant(user: Credentials, sid: String, token: &RefreshToken) -> Grant {
+fn grant(user: Credentials, sid: String, token: &RefreshToken, holder: Holder) -> Grant {
     Grant {
         user_id: user.id,
         username: user.username,
         sid,
         refresh_token: token.encode(),
+        holder,
     }
 }
 

@@ -48,6 +48,11 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// A session id as records and tokens carry it (hex).
+pub(super) fn sid_string(sid: &[u8; SID_BYTES]) -> String {
+    hex(sid)
+}
+
 pub(super) fn ct_eq(a: &str, b: &str) -> bool {
     a.as_bytes().ct_eq(b.as_bytes()).into()
 }

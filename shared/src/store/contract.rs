@@ -613,7 +613,7 @@ pub async fn sessions_rotate(store: &impl FullStore) {
     );
     assert!(!stored_text.contains(&first.refresh_token));
 
-    let second = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_050)
+    let second = session::refresh(store, &first.refresh_token, None, &LIMITS, &SEAL, 1_050)
         .await
         .unwrap();
     assert_eq!(
@@ -629,7 +629,7 @@ pub async fn sessions_rotate(store: &impl FullStore) {
     }
     // The idle limit moved with the refresh: still open at 1_050 + 99.
     assert!(is_open(store, &second, 1_149).await);
-    let third = session::refresh(store, &second.refresh_token, &LIMITS, &SEAL, 1_100)
+    let third = session::refresh(store, &second.refresh_token, None, &LIMITS, &SEAL, 1_100)
         .await
         .unwrap();
     assert_eq!(
@@ -644,11 +644,11 @@ pub async fn sessions_rotate(store: &impl FullStore) {
 pub async fn reuse_ends_the_session(store: &impl FullStore) {
     let other = logged_in(store, "reuser", 1_000).await;
     let first = logged_in(store, "reuser", 1_000).await;
-    let second = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_001)
+    let second = session::refresh(store, &first.refresh_token, None, &LIMITS, &SEAL, 1_001)
         .await
         .unwrap();
     // A retry within the interval: same successor, no new generation.
-    let retry = session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_011)
+    let retry = session::refresh(store, &first.refresh_token, None, &LIMITS, &SEAL, 1_011)
         .await
         .unwrap();
     assert_eq!(retry.refresh_token, second.refresh_token);
@@ -657,23 +657,23 @@ pub async fn reuse_ends_the_session(store: &impl FullStore) {
         2
     );
     // Later than the interval: reuse. The session ends, its newest token fails too.
-    refused(session::refresh(store, &first.refresh_token, &LIMITS, &SEAL, 1_012).await);
+    refused(session::refresh(store, &first.refresh_token, None, &LIMITS, &SEAL, 1_012).await);
     assert!(store.session(&first.sid).await.unwrap().is_none());
-    refused(session::refresh(store, &second.refresh_token, &LIMITS, &SEAL, 1_012).await);
+    refused(session::refresh(store, &second.refresh_token, None, &LIMITS, &SEAL, 1_012).await);
     assert!(!is_open(store, &second, 1_012).await);
     // The account's other session is untouched.
     assert!(is_open(store, &other, 1_012).await);
 
     // Two generations back, even at once, is reuse.
     let a = logged_in(store, "reuser", 2_000).await;
-    let b = session::refresh(store, &a.refresh_token, &LIMITS, &SEAL, 2_000)
+    let b = session::refresh(store, &a.refresh_token, None, &LIMITS, &SEAL, 2_000)
         .await
         .unwrap();
-    let c = session::refresh(store, &b.refresh_token, &LIMITS, &SEAL, 2_000)
+    let c = session::refresh(store, &b.refresh_token, None, &LIMITS, &SEAL, 2_000)
         .await
         .unwrap();
-    refused(session::refresh(store, &a.refresh_token, &LIMITS, &SEAL, 2_000).await);
-    refused(session::refresh(store, &c.refresh_token, &LIMITS, &SEAL, 2_000).await);
+    refused(session::refresh(store, &a.refresh_token, None, &LIMITS, &SEAL, 2_000).await);
+    refused(session::refresh(store, &c.refresh_token, None, &LIMITS, &SEAL, 2_000).await);
     assert!(!is_open(store, &c, 2_000).await);
 }
 
@@ -701,13 +701,13 @@ pub async fn bad_refresh_tokens_change_nothing(store: &impl FullStore) {
         &"A".repeat(grant.refresh_token.len()),
         "' OR '1'='1",
     ] {
-        refused(session::refresh(store, bad, &LIMITS, &SEAL, 1_001).await);
-        session::end_by_token(store, bad).await.unwrap();
+        refused(session::refresh(store, bad, None, &LIMITS, &SEAL, 1_001).await);
+        session::end_by_token(store, bad, None).await.unwrap();
     }
     assert_eq!(store.session(&grant.sid).await.unwrap().unwrap(), before);
     assert!(is_open(store, &grant, 1_001).await);
     // The genuine token still works.
-    session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_002)
+    session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_002)
         .await
         .unwrap();
 }
@@ -717,18 +717,18 @@ pub async fn sessions_expire(store: &impl FullStore) {
     let idle = logged_in(store, "sleeper", 1_000).await;
     assert!(is_open(store, &idle, 1_099).await);
     assert!(!is_open(store, &idle, 1_100).await);
-    refused(session::refresh(store, &idle.refresh_token, &LIMITS, &SEAL, 1_100).await);
+    refused(session::refresh(store, &idle.refresh_token, None, &LIMITS, &SEAL, 1_100).await);
 
     // Refreshed every 90 s, it still ends 250 s after the login.
     let mut grant = logged_in(store, "marathon", 1_000).await;
     for t in [1_090, 1_180] {
-        grant = session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, t)
+        grant = session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, t)
             .await
             .unwrap();
     }
     assert!(is_open(store, &grant, 1_249).await);
     assert!(!is_open(store, &grant, 1_250).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_250).await);
+    refused(session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_250).await);
 }
 
 /// Logging out by token ends that session; a global logout ends every session of the account
@@ -737,11 +737,11 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
     let one = logged_in(store, "leaver", 1_000).await;
     let two = logged_in(store, "leaver", 1_000).await;
     let stranger = logged_in(store, "stranger", 1_000).await;
-    session::end_by_token(store, &one.refresh_token)
+    session::end_by_token(store, &one.refresh_token, None)
         .await
         .unwrap();
     assert!(!is_open(store, &one, 1_001).await);
-    refused(session::refresh(store, &one.refresh_token, &LIMITS, &SEAL, 1_001).await);
+    refused(session::refresh(store, &one.refresh_token, None, &LIMITS, &SEAL, 1_001).await);
     assert!(is_open(store, &two, 1_001).await);
 
     let three = logged_in(store, "leaver", 1_000).await;
@@ -750,12 +750,12 @@ pub async fn logouts_end_sessions(store: &impl FullStore) {
     assert_eq!(epoch, Some(1));
     for ended in [&two, &three] {
         assert!(!is_open(store, ended, 1_001).await);
-        refused(session::refresh(store, &ended.refresh_token, &LIMITS, &SEAL, 1_001).await);
+        refused(session::refresh(store, &ended.refresh_token, None, &LIMITS, &SEAL, 1_001).await);
     }
     assert!(is_open(store, &stranger, 1_001).await);
     let after = logged_in(store, "leaver", 1_001).await;
     assert!(is_open(store, &after, 1_001).await);
-    session::refresh(store, &after.refresh_token, &LIMITS, &SEAL, 1_002)
+    session::refresh(store, &after.refresh_token, None, &LIMITS, &SEAL, 1_002)
         .await
         .unwrap();
     // An account that is gone: nothing to end.
@@ -785,7 +785,7 @@ pub async fn password_changes_are_conditional_and_end_sessions(store: &impl Full
     assert_eq!((after.failed_logins, after.last_failed_at), (0, None));
     assert_eq!(after.session_epoch, epoch);
     assert!(!is_open(store, &grant, 1_001).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_001).await);
     // A stale read loses: the newer hash stays.
     assert_eq!(
         store.change_password(&before, "$stale$").await.unwrap(),
@@ -806,7 +806,7 @@ pub async fn deleted_accounts_are_gone_with_their_sessions(store: &impl FullStor
     assert!(store.delete_account(&user).await.unwrap());
     assert!(store.credentials("leaving").await.unwrap().is_none());
     assert!(!is_open(store, &grant, 1_001).await);
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_001).await);
     assert!(!store.delete_account(&user).await.unwrap(), "already gone");
     // A new account under the name is not deleted by the old account's stale read.
     let again = new_user("again", "leaving");
@@ -816,7 +816,7 @@ pub async fn deleted_accounts_are_gone_with_their_sessions(store: &impl FullStor
         store.credentials("leaving").await.unwrap().unwrap().id,
         again.id
     );
-    refused(session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001).await);
+    refused(session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_001).await);
 }
 
 /// Of many password changes made at once from one read, exactly one wins.
@@ -864,7 +864,7 @@ pub fn concurrent_refreshes_make_one_generation<S: FullStore + 'static>(stores: 
                 let token = grant.refresh_token.clone();
                 scope.spawn(move || {
                     on_thread(|| async move {
-                        session::refresh(store, &token, &LIMITS, &SEAL, 1_001).await
+                        session::refresh(store, &token, None, &LIMITS, &SEAL, 1_001).await
                     })
                 })
             })
@@ -883,7 +883,9 @@ pub async fn concurrent_refresh_tasks_make_one_generation<S: FullStore + Clone +
     let mut tasks = tokio::task::JoinSet::new();
     for store in stores {
         let token = grant.refresh_token.clone();
-        tasks.spawn(async move { session::refresh(&store, &token, &LIMITS, &SEAL, 1_001).await });
+        tasks.spawn(
+            async move { session::refresh(&store, &token, None, &LIMITS, &SEAL, 1_001).await },
+        );
     }
     let results = tasks.join_all().await;
     check_one_generation_async(&first, &grant, results).await;
@@ -913,7 +915,7 @@ async fn check_one_generation_async<S: FullStore>(
     let stored = store.session(&grant.sid).await.unwrap().unwrap();
     assert_eq!(stored.generation, 2, "exactly one new generation");
     assert!(is_open(store, grant, 1_001).await, "nothing revoked");
-    session::refresh(store, &tokens[0], &LIMITS, &SEAL, 1_002)
+    session::refresh(store, &tokens[0], None, &LIMITS, &SEAL, 1_002)
         .await
         .expect("the successor works");
 }
@@ -1041,7 +1043,7 @@ pub async fn an_ended_session_mints_no_more_tokens(store: &impl FullStore) {
             let grant = logged_in(store, &name, 1_000).await;
             if retry {
                 // Rotate once, so the login's token is the previous generation: a retry.
-                session::refresh(store, &grant.refresh_token, &LIMITS, &SEAL, 1_001)
+                session::refresh(store, &grant.refresh_token, None, &LIMITS, &SEAL, 1_001)
                     .await
                     .unwrap();
             }
@@ -1050,7 +1052,7 @@ pub async fn an_ended_session_mints_no_more_tokens(store: &impl FullStore) {
                 inner: store,
                 landing: std::sync::Mutex::new(Some(landing)),
             };
-            let result = session::refresh(&paused, presented, &LIMITS, &SEAL, 1_002).await;
+            let result = session::refresh(&paused, presented, None, &LIMITS, &SEAL, 1_002).await;
             assert!(
                 matches!(result, Err(SessionError::Invalid)),
                 "{landing:?} (retry: {retry}) let a refresh through: {result:?}"
@@ -1278,6 +1280,7 @@ pub fn code_grant() -> crate::oauth::code::CodeGrant {
         nonce: Some("n-0S6_WzA2Mj".into()),
         user_id: "u-1".into(),
         username_key: "emma".into(),
+        username: "Emma".into(),
         sid: "s-1".into(),
         auth_time: 1_000,
         amr: vec!["pwd".into()],

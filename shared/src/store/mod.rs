@@ -27,7 +27,7 @@ pub mod testing;
 pub use clients::ClientStore;
 pub use counters::{Counter, CounterStore, Swap};
 pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
-pub use sessions::{PreviousGeneration, SessionLife, SessionRecord, SessionStore};
+pub use sessions::{Holder, PreviousGeneration, SessionLife, SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use tickets::{TicketKind, TicketStore};
 pub use users::{

@@ -46,6 +46,56 @@ pub struct SessionRecord {
     pub previous: Option<PreviousGeneration>,
     /// When the session started, seconds since the epoch.
     pub created_at: u64,
+    /// Who holds the session's token: the password grant, a browser, or an OAuth client.
+    pub holder: Holder,
+}
+
+/// Who holds a session's token, which decides where it may be presented.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Holder {
+    /// The password grant (no client): its refresh token is accepted from any caller, as before
+    /// clients existed.
+    #[default]
+    Password,
+    /// A browser signed in on the hosted pages: its token is the session cookie, never a refresh
+    /// token.
+    Browser,
+    /// An OAuth client, by the authorization code grant: only that client may refresh or revoke.
+    Client {
+        /// The client's id.
+        client_id: String,
+        /// The scopes granted (space-separated).
+        scope: String,
+    },
+}
+
+impl Holder {
+    /// The stored form: (`holder`, `client_id`, `scope`); the password grant stores none.
+    fn columns(&self) -> (Option<&'static str>, Option<&str>, Option<&str>) {
+        match self {
+            Holder::Password => (None, None, None),
+            Holder::Browser => (Some("browser"), None, None),
+            Holder::Client { client_id, scope } => (Some("client"), Some(client_id), Some(scope)),
+        }
+    }
+
+    fn from_columns(
+        holder: Option<String>,
+        client_id: Option<String>,
+        scope: Option<String>,
+    ) -> Result<Holder, StoreError> {
+        match (holder.as_deref(), client_id, scope) {
+            (None, _, _) => Ok(Holder::Password),
+            (Some("browser"), _, _) => Ok(Holder::Browser),
+            (Some("client"), Some(client_id), scope) => Ok(Holder::Client {
+                client_id,
+                scope: scope.unwrap_or_default(),
+            }),
+            (Some(other), _, _) => Err(StoreError::Fault(format!(
+                "a session's holder is {other:?}"
+            ))),
+        }
+    }
 }
 
 impl std::fmt::Debug for SessionRecord {
@@ -55,6 +105,7 @@ impl std::fmt::Debug for SessionRecord {
             .field("life", &self.life)
             .field("generation", &self.generation)
             .field("created_at", &self.created_at)
+            .field("holder", &self.holder)
             .finish_non_exhaustive()
     }
 }
@@ -117,10 +168,12 @@ impl SessionStore for SqliteStore {
         conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [int(now)])
             .map_err(classify)?;
         let previous = session.previous.as_ref();
+        let (holder, client_id, scope) = session.holder.columns();
         conn.execute(
             "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
-                 current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at,
+                 holder, client_id, scope)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             params![
                 session.sid,
                 session.life.user_id,
@@ -134,6 +187,9 @@ impl SessionStore for SqliteStore {
                 previous.map(|p| int(p.rotated_at)),
                 int(session.created_at),
                 int(session.life.expires_at),
+                holder,
+                client_id,
+                scope,
             ],
         )
         .map(|_| ())
@@ -145,7 +201,8 @@ impl SessionStore for SqliteStore {
         let mut select = conn
             .prepare_cached(
                 "SELECT user_id, username_key, epoch, family_key, generation, current_hash,
-                        previous_hash, sealed_next, rotated_at, created_at, expires_at
+                        previous_hash, sealed_next, rotated_at, created_at, expires_at,
+                        holder, client_id, scope
                  FROM sessions WHERE sid = ?1",
             )
             .map_err(classify)?;
@@ -163,7 +220,7 @@ impl SessionStore for SqliteStore {
                     }),
                     _ => None,
                 };
-                Ok(SessionRecord {
+                let record = SessionRecord {
                     sid: sid.to_string(),
                     username_key: r.get(1)?,
                     life: SessionLife {
@@ -176,10 +233,19 @@ impl SessionStore for SqliteStore {
                     current_hash: r.get(5)?,
                     previous,
                     created_at: uint(r.get(9)?),
-                })
+                    holder: Holder::Password,
+                };
+                Ok((record, r.get(11)?, r.get(12)?, r.get(13)?))
             })
             .optional()
-            .map_err(classify)
+            .map_err(classify)?
+            .map(|(record, holder, client_id, scope)| {
+                Ok(SessionRecord {
+                    holder: Holder::from_columns(holder, client_id, scope)?,
+                    ..record
+                })
+            })
+            .transpose()
     }
 
     async fn rotate_session(
@@ -271,6 +337,16 @@ impl SessionStore for DynamoStore {
             .item(TTL_ATTRIBUTE, n(session.life.expires_at))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", KEY);
+        let (holder, client_id, scope) = session.holder.columns();
+        for (name, value) in [
+            ("holder", holder),
+            ("client_id", client_id),
+            ("scope", scope),
+        ] {
+            if let Some(value) = value {
+                put = put.item(name, s(value));
+            }
+        }
         if let Some(p) = &session.previous {
             put = put
                 .item("previous_hash", s(&p.hash))
@@ -306,6 +382,11 @@ impl SessionStore for DynamoStore {
             current_hash: required_s(&item, "current_hash")?,
             previous,
             created_at: required_n(&item, "created_at")?,
+            holder: Holder::from_columns(
+                get_s(&item, "holder"),
+                get_s(&item, "client_id"),
+                get_s(&item, "scope"),
+            )?,
         }))
     }
 

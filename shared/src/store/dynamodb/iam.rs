@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::store::{
-    AccountStore, Counter, CounterStore, CredentialStore, Credentials, PreviousGeneration,
+    AccountStore, Counter, CounterStore, CredentialStore, Credentials, Holder, PreviousGeneration,
     ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, UserWriter,
 };
 
@@ -496,6 +496,10 @@ fn session(epoch: u64, previous: bool) -> SessionRecord {
             rotated_at: NOW - 5,
         }),
         created_at: NOW - 600,
+        holder: Holder::Client {
+            client_id: "web".into(),
+            scope: "openid offline_access".into(),
+        },
     }
 }
 

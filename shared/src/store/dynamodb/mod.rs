@@ -89,6 +89,9 @@ pub const SESSION_ATTRIBUTES: &[&str] = &[
     "sealed_next",
     "rotated_at",
     "created_at",
+    "holder",
+    "client_id",
+    "scope",
     TTL_ATTRIBUTE,
 ];
 /// A rotation of a session (`rotate_session`'s `Update`).

@@ -12,8 +12,15 @@ use crate::policy;
 type Step = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every step, in order: accounts, sessions, throttle counters, single-use tickets, OAuth
-/// clients.
-const STEPS: &[Step] = &[accounts, sessions, counters, tickets, clients];
+/// clients, and who holds each session.
+const STEPS: &[Step] = &[
+    accounts,
+    sessions,
+    counters,
+    tickets,
+    clients,
+    session_holders,
+];
 
 /// The version a file has once every step ran.
 pub(super) const SCHEMA_VERSION: i64 = STEPS.len() as i64;
@@ -169,6 +176,16 @@ fn clients(tx: &Transaction<'_>) -> rusqlite::Result<()> {
              secret_hash TEXT,
              created_at INTEGER NOT NULL
          );",
+    )
+}
+
+/// Who holds a session (NULL: the password grant, as every earlier session): `browser` or
+/// `client`, with the client's id and granted scopes.
+fn session_holders(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    tx.execute_batch(
+        "ALTER TABLE sessions ADD COLUMN holder TEXT;
+         ALTER TABLE sessions ADD COLUMN client_id TEXT;
+         ALTER TABLE sessions ADD COLUMN scope TEXT;",
     )
 }
 

@@ -1,0 +1,529 @@
+//! The OpenID Connect provider's browser side:
+//! - `GET /authorize`: the authorization endpoint. A request whose client or redirect URI is not
+//!   registered gets an HTML error page; any other error redirects to the client. With a browser
+//!   session (SSO) it redirects with a code at once; otherwise it shows the sign-in page (or the
+//!   registration page, `prompt=create`).
+//! - `POST /authorize`: the hosted forms (`action=login` or `action=register`), which repeat the
+//!   authorization request; a success starts the browser session and redirects with a code.
+//! - `GET`/`POST /end-session`: RP-initiated logout.
+//! - `GET /authorize/pages.css`: the pages' stylesheet.
+
+use lambda_http::http::{Method, StatusCode};
+use lambda_http::{Body, Request, Response};
+use subtle::ConstantTimeEq;
+
+use crate::authn::password::{self, Checker, Purpose, Refusal};
+use crate::authn::registration::{self, Application};
+use crate::error::{ApiError, BAD_CREDENTIALS, PageContext, RedirectTarget, Render, with_query};
+use crate::http;
+use crate::oauth::authorize::{self, AuthorizationRequest, Prompt, Refused};
+use crate::oauth::code::{self, CodeGrant};
+use crate::pages::{self, Cookies, LoginPage, MessagePage, RegisterPage};
+use crate::session::{self, BrowserSession};
+use crate::state::AuthorizeState;
+use crate::state::stores;
+use crate::store::{ClientStore, Holder};
+use crate::throttle;
+
+/// Handles one request; every failure becomes a page or a redirect to the client.
+pub async fn handle<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    req: Request,
+) -> Response<Body> {
+    let iss = match http::issuer(&state.issuer, &req) {
+        Ok(iss) => iss,
+        Err(e) => return e.into_response(),
+    };
+    let page = Page::new(state, &iss);
+    let path = http::path(&req);
+    let result = if path.ends_with(pages::STYLESHEET_PATH) {
+        http::require_method(&req, "GET").map(|_| pages::stylesheet())
+    } else if path.ends_with("/end-session") {
+        end_session(state, &page, &req).await
+    } else if path.ends_with("/authorize") {
+        match *req.method() {
+            Method::GET => authorize(state, &page, &req).await,
+            Method::POST => submit(state, &page, &req).await,
+            _ => Err(ApiError::MethodNotAllowed("GET, POST")),
+        }
+    } else {
+        Err(ApiError::NotFound(path.to_string()))
+    };
+    result.unwrap_or_else(|e| e.render(Render::Page(page.context())))
+}
+
+/// What every page of one request shares: the issuer, its cookies and the pages' frame.
+struct Page<'a> {
+    iss: &'a str,
+    app_name: &'a str,
+    stylesheet: String,
+    action: String,
+    cookies: Cookies,
+}
+
+impl<'a> Page<'a> {
+    fn new<C>(state: &'a AuthorizeState<C>, iss: &'a str) -> Self {
+        Page {
+            iss,
+            app_name: &state.app_name,
+            stylesheet: format!("{iss}{}", pages::STYLESHEET_PATH),
+            action: format!("{iss}/authorize"),
+            cookies: Cookies::for_issuer(iss),
+        }
+    }
+
+    fn context(&self) -> PageContext<'_> {
+        PageContext {
+            app_name: self.app_name,
+            stylesheet: &self.stylesheet,
+        }
+    }
+
+    fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        detail: &str,
+        cookies: &[String],
+    ) -> Response<Body> {
+        let html = pages::render(&MessagePage {
+            app_name: self.app_name,
+            stylesheet: &self.stylesheet,
+            title,
+            detail,
+        });
+        pages::respond(status, html, &pages::csp(None), cookies)
+    }
+}
+
+/// The request's parameters: the query of a GET, the form of a POST.
+fn parameters(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    let raw = if req.method() == Method::POST {
+        if http::media_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::UnsupportedMediaType(
+                "The hosted forms post application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let body = http::body_bytes(req);
+        if body.len() > http::MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(http::MAX_BODY_BYTES));
+        }
+        std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("The form is not UTF-8".into()))?
+            .to_string()
+    } else {
+        req.uri().query().unwrap_or("").to_string()
+    };
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+        .map_err(|_| ApiError::BadRequest("The parameters cannot be read".into()))
+}
+
+fn first<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+/// Checks the authorization request, or answers its error where it may go.
+async fn check_request<S: ClientStore>(
+    store: &S,
+    page: &Page<'_>,
+    params: &[(String, String)],
+) -> Result<AuthorizationRequest, Response<Body>> {
+    match authorize::check(store, params).await {
+        Ok((request, _client)) => Ok(request),
+        Err(Refused::Page(e)) => Err(e.render(Render::Page(page.context()))),
+        Err(Refused::Redirect {
+            error,
+            redirect_uri,
+            state,
+        }) => Err(error.render(Render::Redirect(RedirectTarget {
+            redirect_uri: &redirect_uri,
+            state: state.as_deref(),
+            iss: page.iss,
+        }))),
+    }
+}
+
+/// The redirect of an error for a checked request.
+fn redirect_error(page: &Page<'_>, request: &AuthorizationRequest, e: ApiError) -> Response<Body> {
+    e.render(Render::Redirect(RedirectTarget {
+        redirect_uri: &request.redirect_uri,
+        state: request.state.as_deref(),
+        iss: page.iss,
+    }))
+}
+
+/// `GET /authorize`.
+async fn authorize<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    page: &Page<'_>,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let params = parameters(req)?;
+    let request = match check_request(&state.store, page, &params).await {
+        Ok(request) => request,
+        Err(response) => return Ok(response),
+    };
+    let now = (state.clock)();
+    if request.prompt == Prompt::Create {
+        return Ok(form(
+            page,
+            req,
+            &request,
+            Form::Register,
+            None,
+            StatusCode::OK,
+        ));
+    }
+    let browser = match pages::cookie(req, page.cookies.session()) {
+        Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
+        None => None,
+    };
+    let fresh = browser.filter(|b| {
+        request.prompt != Prompt::Login
+            && request
+                .max_age
+                .is_none_or(|max| now.saturating_sub(b.auth_time) <= max)
+    });
+    if let Some(browser) = fresh {
+        return Ok(
+            match code_redirect(state, page, &request, &browser, now).await {
+                Ok(response) => response,
+                Err(e) => redirect_error(page, &request, e),
+            },
+        );
+    }
+    if request.prompt == Prompt::None {
+        return Ok(redirect_error(page, &request, ApiError::LoginRequired));
+    }
+    Ok(form(page, req, &request, Form::Login, None, StatusCode::OK))
+}
+
+/// Which hosted form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Form {
+    Login,
+    Register,
+}
+
+/// What a re-shown form keeps of what was typed (never the password).
+#[derive(Debug, Default)]
+struct Typed<'a> {
+    username: &'a str,
+    full_name: &'a str,
+    error: Option<&'a str>,
+}
+
+/// The sign-in or registration page of `request`, with a CSRF token (the browser's, or a new
+/// one set as a cookie).
+fn form(
+    page: &Page<'_>,
+    req: &Request,
+    request: &AuthorizationRequest,
+    which: Form,
+    typed: Option<Typed<'_>>,
+    status: StatusCode,
+) -> Response<Body> {
+    let typed = typed.unwrap_or_default();
+    let (csrf, cookies) =
+        match pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c)) {
+            Some(token) => (token.to_string(), Vec::new()),
+            None => {
+                let token = pages::new_csrf_token();
+                let cookie = page.cookies.set(page.cookies.csrf(), &token, 3600);
+                (token, vec![cookie])
+            }
+        };
+    let fields = request.form_fields();
+    let link = |prompt: Option<&str>| {
+        let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        if let Some(prompt) = prompt {
+            query.push(("prompt", prompt));
+        }
+        with_query(&page.action, &query)
+    };
+    let username = if typed.username.is_empty() {
+        request.login_hint.as_deref().unwrap_or("")
+    } else {
+        typed.username
+    };
+    let html = match which {
+        Form::Login => pages::render(&LoginPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            client_id: &request.client_id,
+            action: &page.action,
+            fields: &fields,
+            csrf: &csrf,
+            username,
+            error: typed.error,
+            create_link: &link(Some("create")),
+        }),
+        Form::Register => pages::render(&RegisterPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            client_id: &request.client_id,
+            action: &page.action,
+            fields: &fields,
+            csrf: &csrf,
+            username: typed.username,
+            full_name: typed.full_name,
+            error: typed.error,
+            login_link: &link(Some("login")),
+        }),
+    };
+    pages::respond(
+        status,
+        html,
+        &pages::csp(Some(&request.redirect_uri)),
+        &cookies,
+    )
+}
+
+/// Whether the form's `csrf` field is the browser's CSRF cookie (compared in constant time).
+fn csrf_holds(page: &Page<'_>, req: &Request, params: &[(String, String)]) -> bool {
+    let cookie = pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c));
+    match (cookie, first(params, "csrf")) {
+        (Some(cookie), Some(field)) => cookie.as_bytes().ct_eq(field.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// `POST /authorize`: a hosted form.
+async fn submit<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    page: &Page<'_>,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let params = parameters(req)?;
+    // Before anything else, and before the request is even looked at: a post the browser's own
+    // page did not make changes nothing.
+    if !csrf_holds(page, req, &params) {
+        return Err(ApiError::AccessDenied(
+            "This form has expired or was not sent from this site; go back and try again".into(),
+        ));
+    }
+    let request = match check_request(&state.store, page, &params).await {
+        Ok(request) => request,
+        Err(response) => return Ok(response),
+    };
+    let now = (state.clock)();
+    let username = first(&params, "username").unwrap_or("");
+    let password = first(&params, "password").unwrap_or("");
+    let user = match first(&params, "action") {
+        Some("login") => {
+            let checker = Checker {
+                hasher: &state.hasher,
+                limits: &state.throttle,
+            };
+            let source = http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE);
+            let purpose = Purpose::Login { username };
+            match password::check(&state.store, checker, purpose, password, source, now).await {
+                Ok(user) => user,
+                Err(refusal) => return Ok(login_refused(page, req, &request, username, refusal)),
+            }
+        }
+        Some("register") => {
+            let full_name = first(&params, "full_name");
+            let application = Application {
+                username,
+                password,
+                full_name,
+            };
+            match registration::register(&state.store, &state.hasher, application).await {
+                Ok(user) => user,
+                Err(e @ (ApiError::Validation { .. } | ApiError::UsernameTaken)) => {
+                    let detail = e.to_string();
+                    let typed = Typed {
+                        username,
+                        full_name: full_name.unwrap_or(""),
+                        error: Some(&detail),
+                    };
+                    return Ok(form(
+                        page,
+                        req,
+                        &request,
+                        Form::Register,
+                        Some(typed),
+                        e.status(),
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "action must be login or register".into(),
+            ));
+        }
+    };
+    let (cookie, browser) =
+        session::start_browser(&state.store, &user, &state.sessions, now).await?;
+    let set = page
+        .cookies
+        .set(page.cookies.session(), &cookie, state.sessions.max);
+    Ok(
+        match code_redirect(state, page, &request, &browser, now).await {
+            Ok(mut response) => {
+                response.headers_mut().append(
+                    lambda_http::http::header::SET_COOKIE,
+                    set.parse()
+                        .expect("a cookie of base64url is a valid header"),
+                );
+                response
+            }
+            Err(e) => redirect_error(page, &request, e),
+        },
+    )
+}
+
+/// The sign-in page again after a refused password: one generic message for unknown names and
+/// wrong passwords (401), the wait of the throttle (429).
+fn login_refused(
+    page: &Page<'_>,
+    req: &Request,
+    request: &AuthorizationRequest,
+    username: &str,
+    refusal: Refusal,
+) -> Response<Body> {
+    let (status, detail, retry_after) = match refusal {
+        Refusal::WrongCredentials | Refusal::AccountGone => {
+            (StatusCode::UNAUTHORIZED, BAD_CREDENTIALS.to_string(), None)
+        }
+        Refusal::Throttled(wait) => (
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many attempts; try again in {wait} seconds"),
+            Some(wait),
+        ),
+        other => return ApiError::from(other).render(Render::Page(page.context())),
+    };
+    let typed = Typed {
+        username,
+        full_name: "",
+        error: Some(&detail),
+    };
+    let mut response = form(page, req, request, Form::Login, Some(typed), status);
+    if let Some(wait) = retry_after {
+        response
+            .headers_mut()
+            .insert(lambda_http::http::header::RETRY_AFTER, wait.into());
+    }
+    response
+}
+
+/// Issues a code for `browser`'s sign-in and redirects to the client with it.
+async fn code_redirect<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    page: &Page<'_>,
+    request: &AuthorizationRequest,
+    browser: &BrowserSession,
+    now: u64,
+) -> Result<Response<Body>, ApiError> {
+    let grant = CodeGrant {
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+        code_challenge: request.code_challenge.clone(),
+        scope: request.scope.clone(),
+        nonce: request.nonce.clone(),
+        user_id: browser.user.id.clone(),
+        username_key: browser.user.username_key.clone(),
+        username: browser.user.username.clone(),
+        sid: browser.sid.clone(),
+        auth_time: browser.auth_time,
+        amr: vec!["pwd".into()],
+    };
+    let code = code::issue(&state.store, &grant, now).await?;
+    tracing::info!(user_id = %browser.user.id, client_id = %request.client_id, "authorization code issued");
+    let mut query = vec![("code", code.as_str())];
+    if let Some(s) = &request.state {
+        query.push(("state", s));
+    }
+    query.push(("iss", page.iss));
+    Ok(pages::redirect(
+        &with_query(&request.redirect_uri, &query),
+        &[],
+    ))
+}
+
+/// `GET`/`POST /end-session` (RP-Initiated Logout 1.0): ends the browser session, then redirects
+/// to a post-logout URI only if the client registered it, else shows a page.
+async fn end_session<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    page: &Page<'_>,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    if req.method() != Method::GET && req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed("GET, POST"));
+    }
+    let params = parameters(req)?;
+    let hint =
+        match first(&params, "id_token_hint") {
+            Some(token) => Some(state.verifier.id_token_hint(token, page.iss).ok_or_else(
+                || ApiError::BadRequest("id_token_hint is not an id_token of ours".into()),
+            )?),
+            None => None,
+        };
+    let client_id = match (first(&params, "client_id"), &hint) {
+        (Some(id), Some(hint)) if id != hint.aud => {
+            return Err(ApiError::BadRequest(
+                "client_id is not the id_token_hint's audience".into(),
+            ));
+        }
+        (Some(id), _) => Some(id.to_string()),
+        (None, Some(hint)) => Some(hint.aud.clone()),
+        (None, None) => None,
+    };
+    let now = (state.clock)();
+    // The browser's own session, and the one the hint names (its holder may end it).
+    let mut ended = Vec::new();
+    if let Some(cookie) = pages::cookie(req, page.cookies.session())
+        && let Some(browser) = session::open_browser(&state.store, cookie, now).await?
+    {
+        ended.push(browser.sid);
+    }
+    if let Some(hint) = &hint
+        && !ended.contains(&hint.sid)
+        && let Some(record) = state.store.session(&hint.sid).await?
+        && record.holder == Holder::Browser
+        && record.life.user_id == hint.sub
+    {
+        ended.push(hint.sid.clone());
+    }
+    for sid in &ended {
+        state.store.end_session(sid).await?;
+        tracing::info!(session_id = %sid, "browser session ended (RP-initiated logout)");
+    }
+    let clear = vec![page.cookies.set(page.cookies.session(), "", 0)];
+    let Some(uri) = first(&params, "post_logout_redirect_uri") else {
+        return Ok(page.message(StatusCode::OK, "Signed out", "You are signed out.", &clear));
+    };
+    let registered = match &client_id {
+        Some(id) if crate::oauth::client::is_client_id(id) => state
+            .store
+            .client(id)
+            .await?
+            .is_some_and(|c| c.allows_post_logout_redirect_uri(uri)),
+        _ => false,
+    };
+    if !registered {
+        return Ok(page.message(
+            StatusCode::BAD_REQUEST,
+            "Signed out",
+            "You are signed out. The page that sent you here is not registered to be sent back to.",
+            &clear,
+        ));
+    }
+    let mut query = Vec::new();
+    if let Some(s) = first(&params, "state") {
+        query.push(("state", s));
+    }
+    let location = if query.is_empty() {
+        uri.to_string()
+    } else {
+        with_query(uri, &query)
+    };
+    Ok(pages::redirect(&location, &clear))
+}

@@ -1,0 +1,267 @@
+//! The hosted pages: server-rendered HTML (askama templates compiled into the binary: no file is
+//! read at run time), their own stylesheet, their cookies and their headers. No script runs on
+//! them, so they work without JavaScript and the CSP allows none.
+//!
+//! Cookies, all `HttpOnly`, `SameSite=Lax` and `Path=/`; on https they are `Secure` and carry
+//! the `__Host-` prefix (so no subdomain can set or shadow them):
+//! - `auth_session`: the browser's session on the provider (an opaque token of a session record,
+//!   ended like any other session by logout, a password change or a deletion);
+//! - `auth_csrf`: the double-submit token every form repeats; a post whose field does not match
+//!   it does nothing.
+
+use askama::Template;
+use lambda_http::http::{StatusCode, header};
+use lambda_http::{Body, Request, Response};
+use ring::rand::{SecureRandom, SystemRandom};
+use url::Url;
+
+use crate::error::PAGE_HEADERS;
+
+/// The stylesheet, served at [`STYLESHEET_PATH`] under the issuer.
+pub const STYLESHEET: &str = include_str!("../assets/pages.css");
+/// Where the stylesheet is served, under the issuer.
+pub const STYLESHEET_PATH: &str = "/authorize/pages.css";
+
+/// The cookies' names, for an issuer on https (`__Host-`) or on plain http (local runs).
+#[derive(Debug, Clone, Copy)]
+pub struct Cookies {
+    /// Whether the issuer is on https: cookies are `Secure` and `__Host-`.
+    pub secure: bool,
+}
+
+impl Cookies {
+    /// The names for the issuer `iss`.
+    pub fn for_issuer(iss: &str) -> Self {
+        Cookies {
+            secure: iss.starts_with("https://"),
+        }
+    }
+
+    /// The browser-session cookie's name.
+    pub fn session(&self) -> &'static str {
+        if self.secure {
+            "__Host-auth_session"
+        } else {
+            "auth_session"
+        }
+    }
+
+    /// The CSRF cookie's name.
+    pub fn csrf(&self) -> &'static str {
+        if self.secure {
+            "__Host-auth_csrf"
+        } else {
+            "auth_csrf"
+        }
+    }
+
+    /// A `Set-Cookie` value for `name`=`value` living `max_age` seconds (0 deletes it).
+    pub fn set(&self, name: &str, value: &str, max_age: u64) -> String {
+        let secure = if self.secure { "; Secure" } else { "" };
+        format!("{name}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}")
+    }
+}
+
+/// The value of cookie `name` in the request, if sent once (a second one, set by someone else,
+/// makes it unusable).
+pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
+    let mut found = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, v)| v);
+    let first = found.next()?;
+    found.next().is_none().then_some(first)
+}
+
+/// A new CSRF token: 256 random bits, base64url.
+pub fn new_csrf_token() -> String {
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .expect("the OS random number generator is available");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether a CSRF token has the shape [`new_csrf_token`] gives (nothing else is echoed into a
+/// page or compared).
+pub fn is_csrf_token(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// The Content-Security-Policy of a page whose form may end in a redirect to `redirect_uri`:
+/// Chromium applies `form-action` to the redirects that follow a form post, so the client's
+/// origin (or its private-use scheme) is allowed beside our own.
+pub fn csp(redirect_uri: Option<&str>) -> String {
+    let target = redirect_uri
+        .and_then(|uri| Url::parse(uri).ok())
+        .map(|url| match url.scheme() {
+            "http" | "https" => url.origin().ascii_serialization(),
+            scheme => format!("{scheme}:"),
+        })
+        .filter(|t| {
+            t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b":/.-+[]".contains(&b))
+        });
+    let form_action = match target {
+        Some(target) => format!("'self' {target}"),
+        None => "'self'".into(),
+    };
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    )
+}
+
+/// A page response: `html` under the pages' headers with `csp`, setting `cookies`.
+pub fn respond(status: StatusCode, html: String, csp: &str, cookies: &[String]) -> Response<Body> {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in PAGE_HEADERS {
+        if *name != "content-security-policy" {
+            builder = builder.header(*name, *value);
+        }
+    }
+    builder = builder
+        .header("content-security-policy", csp)
+        .header(header::CONTENT_TYPE, "text/html; charset=utf-8");
+    for cookie in cookies {
+        builder = builder.header(header::SET_COOKIE, cookie);
+    }
+    builder
+        .body(Body::Text(html))
+        .expect("page headers are valid")
+}
+
+/// A 303 to `location` (a registered redirect URI with its query), setting `cookies`.
+pub fn redirect(location: &str, cookies: &[String]) -> Response<Body> {
+    let mut builder = Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .header("referrer-policy", "no-referrer");
+    for cookie in cookies {
+        builder = builder.header(header::SET_COOKIE, cookie);
+    }
+    builder
+        .body(Body::Empty)
+        .expect("a registered URI is a valid header")
+}
+
+/// The stylesheet's response.
+pub fn stylesheet() -> Response<Body> {
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/css; charset=utf-8")
+        .header(header::CACHE_CONTROL, "public, max-age=3600")
+        .header("x-content-type-options", "nosniff")
+        .body(Body::Text(STYLESHEET.into()))
+        .expect("static headers are valid")
+}
+
+/// The sign-in page.
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// The client asking.
+    pub client_id: &'a str,
+    /// Where the form posts (the authorization endpoint).
+    pub action: &'a str,
+    /// The authorization request, repeated as hidden fields.
+    pub fields: &'a [(&'static str, String)],
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The username to fill in (`login_hint`, or the one just tried).
+    pub username: &'a str,
+    /// The error to show, if any.
+    pub error: Option<&'a str>,
+    /// The registration page of the same request.
+    pub create_link: &'a str,
+}
+
+/// The registration page.
+#[derive(Template)]
+#[template(path = "register.html")]
+pub struct RegisterPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// The client asking.
+    pub client_id: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The authorization request, repeated as hidden fields.
+    pub fields: &'a [(&'static str, String)],
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The username to fill in again after an error.
+    pub username: &'a str,
+    /// The full name to fill in again after an error.
+    pub full_name: &'a str,
+    /// The error to show, if any.
+    pub error: Option<&'a str>,
+    /// The sign-in page of the same request.
+    pub login_link: &'a str,
+}
+
+/// A page with a title and one sentence (signed out, and the like).
+#[derive(Template)]
+#[template(path = "message.html")]
+pub struct MessagePage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// The heading.
+    pub title: &'a str,
+    /// The sentence.
+    pub detail: &'a str,
+}
+
+/// Renders `page`, or a bare page if the template fails (it cannot: its inputs are strings).
+pub fn render(page: &impl Template) -> String {
+    page.render()
+        .unwrap_or_else(|_| "<!doctype html><title>Error</title>".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_form_action_allows_the_clients_origin_or_scheme() {
+        assert!(
+            csp(Some("http://127.0.0.1:8080/cb?x=1"))
+                .contains("form-action 'self' http://127.0.0.1:8080;")
+        );
+        assert!(csp(Some("com.example.app:/cb")).contains("form-action 'self' com.example.app:;"));
+        assert!(csp(None).contains("form-action 'self';"));
+        assert!(csp(None).contains("default-src 'none'"));
+        assert!(csp(None).contains("frame-ancestors 'none'"));
+    }
+
+    #[test]
+    fn https_cookies_are_host_prefixed_and_secure() {
+        let c = Cookies::for_issuer("https://auth.example");
+        assert_eq!(c.session(), "__Host-auth_session");
+        assert!(
+            c.set(c.session(), "v", 10)
+                .ends_with("SameSite=Lax; Secure")
+        );
+        let local = Cookies::for_issuer("http://127.0.0.1:9000");
+        assert_eq!(local.csrf(), "auth_csrf");
+        assert!(!local.set("auth_csrf", "v", 10).contains("Secure"));
+    }
+}
