@@ -12,9 +12,11 @@ use lambda_http::http::{Method, Request as HttpRequest, header};
 use lambda_http::{Body, Request, Response};
 use serde_json::Value;
 use shared::Config;
-use shared::handlers::{account, jwks, login, logout, me, register};
+use shared::handlers::{account, authorize, jwks, login, logout, me, register};
 use shared::signer::AnySigner;
-use shared::state::{AccountState, JwksState, LoginState, LogoutState, MeState, RegisterState};
+use shared::state::{
+    AccountState, AuthorizeState, JwksState, LoginState, LogoutState, MeState, RegisterState,
+};
 #[cfg(feature = "moto")]
 use shared::store::DynamoStore;
 use shared::store::SqliteStore;
@@ -38,6 +40,7 @@ pub enum Route {
     Logout,
     Account,
     Jwks,
+    Authorize,
 }
 
 pub struct TestApp<S> {
@@ -50,6 +53,7 @@ pub struct TestApp<S> {
     logout: LogoutState<S>,
     account: AccountState<S, AnySigner>,
     jwks: JwksState,
+    authorize: AuthorizeState<S>,
     clock: Arc<AtomicU64>,
 }
 
@@ -188,7 +192,10 @@ impl<S: AppStore> TestApp<S> {
         logout.clock = frozen();
         let mut account = wiring.account(store()).await.unwrap();
         account.clock = frozen();
+        let mut authorize = wiring.authorize(store()).await.unwrap();
+        authorize.clock = frozen();
         TestApp {
+            authorize,
             register: wiring.register(store()).await.unwrap(),
             jwks: wiring.jwks().await.unwrap(),
             store: store(),
@@ -255,6 +262,7 @@ impl<S: AppStore> TestApp<S> {
     pub fn set_throttle_limits(&mut self, limits: shared::throttle::ThrottleLimits) {
         self.login.throttle = limits;
         self.account.throttle = limits;
+        self.authorize.throttle = limits;
     }
 
     /// Shorter session limits for the login function (the other functions need none).
@@ -280,6 +288,7 @@ impl<S: AppStore> TestApp<S> {
             Route::Logout => logout::handle(&self.logout, req).await,
             Route::Account => account::handle(&self.account, req).await,
             Route::Jwks => jwks::handle(&self.jwks, req).await,
+            Route::Authorize => authorize::handle(&self.authorize, req).await,
         })
     }
 

@@ -26,5 +26,6 @@ mod discovery;
 mod events;
 mod login;
 mod me;
+mod oidc;
 mod register;
 mod sessions;

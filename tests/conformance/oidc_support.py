@@ -167,8 +167,9 @@ class Page(HTMLParser):
     """A hosted page: its forms (with their inputs and whether each has a label), links,
     stylesheets, scripts and visible text."""
 
-    def __init__(self, html: str):
+    def __init__(self, html: str, url: str):
         super().__init__(convert_charrefs=True)
+        self.url = url
         self.forms: list[Form] = []
         self.links: list[tuple[str, str]] = []
         self.stylesheets: list[str] = []
@@ -235,9 +236,14 @@ class Page(HTMLParser):
     def text(self) -> str:
         return " ".join(" ".join(self.text_parts).split())
 
-    def form_posting_to(self, action: str = "/authorize") -> Form:
-        found = [f for f in self.forms if f.method == "post" and f.action == action]
-        assert len(found) == 1, f"one <form method=post action={action}>: {self.forms}"
+    def form_posting_to(self, path: str = "/authorize") -> Form:
+        """The page's one form posting to `path` on the page's own origin (its action written
+        as the path or as the absolute URL)."""
+        page = urlsplit(self.url)
+        found = [f for f in self.forms if f.method == "post" and f.action is not None and (
+            lambda to: (to.scheme, to.netloc, to.path, to.query) ==
+            (page.scheme, page.netloc, path, ""))(urlsplit(urljoin(self.url, f.action)))]
+        assert len(found) == 1, f"one <form method=post action={path}>: {self.forms}"
         return found[0]
 
     def link(self, text: str) -> str:
@@ -284,7 +290,7 @@ def login_page(browser: requests.Session, url: str) -> tuple[requests.Response, 
     """GETs an authorization URL expecting the login page; returns it, parsed, and its form."""
     r = browser.get(url, allow_redirects=False, timeout=TIMEOUT)
     assert r.status_code == 200, (r.status_code, r.headers.get("location"), r.text[:2000])
-    page = Page(r.text)
+    page = Page(r.text, r.url)
     return r, page, page.form_posting_to("/authorize")
 
 

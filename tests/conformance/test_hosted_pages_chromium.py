@@ -1,0 +1,240 @@
+"""The provider's hosted pages in headless Chromium, on each store (SQLite, then DynamoDB on
+moto): a person opens an authorization URL (a code flow with PKCE S256, built here as a client
+would), types a username and password into the login page, submits, and lands on the client's
+callback page (a loopback server, conftest.py `callback`) with a code, the state and the issuer,
+which the test then redeems with requests. Then single sign-on, end-session, a wrong password's
+generic message, and the "Create account" path.
+
+Chromium, unlike a test client, enforces the pages' Content-Security-Policy: its form-action
+directive applies also to the redirect that answers the form's post, so landing on the
+127.0.0.1 callback (another origin) after the post proves the policy lets the real flow through;
+and the console shows no violation (the stylesheet, the page's own file, is applied).
+Screenshots are left in target/conformance/oidc-*-<store>.png.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode, urlsplit
+
+import requests
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from oidc_support import (
+    GENERIC_LOGIN_ERROR,
+    assert_redirect_to,
+    assert_tokens,
+    auth_request,
+    redeem,
+    unique,
+)
+
+WAIT = 60
+
+
+def console(browser) -> list[str]:
+    """What the console logged since the last call."""
+    return [e["message"] for e in browser.get_log("browser")]
+
+
+def csp_violations(messages: list[str]) -> list[str]:
+    return [m for m in messages if "Content Security Policy" in m or "Refused to" in m]
+
+
+def open_page_with_field(browser, url: str, name: str) -> None:
+    browser.get(url)
+    WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.NAME, name)))
+
+
+def hosted_form(browser):
+    """The page's one form posting to /authorize."""
+    forms = [f for f in browser.find_elements(By.TAG_NAME, "form")
+             if urlsplit(f.get_attribute("action") or "").path == "/authorize"
+             and (f.get_attribute("method") or "").lower() == "post"]
+    assert len(forms) == 1, browser.page_source[:3000]
+    return forms[0]
+
+
+def labelled_field(browser, form, name: str):
+    """The form's field `name`, which a <label> names (as a screen reader finds it)."""
+    field = form.find_element(By.NAME, name)
+    labels = browser.execute_script(
+        "return [...arguments[0].labels].map(l => l.textContent.trim())", field)
+    assert labels and all(labels), (name, labels)
+    return field
+
+
+def type_into(field, text: str) -> None:
+    field.clear()
+    field.send_keys(text)
+
+
+def press_submit(form) -> None:
+    buttons = form.find_elements(
+        By.CSS_SELECTOR, "button[type=submit], button:not([type]), input[type=submit]")
+    assert buttons, form.get_attribute("outerHTML")[:3000]
+    buttons[0].click()
+
+
+def wait_for_url(browser, prefix: str, messages: list[str]) -> str:
+    """Waits until the browser is at a URL starting with `prefix`; on failure says where it
+    is and what the console logged (a blocked form-action shows there)."""
+    try:
+        WebDriverWait(browser, WAIT).until(lambda b: b.current_url.startswith(prefix))
+    except TimeoutException:
+        messages.extend(console(browser))
+        raise AssertionError(
+            f"never reached {prefix}: at {browser.current_url}\nconsole: {messages}\n"
+            f"{browser.page_source[:3000]}") from None
+    return browser.current_url
+
+
+def assert_stylesheet_applied(browser, service) -> None:
+    """Every stylesheet the page links is the service's own and was loaded (the policy did
+    not block it), and nothing came from elsewhere."""
+    sheets = browser.execute_script(
+        "return [...document.querySelectorAll('link[rel~=stylesheet]')]"
+        ".map(l => [l.href, l.sheet ? l.sheet.cssRules.length : -1])")
+    assert sheets, browser.page_source[:3000]
+    for href, rules in sheets:
+        assert href.startswith(service.url("/")), sheets
+        assert rules > 0, f"{href} was not applied: {sheets}"
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)")
+    elsewhere = [url for url in loaded if not url.startswith(service.url("/"))]
+    assert not elsewhere, elsewhere
+
+
+def sign_in_in_chromium(browser, service, username: str, password: str, messages: list[str],
+                        screenshot=None) -> None:
+    """On the login page: types the name and password into the labelled fields, submits."""
+    form = hosted_form(browser)
+    assert_stylesheet_applied(browser, service)
+    type_into(labelled_field(browser, form, "username"), username)
+    type_into(labelled_field(browser, form, "password"), password)
+    if screenshot:
+        browser.save_screenshot(str(screenshot))
+    messages.extend(console(browser))
+    press_submit(form)
+
+
+def redeem_landing(service, request, url: str, username: str, full_name: str) -> dict:
+    query = assert_redirect_to(url, request.redirect_uri)
+    assert "error" not in query, query
+    assert query["state"] == request.state, query
+    assert query["iss"] == service.issuer, query
+    r = redeem(service, request, query["code"])
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    assert_tokens(service, tokens, request, username, full_name)
+    return tokens
+
+
+def test_sign_in_lands_on_the_callback_then_sso_and_end_session(
+        oidc_service, oidc_clients, oidc_user, callback, chromium, artifacts):
+    store = oidc_service.store
+    username, password, full_name = oidc_user("Ada Lovelace")
+    messages: list[str] = []
+    # GIVEN a client's authorization URL, opened in a browser with no session
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    open_page_with_field(chromium, request.url, "username")
+
+    # WHEN the person types their name and password and submits
+    sign_in_in_chromium(chromium, oidc_service, username, password, messages,
+                        screenshot=artifacts / f"oidc-login-page-{store}.png")
+
+    # THEN the browser lands on the client's callback page with the code, state and issuer
+    landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
+    WebDriverWait(chromium, WAIT).until(
+        lambda b: "signed in" in b.find_element(By.TAG_NAME, "body").text)
+    chromium.save_screenshot(str(artifacts / f"oidc-login-{store}.png"))
+    split = urlsplit(landed)
+    assert f"{split.path}?{split.query}" in callback.hits, callback.hits[-5:]
+    # AND the code redeems for the tokens
+    tokens = redeem_landing(oidc_service, request, landed, username, full_name)
+    # AND the pages' policy blocked nothing on the way
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+
+    # WHEN the same browser opens another authorization URL
+    second = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    chromium.get(second.url)
+    # THEN it comes straight back with a code (single sign-on)
+    landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
+    redeem_landing(oidc_service, second, landed, username, full_name)
+
+    # WHEN the client sends it to end-session
+    chromium.get(oidc_service.url("/end-session") + "?" + urlencode({
+        "id_token_hint": tokens["id_token"],
+        "post_logout_redirect_uri": oidc_clients.post_logout_redirect_uri,
+        "state": "xyz"}))
+    # THEN it lands on the signed-out page, with the state
+    landed = wait_for_url(chromium, oidc_clients.post_logout_redirect_uri + "?", messages)
+    assert assert_redirect_to(landed, oidc_clients.post_logout_redirect_uri)["state"] == "xyz"
+    # AND the next authorization request shows the login page again
+    open_page_with_field(chromium, auth_request(oidc_service, oidc_clients.spa,
+                                                oidc_clients.redirect_uri).url, "password")
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+
+
+def test_a_wrong_password_shows_the_generic_message_then_the_right_one_signs_in(
+        oidc_service, oidc_clients, oidc_user, chromium, artifacts):
+    store = oidc_service.store
+    username, password, full_name = oidc_user("Grace Hopper")
+    messages: list[str] = []
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    open_page_with_field(chromium, request.url, "username")
+
+    # WHEN the person mistypes the password
+    sign_in_in_chromium(chromium, oidc_service, username, password + "x", messages)
+    # THEN the page says so, in the one generic message, and stays on the provider
+    WebDriverWait(chromium, WAIT).until(
+        lambda b: GENERIC_LOGIN_ERROR in b.find_element(By.TAG_NAME, "body").text)
+    chromium.save_screenshot(str(artifacts / f"oidc-wrong-password-{store}.png"))
+    assert chromium.current_url.startswith(oidc_service.url("/authorize")), chromium.current_url
+    assert_stylesheet_applied(chromium, oidc_service)
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+
+    # WHEN they type the right one on that page
+    sign_in_in_chromium(chromium, oidc_service, username, password, messages)
+    # THEN they land on the callback, and the code works
+    landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
+    redeem_landing(oidc_service, request, landed, username, full_name)
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+
+
+def test_create_account_from_the_login_page(oidc_service, oidc_clients, chromium, artifacts):
+    store = oidc_service.store
+    messages: list[str] = []
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    open_page_with_field(chromium, request.url, "username")
+
+    # WHEN a newcomer follows "Create account"
+    chromium.find_element(By.LINK_TEXT, "Create account").click()
+    WebDriverWait(chromium, WAIT).until(ec.presence_of_element_located((By.NAME, "full_name")))
+    form = hosted_form(chromium)
+    assert_stylesheet_applied(chromium, oidc_service)
+    # AND fills in the registration page
+    username = unique("newcomer")
+    password = f"orbit-{unique('x')}-lantern-quartz"
+    type_into(labelled_field(chromium, form, "username"), username)
+    type_into(labelled_field(chromium, form, "full_name"), "Annie Easley")
+    type_into(labelled_field(chromium, form, "password"), password)
+    chromium.save_screenshot(str(artifacts / f"oidc-register-{store}.png"))
+    messages.extend(console(chromium))
+    press_submit(form)
+
+    # THEN they are signed in and land on the callback with a code for the new account
+    landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
+    redeem_landing(oidc_service, request, landed, username, "Annie Easley")
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+    # AND the account logs in by password too
+    login = requests.post(oidc_service.url("/login"), timeout=60, data={
+        "grant_type": "password", "username": username, "password": password})
+    assert login.status_code == 200, login.text
