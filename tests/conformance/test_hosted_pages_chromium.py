@@ -17,7 +17,7 @@ from __future__ import annotations
 from urllib.parse import urlencode, urlsplit
 
 import requests
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
@@ -55,6 +55,12 @@ def hosted_form(browser):
              and (f.get_attribute("method") or "").lower() == "post"]
     assert len(forms) == 1, browser.page_source[:3000]
     return forms[0]
+
+
+def wait_for_text(browser, text: str) -> None:
+    """Waits until the page's body shows `text` (the page may be replaced while it looks)."""
+    WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda b: text in b.find_element(By.TAG_NAME, "body").text)
 
 
 def labelled_field(browser, form, name: str):
@@ -147,8 +153,7 @@ def test_sign_in_lands_on_the_callback_then_sso_and_end_session(
 
     # THEN the browser lands on the client's callback page with the code, state and issuer
     landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
-    WebDriverWait(chromium, WAIT).until(
-        lambda b: "signed in" in b.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(chromium, "signed in")
     chromium.save_screenshot(str(artifacts / f"oidc-login-{store}.png"))
     split = urlsplit(landed)
     assert f"{split.path}?{split.query}" in callback.hits, callback.hits[-5:]
@@ -191,8 +196,7 @@ def test_a_wrong_password_shows_the_generic_message_then_the_right_one_signs_in(
     # WHEN the person mistypes the password
     sign_in_in_chromium(chromium, oidc_service, username, password + "x", messages)
     # THEN the page says so, in the one generic message, and stays on the provider
-    WebDriverWait(chromium, WAIT).until(
-        lambda b: GENERIC_LOGIN_ERROR in b.find_element(By.TAG_NAME, "body").text)
+    wait_for_text(chromium, GENERIC_LOGIN_ERROR)
     chromium.save_screenshot(str(artifacts / f"oidc-wrong-password-{store}.png"))
     assert chromium.current_url.startswith(oidc_service.url("/authorize")), chromium.current_url
     assert_stylesheet_applied(chromium, oidc_service)

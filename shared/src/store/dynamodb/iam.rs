@@ -26,8 +26,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::store::{
-    AccountStore, Counter, CounterStore, CredentialStore, Credentials, Holder, PreviousGeneration,
-    ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, UserWriter,
+    AccountStore, ClientStore, Counter, CounterStore, CredentialStore, Credentials, Holder,
+    PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, TicketKind,
+    TicketStore, UserWriter,
 };
 
 const TEMPLATE: &str = include_str!("../../../../template.yaml");
@@ -42,8 +43,12 @@ enum Keys {
     Accounts,
     Sessions,
     Counters,
-    /// Accounts and sessions (a bearer check reads both in one batch).
+    /// Accounts and sessions (a bearer check reads both in one batch), and clients.
     AllButCounters,
+    /// Single-use tickets (authorization codes).
+    Tickets,
+    /// OAuth clients.
+    Clients,
 }
 
 impl Keys {
@@ -58,6 +63,8 @@ impl Keys {
             Keys::Sessions => ("ForAllValues:StringLike", vec![pattern(SESSION_PREFIX)]),
             Keys::Counters => ("ForAllValues:StringLike", vec![pattern(COUNTER_PREFIX)]),
             Keys::AllButCounters => ("ForAllValues:StringNotLike", vec![pattern(COUNTER_PREFIX)]),
+            Keys::Tickets => ("ForAllValues:StringLike", vec![pattern(TICKET_PREFIX)]),
+            Keys::Clients => ("ForAllValues:StringLike", vec![pattern(CLIENT_PREFIX)]),
         }
     }
 }
@@ -145,8 +152,26 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "StartAndEndSessions",
                     actions: &["dynamodb:PutItem", "dynamodb:DeleteItem"],
                     keys: Keys::Sessions,
-                    attributes: Some(&[SESSION_ATTRIBUTES]),
+                    attributes: Some(&[
+                        SESSION_ATTRIBUTES,
+                        HOLDER_ATTRIBUTES,
+                        CLIENT_SESSION_ATTRIBUTES,
+                    ]),
                     return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "ReadCodeAccountsAndSessions",
+                    actions: BATCH_GET,
+                    keys: Keys::AllButCounters,
+                    attributes: None,
+                    return_values: None,
+                },
+                Expected {
+                    sid: "RedeemCodes",
+                    actions: DELETE,
+                    keys: Keys::Tickets,
+                    attributes: None,
+                    return_values: Some(&["ALL_OLD"]),
                 },
                 Expected {
                     sid: "RotateSessions",
@@ -167,6 +192,48 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     actions: UPDATE,
                     keys: Keys::Accounts,
                     attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+            ],
+        ),
+        (
+            "AuthorizeFunction",
+            vec![
+                Expected {
+                    sid: "ReadAccountsSessionsAndClients",
+                    actions: GET,
+                    keys: Keys::AllButCounters,
+                    attributes: None,
+                    return_values: None,
+                },
+                read_counters(),
+                write_counters(),
+                Expected {
+                    sid: "CreateAccounts",
+                    actions: PUT,
+                    keys: Keys::Accounts,
+                    attributes: Some(&[NEW_ACCOUNT_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "UpdateAccounts",
+                    actions: UPDATE,
+                    keys: Keys::Accounts,
+                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "StartAndEndBrowserSessions",
+                    actions: &["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                    keys: Keys::Sessions,
+                    attributes: Some(&[BROWSER_SESSION_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "IssueCodes",
+                    actions: PUT,
+                    keys: Keys::Tickets,
+                    attributes: Some(&[TICKET_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
             ],
@@ -219,6 +286,13 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     return_values: None,
                 },
                 read_bearer(),
+                Expected {
+                    sid: "ReadClients",
+                    actions: GET,
+                    keys: Keys::Clients,
+                    attributes: None,
+                    return_values: None,
+                },
                 Expected {
                     sid: "EndSessions",
                     actions: DELETE,
@@ -457,6 +531,7 @@ async fn run(function: &str, store: &DynamoStore) {
     match function {
         "RegisterFunction" => register(store).await,
         "LoginFunction" => login(store).await,
+        "AuthorizeFunction" => authorize(store).await,
         "MeFunction" => me(store).await,
         "AccountFunction" => account(store).await,
         "LogoutFunction" => logout(store).await,
@@ -504,9 +579,14 @@ fn session(epoch: u64, previous: bool) -> SessionRecord {
 }
 
 /// `create_session` as it can be called: a login's first generation, or with a previous one.
+/// The password grant's sessions (no holder stored).
 async fn start_sessions(store: &DynamoStore) {
-    store.create_session(&session(0, false), NOW).await.unwrap();
-    store.create_session(&session(3, true), NOW).await.unwrap();
+    let mut record = session(0, false);
+    record.holder = Holder::Password;
+    store.create_session(&record, NOW).await.unwrap();
+    record = session(3, true);
+    record.holder = Holder::Password;
+    store.create_session(&record, NOW).await.unwrap();
 }
 
 /// `throttle::claim`, `throttle::succeeded` (and the release of a refused claim).
@@ -576,6 +656,47 @@ async fn login(store: &DynamoStore) {
         store.rotate_session(&record, &record).await.unwrap();
     }
     store.end_session("c2Vzc2lvbg").await.unwrap();
+    // The code grant: the client, the code taken, its account and browser session, a client's
+    // session (or, for a spent code, the end of the one its first redemption started).
+    store.client("web").await.unwrap();
+    store
+        .take_ticket(TicketKind::AuthorizationCode, "aGFzaA", NOW)
+        .await
+        .unwrap();
+    store
+        .profile("id-emma", "Emma", "c2Vzc2lvbg")
+        .await
+        .unwrap();
+    store.create_session(&session(3, false), NOW).await.unwrap();
+}
+
+async fn authorize(store: &DynamoStore) {
+    // The client of an authorization request; a browser session's cookie (its session and
+    // account).
+    store.client("web").await.unwrap();
+    store.session("c2Vzc2lvbg").await.unwrap();
+    store.credentials("emma").await.unwrap();
+    // The hosted sign-in: the throttle (an outdated hash is replaced), or a registration.
+    throttle(store, Some(("$2b$12$old", "$2b$12$new"))).await;
+    store
+        .create(&NewUser {
+            id: "id-emma".into(),
+            username: "Emma".into(),
+            username_key: "emma".into(),
+            password_hash: "$2b$12$hash".into(),
+            full_name: Some("Emma Example".into()),
+        })
+        .await
+        .unwrap();
+    // The browser session, the code, and RP-initiated logout's end of the session.
+    let mut browser = session(0, false);
+    browser.holder = Holder::Browser;
+    store.create_session(&browser, NOW).await.unwrap();
+    store
+        .put_ticket(TicketKind::AuthorizationCode, "aGFzaA", "{}", NOW + 60, NOW)
+        .await
+        .unwrap();
+    store.end_session("c2Vzc2lvbg").await.unwrap();
 }
 
 async fn me(store: &DynamoStore) {
@@ -600,7 +721,8 @@ async fn account(store: &DynamoStore) {
 }
 
 async fn logout(store: &DynamoStore) {
-    // A refresh token's session, ended.
+    // A refresh token's session, ended (by the client presenting it).
+    store.client("web").await.unwrap();
     store.session("c2Vzc2lvbg").await.unwrap();
     store.end_session("c2Vzc2lvbg").await.unwrap();
     // A bearer: the check, then one session or all of them.

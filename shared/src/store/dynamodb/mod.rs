@@ -89,11 +89,33 @@ pub const SESSION_ATTRIBUTES: &[&str] = &[
     "sealed_next",
     "rotated_at",
     "created_at",
-    "holder",
-    "client_id",
-    "scope",
     TTL_ATTRIBUTE,
 ];
+/// What a browser's or a client's session adds to [`SESSION_ATTRIBUTES`] (the password grant's
+/// sessions store no holder).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const HOLDER_ATTRIBUTES: &[&str] = &["holder"];
+/// A browser's new session: never a previous generation (its token is the cookie, which never
+/// rotates), and its holder.
+#[cfg_attr(not(test), allow(dead_code))]
+pub const BROWSER_SESSION_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "account_key",
+    "user_id",
+    "epoch",
+    "family_key",
+    "generation",
+    "current_hash",
+    "created_at",
+    TTL_ATTRIBUTE,
+    "holder",
+];
+/// What a client's session adds to [`HOLDER_ATTRIBUTES`].
+#[cfg_attr(not(test), allow(dead_code))]
+pub const CLIENT_SESSION_ATTRIBUTES: &[&str] = &["client_id", "scope"];
+/// A single-use ticket (`put_ticket`: an authorization code, say).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const TICKET_ATTRIBUTES: &[&str] = &[KEY, "record", TTL_ATTRIBUTE];
 /// A rotation of a session (`rotate_session`'s `Update`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const ROTATION_ATTRIBUTES: &[&str] = &[
