@@ -38,8 +38,10 @@ usage: python3 bench/harness.py [--backend sqlite|aws] [--invocations N] [--bcry
 
 import argparse
 import base64
+import html
 import json
 import os
+import re
 import pathlib
 import platform
 import selectors
@@ -50,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 import uuid
 import zipfile
@@ -287,6 +290,84 @@ def jwks_event():
     return http_api_event("GET", "/.well-known/jwks.json")
 
 
+# -- The OpenID Connect provider: a public client, the hosted page, SSO codes, the exchange ------
+
+CLIENT_ID = "bench-spa"
+CALLBACK = "https://app.bench.example/callback"
+# RFC 7636 Appendix B.
+VERIFIER = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+CHALLENGE = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+AUTHORIZATION = urllib.parse.urlencode({
+    "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK,
+    "scope": "openid profile", "state": "bench-state", "nonce": "bench-nonce",
+    "code_challenge": CHALLENGE, "code_challenge_method": "S256",
+})
+
+
+def authorize_event(cookies=None):
+    """GET /authorize of the client's request, with the browser's `cookies` (name=value)."""
+    event = http_api_event("GET", "/authorize")
+    event["rawQueryString"] = AUTHORIZATION
+    if cookies:
+        event["cookies"] = cookies
+    return event
+
+
+def cookie_pairs(payload):
+    """The name=value of every cookie a response sets (HTTP API payload 2.0: `cookies`)."""
+    return [c.split(";", 1)[0] for c in payload.get("cookies") or []]
+
+
+def sign_in_event(username):
+    """The hosted sign-in form posted by the browser that got the page `previous`."""
+    def event(previous):
+        body = previous["body"]
+        fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', body)
+        form = [(n, html.unescape(v)) for n, v in fields]
+        form += [("username", username), ("password", PASSWORD)]
+        e = http_api_event("POST", "/authorize",
+                           {"content-type": "application/x-www-form-urlencoded"},
+                           urllib.parse.urlencode(form), base64_body=True)
+        e["cookies"] = cookie_pairs(previous)
+        return e
+    return event
+
+
+def sso_event(jar):
+    """GET /authorize from the browser whose cookies are `jar`, after keeping the ones the
+    previous response set (the sign-in's session cookie)."""
+    def event(previous):
+        for pair in cookie_pairs(previous):
+            name, _, value = pair.partition("=")
+            jar[name] = value
+        return authorize_event(["%s=%s" % kv for kv in jar.items()])
+    return event
+
+
+def code_of(payload):
+    location = payload["headers"]["location"]
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+
+
+def code_event(code):
+    return token_request(urllib.parse.urlencode({
+        "grant_type": "authorization_code", "code": code, "redirect_uri": CALLBACK,
+        "code_verifier": VERIFIER, "client_id": CLIENT_ID}))
+
+
+def userinfo_event(token):
+    return http_api_event("GET", "/userinfo", {"authorization": "Bearer " + token})
+
+
+def register_client(target, env):
+    """Registers the benchmark's public client with the operator CLI, on the functions' store."""
+    full = dict(os.environ)
+    full.update(env)
+    full.update({"AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"})
+    subprocess.run([str(target / "auth-admin"), "client", "add", "--id", CLIENT_ID,
+                    "--redirect-uri", CALLBACK], env=full, check=True, stdout=subprocess.DEVNULL)
+
+
 # -- AWS backends on moto -----------------------------------------------------------------------
 
 def aws_call(endpoint, service, target, payload, content_type):
@@ -497,26 +578,39 @@ def machine():
 
 
 def run_all(functions, binaries, env, a, users, log, rows, summary):
-    """Runs each function in turn; login uses the users register made, me the token login got."""
-    token = None
+    """Runs each function in turn; authorize signs the first user in and collects SSO codes,
+    login exchanges them after its own grants, me uses the token login's refresh chain got."""
+    token, codes = None, []
     for name in functions:
         binary = binaries[name]
         if name == "register":
             batches, status = [[register_event(u) for u in users]], [201]
+        elif name == "authorize":
+            register_client(binaries[name].parent, env)
+            # The sign-in page of a browser without a session, then one sign-in (bcrypt) from
+            # the last page, then the SSO path: each GET with the session cookie answers a code.
+            pages = [authorize_event() for _ in range(a.invocations)]
+            jar = {}
+            sso = [sso_event(jar)] * a.invocations
+            batches = [pages, [sign_in_event(users[0])], sso]
+            status = [200, 303, 303]
         elif name == "login":
             # Then the refresh grant, chained from the last password login's answer; then the
-            # enumeration check: unknown users and wrong passwords (one per user, so no account
-            # reaches the lockout) must cost the same: one bcrypt each.
+            # codes authorize issued (each within its minute); then the enumeration check:
+            # unknown users and wrong passwords (one per user, so no account reaches the
+            # lockout) must cost the same: one bcrypt each.
             batches = [[login_event(users[0]) for _ in users],
                        [refresh_event] * a.invocations,
+                       [code_event(c) for c in codes],
                        [login_event("nobody-%d" % i, "wrong-" + PASSWORD) for i in range(len(users))],
                        [login_event(u, "wrong-" + PASSWORD) for u in users[1:]]]
-            status = [200, 200, 401, 401]
+            status = [200, 200, 200, 401, 401]
         elif name == "me":
-            # With a token and without, alternating in one series, so whatever else the machine
-            # does weighs on both paths alike and their difference is the token check + lookup.
-            batches = [[me_event(token if i % 2 == 0 else None) for i in range(2 * a.invocations)]]
-            status = [[200 if i % 2 == 0 else 401 for i in range(2 * a.invocations)]]
+            # With a token, without, and userinfo with the token, alternating in one series, so
+            # whatever else the machine does weighs on every path alike.
+            series = [me_event(token), me_event(None), userinfo_event(token)]
+            batches = [[series[i % 3] for i in range(3 * a.invocations)]]
+            status = [[[200, 401, 200][i % 3] for i in range(3 * a.invocations)]]
         elif name == "jwks":
             batches, status = [[jwks_event() for _ in range(a.invocations)]], [200]
         else:
@@ -525,26 +619,39 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
                                            a.cold_starts, log, a.timeout)
         zipped = zipped_size(binary)
         if name == "me":
-            series = results[0][0]
-            results = [(series[0::2], results[0][1][0::2]), (series[1::2], None)]
+            series, payloads = results[0]
+            results = [(series[0::3], payloads[0::3]), (series[1::3], None),
+                       (series[2::3], None)]
         figures = summarize(results[0][0], inits, rss)
         figures.update({"binary_bytes": binary.stat().st_size, "zip_bytes": zipped})
         summary["functions"][name] = figures
         rows.append((name, figures))
+        if name == "authorize":
+            codes = [code_of(p) for p in results[2][1]]
+            for label, (durations, _) in (("authorize (sign-in)", results[1]),
+                                          ("authorize (SSO code)", results[2])):
+                figures = summarize(durations, first_is_cold=False)
+                summary["functions"][label] = figures
+                rows.append((label, figures))
         if name == "login":
             # The newest access token of the refreshed session: me then also shows that it is open.
             token = json.loads(results[1][1][-1]["body"])["access_token"]
-            for label, (durations, _) in (("login (refresh)", results[1]),
-                                          ("login (unknown user)", results[2]),
-                                          ("login (wrong password)", results[3])):
+            labelled = [("login (refresh)", results[1]), ("login (unknown user)", results[3]),
+                        ("login (wrong password)", results[4])]
+            if codes:
+                labelled.insert(1, ("login (code exchange)", results[2]))
+            for label, (durations, _) in labelled:
                 figures = summarize(durations, first_is_cold=False)
                 summary["functions"][label] = figures
                 rows.append((label, figures))
         if name == "me":
-            # The odd invocations of the same series: all warm (the cold one carried a token).
+            # The other invocations of the same series: all warm (the cold one carried a token).
             floor = summarize(results[1][0], first_is_cold=False)
             summary["functions"]["me_no_token"] = floor
             rows.append(("me (no token)", floor))
+            userinfo = summarize(results[2][0], first_is_cold=False)
+            summary["functions"]["userinfo"] = userinfo
+            rows.append(("me (userinfo)", userinfo))
 
 
 # -- Main ----------------------------------------------------------------------------------------
@@ -553,8 +660,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target-dir", default=str(ROOT / "target" / "release"),
                     help="where the release binaries are (default: target/release)")
-    ap.add_argument("--functions", default="register,login,me,jwks",
-                    help="comma-separated, in order (me needs login, login needs register)")
+    ap.add_argument("--functions", default="register,authorize,login,me,jwks",
+                    help="comma-separated, in order (me needs login, login and authorize need "
+                         "register; login exchanges the codes authorize issued)")
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "aws"],
                     help="sqlite + PEM key files (default), or dynamodb + kms on moto_server at "
                          "$MOTO_ENDPOINT")
@@ -691,6 +799,19 @@ def print_table(rows, summary, a):
     if me and floor:
         print("me: token check + account and session lookup add %.3f ms at p50 over the "
               "no-token path" % (me["p50_ms"] - floor["p50_ms"]))
+    userinfo = summary["functions"].get("userinfo")
+    if me and userinfo:
+        print("userinfo p50 %.3f ms vs me p50 %.3f ms (%+.3f ms; target within 0.05 ms)"
+              % (userinfo["p50_ms"], me["p50_ms"], userinfo["p50_ms"] - me["p50_ms"]))
+    page = summary["functions"].get("authorize")
+    if page and floor:
+        print("authorize: the sign-in page p50 %.3f ms, %+.3f ms over the no-token floor "
+              "(target at most +1 ms)" % (page["p50_ms"], page["p50_ms"] - floor["p50_ms"]))
+    exchange = summary["functions"].get("login (code exchange)")
+    if exchange and refresh:
+        print("code exchange p50 %.3f ms vs refresh p50 %.3f ms (%+.3f ms; target at most "
+              "+0.5 ms; it signs two tokens, the access token and the id_token)"
+              % (exchange["p50_ms"], refresh["p50_ms"], exchange["p50_ms"] - refresh["p50_ms"]))
     unknown = summary["functions"].get("login (unknown user)")
     wrong = summary["functions"].get("login (wrong password)")
     if unknown and wrong:

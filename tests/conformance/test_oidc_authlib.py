@@ -533,18 +533,28 @@ def test_other_errors_go_back_to_the_client_with_state_and_iss(oidc_service, oid
 # --- CSRF -------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("page", ["login", "register"])
 @pytest.mark.parametrize("forgery", ["no-csrf-field", "wrong-csrf-field", "no-csrf-cookie"])
 def test_a_post_without_the_matching_csrf_token_does_nothing(oidc_service, oidc_clients,
-                                                             oidc_user, forgery):
-    """A login post whose csrf field is missing or does not match the auth_csrf cookie is a
-    403 page, even with the right password: no redirect, no session."""
+                                                             oidc_user, forgery, page):
+    """A login (or registration) post whose csrf field is missing or does not match the
+    auth_csrf cookie is a 403 page, even with the right password: no redirect, no session, no
+    account."""
     username, password, _ = oidc_user()
     browser = requests.Session()
-    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
-    r, _, form = login_page(browser, request.url)
-    data = form.filled(username=username, password=password)
+    if page == "login":
+        request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+        r, _, form = login_page(browser, request.url)
+        data = form.filled(username=username, password=password)
+    else:
+        request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri,
+                               prompt="create")
+        r, _, form = login_page(browser, request.url)
+        assert form.hidden()["action"] == "register"
+        username = unique("forged")
+        data = form.filled(username=username, password=password, full_name="Forged Account")
     poster = browser
-    # GIVEN a post of the right credentials that is forged one way or another
+    # GIVEN a post of good credentials that is forged one way or another
     if forgery == "no-csrf-field":
         del data["csrf"]
     elif forgery == "wrong-csrf-field":
@@ -561,7 +571,35 @@ def test_a_post_without_the_matching_csrf_token_does_nothing(oidc_service, oidc_
     assert set_cookie(answer, SESSION_COOKIE) is None, answer.headers
     assert "code=" not in answer.text
     # AND no browser session came of it: the authorization request still shows the login page
-    login_page(poster, request.url)
+    login_page(poster, auth_request(oidc_service, oidc_clients.spa,
+                                    oidc_clients.redirect_uri).url)
+    # AND a forged registration made no account
+    if page == "register":
+        login = requests.post(oidc_service.url("/login"), timeout=TIMEOUT, data={
+            "grant_type": "password", "username": username, "password": password})
+        assert login.status_code == 401, login.text
+
+
+@pytest.mark.parametrize("tampered", ["redirect_uri", "client_id"])
+def test_a_post_with_a_tampered_request_never_redirects_elsewhere(oidc_service, oidc_clients,
+                                                                  oidc_user, tampered):
+    """The posted form's hidden request is checked again: a redirect_uri swapped for one the
+    client never registered (or a client swapped for an unknown one) gets the error page, even
+    with the right password and CSRF token."""
+    username, password, _ = oidc_user()
+    browser = requests.Session()
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    r, _, form = login_page(browser, request.url)
+    data = form.filled(username=username, password=password)
+    if tampered == "redirect_uri":
+        data["redirect_uri"] = "https://attacker.example/callback"
+    else:
+        data["client_id"] = unique("nobody")
+    answer = browser.post(urljoin(r.url, form.action), data=data, allow_redirects=False,
+                          timeout=TIMEOUT)
+    assert 400 <= answer.status_code < 500, (answer.status_code, answer.headers, answer.text[:500])
+    assert "location" not in answer.headers, answer.headers
+    assert_page_headers(answer)
 
 
 # --- The browser session ----------------------------------------------------------------------

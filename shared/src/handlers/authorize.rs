@@ -182,11 +182,12 @@ async fn authorize<C: stores::Authorize>(
         Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
         None => None,
     };
+    // max_age=0 is prompt=login (Core §3.1.2.1), even within the sign-in's own second.
     let fresh = browser.filter(|b| {
         request.prompt != Prompt::Login
             && request
                 .max_age
-                .is_none_or(|max| now.saturating_sub(b.auth_time) <= max)
+                .is_none_or(|max| max > 0 && now.saturating_sub(b.auth_time) <= max)
     });
     if let Some(browser) = fresh {
         return Ok(
