@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::SystemRandom;
-use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use rsa::RsaPrivateKey;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::DecodePrivateKey;
@@ -49,8 +49,10 @@ impl LocalSigner {
         let key = parse_private_pem(pem)?;
         let public = PublicKey::from_rsa(&key.to_public_key())?;
         let der = key.to_pkcs1_der().map_err(|e| e.to_string())?;
-        // `ring` signs (with blinding) about four times faster than the `rsa` crate; the
-        // `rsa` crate only parses the PEM, once per cold start.
+        // AWS-LC signs (with blinding) about twice as fast as `ring` here (0.33 against 0.68 ms
+        // for RSA-2048 on an AMD EPYC with AVX-512 IFMA) and eight times the `rsa` crate; the
+        // `rsa` crate only parses the PEM, once per cold start. Verification stays on `ring`
+        // (shared/src/signer/provider.rs): it is 36 µs either way.
         let key_pair = RsaKeyPair::from_der(der.as_bytes())
             .map_err(|e| format!("RSA private key rejected: {e}"))?;
         Ok(LocalSigner {
@@ -67,7 +69,7 @@ impl Signer for LocalSigner {
     }
 
     async fn sign(&self, message: &[u8]) -> Result<String, SignError> {
-        let mut signature = vec![0; self.key_pair.public().modulus_len()];
+        let mut signature = vec![0; self.key_pair.public_modulus_len()];
         self.key_pair
             .sign(&RSA_PKCS1_SHA256, &self.rng, message, &mut signature)
             .map_err(|_| SignError::Fault("RSA signing failed".into()))?;

@@ -91,12 +91,14 @@ impl ClientStore for SqliteStore {
         if !is_client_id(client_id) {
             return Ok(None);
         }
-        self.lock()
-            .query_row(
-                &format!("{CLIENT_COLUMNS} WHERE client_id = ?1"),
-                [client_id],
-                client_row,
-            )
+        // Every authorization request and code exchange looks its client up: the compiled
+        // statement is kept.
+        let conn = self.lock();
+        let mut select = conn
+            .prepare_cached(&format!("{CLIENT_COLUMNS} WHERE client_id = ?1"))
+            .map_err(classify)?;
+        select
+            .query_row([client_id], client_row)
             .optional()
             .map_err(classify)
     }

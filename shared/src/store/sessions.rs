@@ -164,17 +164,23 @@ pub trait SessionStore: Send + Sync {
 
 impl SessionStore for SqliteStore {
     async fn create_session(&self, session: &SessionRecord, now: u64) -> Result<(), StoreError> {
+        // Every login and code exchange starts one: compiled statements, kept.
         let conn = self.lock();
-        conn.execute("DELETE FROM sessions WHERE expires_at <= ?1", [int(now)])
+        conn.prepare_cached("DELETE FROM sessions WHERE expires_at <= ?1")
+            .and_then(|mut prune| prune.execute([int(now)]))
             .map_err(classify)?;
         let previous = session.previous.as_ref();
         let (holder, client_id, scope) = session.holder.columns();
-        conn.execute(
-            "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
-                 current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at,
-                 holder, client_id, scope)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
-            params![
+        let mut insert = conn
+            .prepare_cached(
+                "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
+                     current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at,
+                     holder, client_id, scope)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+            )
+            .map_err(classify)?;
+        insert
+            .execute(params![
                 session.sid,
                 session.life.user_id,
                 session.username_key,
@@ -190,10 +196,9 @@ impl SessionStore for SqliteStore {
                 holder,
                 client_id,
                 scope,
-            ],
-        )
-        .map(|_| ())
-        .map_err(classify)
+            ])
+            .map(|_| ())
+            .map_err(classify)
     }
 
     async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {
@@ -254,33 +259,38 @@ impl SessionStore for SqliteStore {
         to: &SessionRecord,
     ) -> Result<bool, StoreError> {
         let previous = to.previous.as_ref();
-        self.lock()
-            .execute(
+        // Every refresh runs it: the compiled statement is kept.
+        let conn = self.lock();
+        let mut rotate = conn
+            .prepare_cached(
                 "UPDATE sessions SET generation = ?4, current_hash = ?5, previous_hash = ?6,
                      sealed_next = ?7, rotated_at = ?8, expires_at = ?9
                  WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3
                    AND EXISTS (SELECT 1 FROM users WHERE user_id = ?10 AND session_epoch = ?11)",
-                params![
-                    from.sid,
-                    from.generation,
-                    from.current_hash,
-                    to.generation,
-                    to.current_hash,
-                    previous.map(|p| &p.hash),
-                    previous.map(|p| &p.sealed_next),
-                    previous.map(|p| int(p.rotated_at)),
-                    int(to.life.expires_at),
-                    from.life.user_id,
-                    int(from.life.epoch),
-                ],
             )
+            .map_err(classify)?;
+        rotate
+            .execute(params![
+                from.sid,
+                from.generation,
+                from.current_hash,
+                to.generation,
+                to.current_hash,
+                previous.map(|p| &p.hash),
+                previous.map(|p| &p.sealed_next),
+                previous.map(|p| int(p.rotated_at)),
+                int(to.life.expires_at),
+                from.life.user_id,
+                int(from.life.epoch),
+            ])
             .map(|changed| changed == 1)
             .map_err(classify)
     }
 
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
-        self.lock()
-            .execute("DELETE FROM sessions WHERE sid = ?1", [sid])
+        let conn = self.lock();
+        conn.prepare_cached("DELETE FROM sessions WHERE sid = ?1")
+            .and_then(|mut end| end.execute([sid]))
             .map(|_| ())
             .map_err(classify)
     }

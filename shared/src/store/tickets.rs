@@ -77,13 +77,17 @@ impl TicketStore for SqliteStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
+        // Codes are written at every sign-in: compiled statements, kept.
         let conn = self.lock();
-        conn.execute("DELETE FROM tickets WHERE expires_at <= ?1", [int(now)])
+        conn.prepare_cached("DELETE FROM tickets WHERE expires_at <= ?1")
+            .and_then(|mut prune| prune.execute([int(now)]))
             .map_err(classify)?;
-        conn.execute(
+        conn.prepare_cached(
             "INSERT INTO tickets (kind, hash, record, expires_at) VALUES (?1, ?2, ?3, ?4)",
-            params![kind.as_str(), hash, record, int(expires_at)],
         )
+        .and_then(|mut insert| {
+            insert.execute(params![kind.as_str(), hash, record, int(expires_at)])
+        })
         .map(|_| ())
         .map_err(classify)
     }
@@ -94,13 +98,14 @@ impl TicketStore for SqliteStore {
         hash: &str,
         now: u64,
     ) -> Result<Option<String>, StoreError> {
-        let taken: Option<(String, i64)> = self
-            .lock()
-            .query_row(
+        let conn = self.lock();
+        let mut take = conn
+            .prepare_cached(
                 "DELETE FROM tickets WHERE kind = ?1 AND hash = ?2 RETURNING record, expires_at",
-                params![kind.as_str(), hash],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
+            .map_err(classify)?;
+        let taken: Option<(String, i64)> = take
+            .query_row(params![kind.as_str(), hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
             .map_err(classify)?;
         Ok(taken.and_then(|(record, expires_at)| (uint(expires_at) > now).then_some(record)))

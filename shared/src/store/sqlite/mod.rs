@@ -53,6 +53,9 @@ impl SqliteStore {
         }
         let conn = Connection::open(path).map_err(classify)?;
         conn.busy_timeout(BUSY_TIMEOUT).map_err(classify)?;
+        // The hot paths keep their compiled statements (rusqlite's default keeps 16; every
+        // function's warm path fits well within this).
+        conn.set_prepared_statement_cache_capacity(64);
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(classify)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
