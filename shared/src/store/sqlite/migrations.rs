@@ -181,12 +181,19 @@ fn clients(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 
 /// Who holds a session (NULL: the password grant, as every earlier session): `browser` or
 /// `client`, with the client's id and granted scopes.
+/// Columns are added only when missing, as in the first steps.
 fn session_holders(tx: &Transaction<'_>) -> rusqlite::Result<()> {
-    tx.execute_batch(
-        "ALTER TABLE sessions ADD COLUMN holder TEXT;
-         ALTER TABLE sessions ADD COLUMN client_id TEXT;
-         ALTER TABLE sessions ADD COLUMN scope TEXT;",
-    )
+    let existing: Vec<String> = {
+        let mut stmt = tx.prepare("PRAGMA table_info(sessions)")?;
+        stmt.query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?
+    };
+    for column in ["holder", "client_id", "scope"] {
+        if !existing.iter().any(|c| c == column) {
+            tx.execute_batch(&format!("ALTER TABLE sessions ADD COLUMN {column} TEXT;"))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -233,5 +240,33 @@ mod tests {
             [],
         )
         .unwrap();
+    }
+
+    #[test]
+    fn a_file_at_version_5_gets_the_session_holders_and_keeps_its_sessions() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        let tx = conn.transaction().unwrap();
+        run(&tx, 0).unwrap();
+        tx.execute_batch(
+            "ALTER TABLE sessions DROP COLUMN holder;
+             ALTER TABLE sessions DROP COLUMN client_id;
+             ALTER TABLE sessions DROP COLUMN scope;
+             PRAGMA user_version = 5;
+             INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
+                 current_hash, created_at, expires_at)
+             VALUES ('s', 'u', 'k', 0, 'f', 1, 'h', 1, 2);",
+        )
+        .unwrap();
+        run(&tx, 5).unwrap();
+        let row: (String, Option<String>) = tx
+            .query_row("SELECT sid, holder FROM sessions", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(
+            row,
+            ("s".to_string(), None),
+            "an old session is the password grant's"
+        );
     }
 }
