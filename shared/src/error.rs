@@ -83,6 +83,10 @@ pub enum ApiError {
         /// The opaque token of the second step.
         mfa_token: String,
     },
+    /// 403 `insufficient_scope` (RFC 6750 §3.1): a client's token granted without the scope the
+    /// resource needs (userinfo: `openid`).
+    #[error("The token was not granted the {0} scope")]
+    InsufficientScope(&'static str),
     /// 403: re-authentication failed; the password given is not the account's.
     #[error("The password is incorrect")]
     IncorrectPassword,
@@ -140,7 +144,9 @@ impl ApiError {
             | ApiError::LoginRequired => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedGrantType(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
-            ApiError::AccessDenied(_) | ApiError::MfaRequired { .. } => StatusCode::FORBIDDEN,
+            ApiError::AccessDenied(_)
+            | ApiError::MfaRequired { .. }
+            | ApiError::InsufficientScope(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -177,6 +183,7 @@ impl ApiError {
                 Some("invalid_grant")
             }
             ApiError::InvalidToken(_) => Some("invalid_token"),
+            ApiError::InsufficientScope(_) => Some("insufficient_scope"),
             _ => None,
         }
     }
@@ -254,6 +261,12 @@ impl ApiError {
                 builder =
                     builder.header(header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#);
             }
+            ApiError::InsufficientScope(scope) => {
+                builder = builder.header(
+                    header::WWW_AUTHENTICATE,
+                    format!(r#"Bearer error="insufficient_scope", scope="{scope}""#),
+                );
+            }
             ApiError::TooManyAttempts { retry_after } => {
                 builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
             }
@@ -283,8 +296,12 @@ impl ApiError {
         for (name, value) in PAGE_HEADERS {
             builder = builder.header(*name, *value);
         }
-        if let ApiError::TooManyAttempts { retry_after } = &self {
-            builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
+        match &self {
+            ApiError::TooManyAttempts { retry_after } => {
+                builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
+            }
+            ApiError::MethodNotAllowed(allow) => builder = builder.header(header::ALLOW, *allow),
+            _ => {}
         }
         builder
             .header(header::CONTENT_TYPE, "text/html; charset=utf-8")

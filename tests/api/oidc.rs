@@ -469,6 +469,20 @@ async fn the_code_flow_signs_in_on_the_hosted_page_and_issues_an_id_token<S: App
     assert_eq!(bare.status, 200, "{}", bare.raw);
     assert!(bare.body.get("id_token").is_none() && bare.body.get("refresh_token").is_none());
     assert_eq!(bare.body["scope"], "profile");
+    // userinfo needs openid: a client's token without it is 403 insufficient_scope.
+    let no_openid = app
+        .userinfo(bare.body["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(
+        no_openid.problem(403),
+        "The token was not granted the openid scope"
+    );
+    assert_eq!(no_openid.body["error"], "insufficient_scope");
+    assert!(
+        no_openid
+            .header("www-authenticate")
+            .contains("insufficient_scope")
+    );
 
     // Discovery names every endpoint, at both well-known paths.
     for path in [

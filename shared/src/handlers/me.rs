@@ -44,6 +44,15 @@ async fn userinfo<P: stores::Me>(
     let now = (state.clock)();
     let (claims, found) =
         super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
+    // A client's token answers only with `openid` granted (Core §5.3); the password grant's
+    // tokens carry no scope and answer as at /me.
+    if claims
+        .scope
+        .as_deref()
+        .is_some_and(|scope| !crate::oauth::authorize::has_scope(scope, "openid"))
+    {
+        return Err(ApiError::InsufficientScope("openid"));
+    }
     let mut body = json!({"sub": claims.sub, "preferred_username": found.profile.username});
     if let Some(name) = found.profile.full_name {
         body["name"] = json!(name);
