@@ -76,6 +76,9 @@ pub enum ApiError {
     /// 400 `login_required` (`prompt=none` without a browser session).
     #[error("The user must sign in")]
     LoginRequired,
+    /// 400 `interaction_required` (`prompt=none`, but the user must confirm first).
+    #[error("The user must confirm on the provider's page")]
+    InteractionRequired,
     /// 403 `mfa_required`: the password was right, a second factor is needed; carries the
     /// token of that second step.
     #[error("A second factor is required")]
@@ -141,7 +144,8 @@ impl ApiError {
             | ApiError::InvalidScope(_)
             | ApiError::UnsupportedResponseType
             | ApiError::UnauthorizedClient(_)
-            | ApiError::LoginRequired => StatusCode::BAD_REQUEST,
+            | ApiError::LoginRequired
+            | ApiError::InteractionRequired => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedGrantType(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidClient => StatusCode::UNAUTHORIZED,
             ApiError::AccessDenied(_)
@@ -174,6 +178,7 @@ impl ApiError {
             ApiError::UnauthorizedClient(_) => Some("unauthorized_client"),
             ApiError::AccessDenied(_) => Some("access_denied"),
             ApiError::LoginRequired => Some("login_required"),
+            ApiError::InteractionRequired => Some("interaction_required"),
             ApiError::MfaRequired { .. } => Some("mfa_required"),
             ApiError::BadRequest(_)
             | ApiError::PayloadTooLarge(_)

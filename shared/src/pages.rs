@@ -216,6 +216,29 @@ pub struct RegisterPage<'a> {
     pub login_link: &'a str,
 }
 
+/// The confirmation a signed-in browser gives before a code goes to a private-use scheme (RFC
+/// 8252 §8.6): another app on the device may claim the scheme.
+#[derive(Template)]
+#[template(path = "continue.html")]
+pub struct ContinuePage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// The client asking.
+    pub client_id: &'a str,
+    /// The signed-in account's name.
+    pub username: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The authorization request, repeated as hidden fields.
+    pub fields: &'a [(&'static str, String)],
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The sign-in page of the same request (`prompt=login`).
+    pub login_link: &'a str,
+}
+
 /// A page with a title and one sentence (signed out, and the like).
 #[derive(Template)]
 #[template(path = "message.html")]

@@ -39,6 +39,7 @@ on_both_backends!(
     the_hosted_registration_page_creates_the_account_and_signs_in,
     rp_initiated_logout_ends_the_browser_session_and_redirects_only_where_registered,
     a_password_change_ends_the_browser_session_and_voids_its_codes,
+    a_native_apps_single_sign_on_asks_the_browser_to_continue_first,
 );
 
 /// A browser's cookies.
@@ -1250,4 +1251,104 @@ async fn a_password_change_ends_the_browser_session_and_voids_its_codes<S: AppSt
         &app.authorize(&authorization("spa", &[]), &mut jar).await,
         200,
     );
+}
+
+async fn a_native_apps_single_sign_on_asks_the_browser_to_continue_first<S: AppStore>(
+    app: TestApp<S>,
+) {
+    const NATIVE: &str = "com.example.app:/oauth2redirect";
+    app.register("emma", GOOD_PASSWORD).await;
+    clients(&app).await;
+    let (native, _) = Client::register(
+        Registration {
+            client_id: "mobile".into(),
+            redirect_uris: vec![NATIVE.into()],
+            ..Registration::default()
+        },
+        app.now(),
+    )
+    .unwrap();
+    app.store.put_client(&native).await.unwrap();
+    let mut jar = Jar::default();
+    let first_sid = {
+        let code = app.sign_in("spa", "emma", &mut jar).await;
+        claims(
+            app.exchange(&code, "spa").await.body["id_token"]
+                .as_str()
+                .unwrap(),
+        )["sid"]
+            .clone()
+    };
+    let request = authorization("mobile", &[("redirect_uri", NATIVE)]);
+    // GIVEN a signed-in browser, WHEN a native app asks: a page to continue, no code yet
+    let page = app.authorize(&request, &mut jar).await;
+    assert_page(&page, 200);
+    assert!(page.raw.contains("value=\"continue\"") && page.raw.contains("mobile"));
+    assert!(
+        page.header("content-security-policy")
+            .contains("form-action 'self' com.example.app:")
+    );
+    let mut none = request.clone();
+    none.push(("prompt".into(), "none".into()));
+    let silent = app.authorize(&none, &mut jar).await;
+    assert_eq!(silent.status, 303);
+    assert_eq!(
+        query_of(silent.header("location"))["error"],
+        "interaction_required"
+    );
+    // A post from another browser (no CSRF cookie) does nothing; the user's own continues.
+    assert_page(&app.post_form(&page, &[], &mut Jar::default()).await, 403);
+    let done = app.post_form(&page, &[], &mut jar).await;
+    assert_eq!(done.status, 303, "{}", done.raw);
+    let location = done.header("location");
+    assert!(
+        location.starts_with(&format!("{NATIVE}?code=")),
+        "{location}"
+    );
+    // Signing in again replaces the browser's session: the first one is over.
+    let page = app
+        .authorize(&authorization("spa", &[("prompt", "login")]), &mut jar)
+        .await;
+    let code = code_of(
+        &app.post_form(
+            &page,
+            &[("username", "emma"), ("password", GOOD_PASSWORD)],
+            &mut jar,
+        )
+        .await,
+    );
+    let second = claims(
+        app.exchange(&code, "spa").await.body["id_token"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_ne!(second["sid"], first_sid);
+    // An empty client_secret is no secret: the public client's exchange goes through.
+    let code = app.sign_in("spa", "emma", &mut jar).await;
+    let empty = app
+        .token_form(
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", CALLBACK),
+                ("code_verifier", VERIFIER),
+                ("client_id", "spa"),
+                ("client_secret", ""),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(empty.status, 200, "{}", empty.raw);
+    // userinfo gives the profile claims only with profile granted.
+    let code = code_of(
+        &app.authorize(&authorization("spa", &[("scope", "openid")]), &mut jar)
+            .await,
+    );
+    let token = app.exchange(&code, "spa").await.body["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let info = app.userinfo(&token).await;
+    assert_eq!(info.status, 200, "{}", info.raw);
+    assert!(info.body.get("preferred_username").is_none() && info.body["sub"].is_string());
 }

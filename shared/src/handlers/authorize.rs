@@ -5,6 +5,9 @@
 //!   registration page, `prompt=create`).
 //! - `POST /authorize`: the hosted forms (`action=login` or `action=register`), which repeat the
 //!   authorization request; a success starts the browser session and redirects with a code.
+//!   `action=continue` is a signed-in browser's confirmation for a client whose redirect is a
+//!   private-use scheme (which another app may claim, RFC 8252 §8.6): SSO answers such a
+//!   client only after it.
 //! - `GET`/`POST /end-session`: RP-initiated logout.
 //! - `GET /authorize/pages.css`: the pages' stylesheet.
 
@@ -18,7 +21,7 @@ use crate::error::{ApiError, BAD_CREDENTIALS, PageContext, RedirectTarget, Rende
 use crate::http;
 use crate::oauth::authorize::{self, AuthorizationRequest, Prompt, Refused};
 use crate::oauth::code::{self, CodeGrant};
-use crate::pages::{self, Cookies, LoginPage, MessagePage, RegisterPage};
+use crate::pages::{self, ContinuePage, Cookies, LoginPage, MessagePage, RegisterPage};
 use crate::session::{self, BrowserSession};
 use crate::state::AuthorizeState;
 use crate::state::stores;
@@ -190,12 +193,22 @@ async fn authorize<C: stores::Authorize>(
                 .is_none_or(|max| max > 0 && now.saturating_sub(b.auth_time) <= max)
     });
     if let Some(browser) = fresh {
-        return Ok(
-            match code_redirect(state, page, &request, &browser, now).await {
-                Ok(response) => response,
-                Err(e) => redirect_error(page, &request, e),
-            },
-        );
+        if request.redirect_proves_the_client() {
+            return Ok(
+                match code_redirect(state, page, &request, &browser, now).await {
+                    Ok(response) => response,
+                    Err(e) => redirect_error(page, &request, e),
+                },
+            );
+        }
+        if request.prompt == Prompt::None {
+            return Ok(redirect_error(
+                page,
+                &request,
+                ApiError::InteractionRequired,
+            ));
+        }
+        return Ok(confirm(page, req, &request, &browser));
     }
     if request.prompt == Prompt::None {
         return Ok(redirect_error(page, &request, ApiError::LoginRequired));
@@ -229,15 +242,7 @@ fn form(
     status: StatusCode,
 ) -> Response<Body> {
     let typed = typed.unwrap_or_default();
-    let (csrf, cookies) =
-        match pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c)) {
-            Some(token) => (token.to_string(), Vec::new()),
-            None => {
-                let token = pages::new_csrf_token();
-                let cookie = page.cookies.set(page.cookies.csrf(), &token, 3600);
-                (token, vec![cookie])
-            }
-        };
+    let (csrf, cookies) = csrf_token(page, req);
     let fields = request.form_fields();
     let link = |prompt: Option<&str>| {
         let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -284,6 +289,48 @@ fn form(
     )
 }
 
+/// The browser's CSRF token, or a new one and the cookie that sets it.
+fn csrf_token(page: &Page<'_>, req: &Request) -> (String, Vec<String>) {
+    match pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c)) {
+        Some(token) => (token.to_string(), Vec::new()),
+        None => {
+            let token = pages::new_csrf_token();
+            let cookie = page.cookies.set(page.cookies.csrf(), &token, 3600);
+            (token, vec![cookie])
+        }
+    }
+}
+
+/// The "continue as …" page: a signed-in browser confirms before a code goes to a private-use
+/// scheme.
+fn confirm(
+    page: &Page<'_>,
+    req: &Request,
+    request: &AuthorizationRequest,
+    browser: &BrowserSession,
+) -> Response<Body> {
+    let (csrf, cookies) = csrf_token(page, req);
+    let fields = request.form_fields();
+    let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    query.push(("prompt", "login"));
+    let html = pages::render(&ContinuePage {
+        app_name: page.app_name,
+        stylesheet: &page.stylesheet,
+        client_id: &request.client_id,
+        username: &browser.user.username,
+        action: &page.action,
+        fields: &fields,
+        csrf: &csrf,
+        login_link: &with_query(&page.action, &query),
+    });
+    pages::respond(
+        StatusCode::OK,
+        html,
+        &pages::csp(Some(&request.redirect_uri)),
+        &cookies,
+    )
+}
+
 /// Whether the form's `csrf` field is the browser's CSRF cookie (compared in constant time).
 fn csrf_holds(page: &Page<'_>, req: &Request, params: &[(String, String)]) -> bool {
     let cookie = pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c));
@@ -314,6 +361,21 @@ async fn submit<C: stores::Authorize>(
     let now = (state.clock)();
     let username = first(&params, "username").unwrap_or("");
     let password = first(&params, "password").unwrap_or("");
+    let current = match pages::cookie(req, page.cookies.session()) {
+        Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
+        None => None,
+    };
+    if first(&params, "action") == Some("continue") {
+        // The signed-in browser confirmed: the code goes out for its session, if it still is
+        // one (else it signs in again).
+        return Ok(match current {
+            Some(browser) => match code_redirect(state, page, &request, &browser, now).await {
+                Ok(response) => response,
+                Err(e) => redirect_error(page, &request, e),
+            },
+            None => form(page, req, &request, Form::Login, None, StatusCode::OK),
+        });
+    }
     let user = match first(&params, "action") {
         Some("login") => {
             let checker = Checker {
@@ -357,10 +419,14 @@ async fn submit<C: stores::Authorize>(
         }
         _ => {
             return Err(ApiError::BadRequest(
-                "action must be login or register".into(),
+                "action must be login, register or continue".into(),
             ));
         }
     };
+    // A new sign-in replaces the browser's session: the old one ends, not left open.
+    if let Some(old) = current {
+        state.store.end_session(&old.sid).await?;
+    }
     let (cookie, browser) =
         session::start_browser(&state.store, &user, &state.sessions, now).await?;
     let set = page

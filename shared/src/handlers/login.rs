@@ -136,7 +136,10 @@ fn client_credentials(
     req: &Request,
 ) -> Result<Option<(String, Option<String>)>, ApiError> {
     let body_id = fields.optional_string("client_id")?;
-    let body_secret = fields.optional_string("client_secret")?;
+    // An empty secret is none (libraries send `client_secret=` for public clients).
+    let body_secret = fields
+        .optional_string("client_secret")?
+        .filter(|s| !s.is_empty());
     let basic = req
         .headers()
         .get("authorization")
@@ -171,7 +174,7 @@ fn client_credentials(
     if body_id.is_some_and(|b| b != id) {
         return Err(ApiError::InvalidClient);
     }
-    Ok(Some((id, Some(secret))))
+    Ok(Some((id, Some(secret).filter(|s| !s.is_empty()))))
 }
 
 /// `client`, if `secret` is what its kind requires: a confidential client's own secret, and

@@ -53,9 +53,18 @@ async fn userinfo<P: stores::Me>(
     {
         return Err(ApiError::InsufficientScope("openid"));
     }
-    let mut body = json!({"sub": claims.sub, "preferred_username": found.profile.username});
-    if let Some(name) = found.profile.full_name {
-        body["name"] = json!(name);
+    let mut body = json!({"sub": claims.sub});
+    // The profile claims with `profile` granted, as in the id_token (and always for the
+    // password grant's tokens, as at /me).
+    let profile = claims
+        .scope
+        .as_deref()
+        .is_none_or(|scope| crate::oauth::authorize::has_scope(scope, "profile"));
+    if profile {
+        body["preferred_username"] = json!(found.profile.username);
+        if let Some(name) = found.profile.full_name {
+            body["name"] = json!(name);
+        }
     }
     Ok(http::json(StatusCode::OK, &body))
 }

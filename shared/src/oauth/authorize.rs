@@ -90,6 +90,14 @@ impl AuthorizationRequest {
     pub fn has_scope(&self, scope: &str) -> bool {
         has_scope(&self.scope, scope)
     }
+
+    /// Whether a browser session may answer this request without the user's say: not when the
+    /// code goes to a private-use scheme, which any app on the device may claim (RFC 8252 §8.6),
+    /// so a native app's single sign-on asks the user to continue first. An https redirect is
+    /// the client's own; a loopback one is the local machine's (development, desktop apps).
+    pub fn redirect_proves_the_client(&self) -> bool {
+        self.redirect_uri.starts_with("https://") || self.redirect_uri.starts_with("http://")
+    }
 }
 
 /// Whether the space-separated `scopes` include `scope`.

@@ -13,7 +13,8 @@
 //!   are refused.
 //!
 //! A presented redirect URI is allowed only if it is one of the registered ones byte for byte:
-//! no normalisation, no prefix, path, case or query matching.
+//! no normalisation, no prefix, path, case or query matching. The one exception is RFC 8252
+//! §7.3's: an `http` redirect to a loopback IP literal matches on any port.
 //!
 //! A client secret is 32 random bytes (base64url); only its SHA-256 is stored: a secret of that
 //! entropy needs no slow hash, and a stolen hash opens nothing.
@@ -157,9 +158,15 @@ impl Client {
         Ok((client, secret))
     }
 
-    /// Whether `presented` is one of the registered redirect URIs, byte for byte.
+    /// Whether `presented` is one of the registered redirect URIs, byte for byte; or, for a
+    /// registered `http` redirect to a loopback IP literal (`127.0.0.1`, `[::1]`), the same URI
+    /// on any port (RFC 8252 §7.3: a native app listens on a port the OS gives it).
     pub fn allows_redirect_uri(&self, presented: &str) -> bool {
         listed(&self.redirect_uris, presented)
+            || self
+                .redirect_uris
+                .iter()
+                .any(|registered| same_loopback_redirect(registered, presented))
     }
 
     /// Whether `presented` is one of the registered post-logout redirect URIs, byte for byte.
@@ -178,6 +185,25 @@ impl Client {
             _ => false,
         }
     }
+}
+
+/// Whether `presented` is the loopback redirect `registered` on another port: both `http` to the
+/// same loopback IP literal, `presented` in normal form, and everything but the port equal.
+fn same_loopback_redirect(registered: &str, presented: &str) -> bool {
+    let (Ok(registered), Ok(url)) = (Url::parse(registered), Url::parse(presented)) else {
+        return false;
+    };
+    let loopback = match registered.host() {
+        Some(Host::Ipv4(ip)) => ip == Ipv4Addr::LOCALHOST,
+        Some(Host::Ipv6(ip)) => ip == Ipv6Addr::LOCALHOST,
+        _ => false,
+    };
+    let mut with_port = registered.clone();
+    loopback
+        && registered.scheme() == "http"
+        && url.as_str() == presented
+        && with_port.set_port(url.port()).is_ok()
+        && with_port.as_str() == presented
 }
 
 /// Exact matching: no normalisation of either side, so no prefix, path, case or query games.
@@ -282,6 +308,37 @@ mod tests {
     }
 
     #[test]
+    fn a_loopback_ip_redirect_matches_on_any_port_and_nothing_else_does() {
+        let client = public(&[
+            "http://127.0.0.1:8080/cb",
+            "http://[::1]/cb",
+            "http://localhost:8080/cb",
+            "https://app.example/cb",
+        ]);
+        for ok in [
+            "http://127.0.0.1:8080/cb",
+            "http://127.0.0.1:51004/cb",
+            "http://127.0.0.1/cb",
+            "http://[::1]:6000/cb",
+        ] {
+            assert!(client.allows_redirect_uri(ok), "{ok}");
+        }
+        for refused in [
+            "http://127.0.0.1:51004/cb/",
+            "http://127.0.0.1:51004/cb?x=1",
+            "http://127.0.0.1:51004/CB",
+            "http://localhost:51004/cb",
+            "https://127.0.0.1:51004/cb",
+            "http://127.0.0.2:8080/cb",
+            "https://app.example:444/cb",
+            "http://127.0.0.1:0080/cb",
+            "http://127.0.0.1:51004/cb#x",
+        ] {
+            assert!(!client.allows_redirect_uri(refused), "{refused}");
+        }
+    }
+
+    #[test]
     fn https_loopback_http_and_private_use_schemes_are_accepted() {
         for uri in [
             "https://app.example/cb",
@@ -368,7 +425,8 @@ mod tests {
             "https://app.example/cb/evil",
             "https://app.example:443/cb",
             "https://app.example/%63b",
-            "http://127.0.0.1:8081/callback",
+            // (Another port of a loopback IP literal is RFC 8252's case, tested above.)
+            "http://127.0.0.1:8081/callbacks",
             "http://localhost:8080/callback",
             " https://app.example/cb",
             "",
