@@ -460,8 +460,12 @@ REDIRECT_VARIANTS = {
     "prefix-of-registered": lambda cb, lh: cb[:-1],
     "registered-as-prefix": lambda cb, lh: cb + "-evil",
     "registered-as-path-prefix": lambda cb, lh: cb + "/../evil",
-    "different-port": lambda cb, lh: cb.replace(
-        f":{urlsplit(cb).port}", f":{urlsplit(cb).port + 1}"),
+    # Another port is a different URI for `localhost` (RFC 8252 §7.3's any-port rule is for
+    # loopback IP literals only; its 127.0.0.1 case is accepted, tested below).
+    "localhost-different-port": lambda cb, lh: lh.replace(
+        f":{urlsplit(lh).port}", f":{urlsplit(lh).port + 1}"),
+    "different-port-and-path": lambda cb, lh: cb.replace(
+        f":{urlsplit(cb).port}", f":{urlsplit(cb).port + 1}") + "x",
     "ipv6-loopback": lambda cb, lh: cb.replace("127.0.0.1", "[::1]"),
     "fragment": lambda cb, lh: cb + "#fragment",
     "percent-encoded": lambda cb, lh: cb.replace("/callback", "/%63allback"),
@@ -487,6 +491,19 @@ def test_a_redirect_uri_not_registered_exactly_gets_an_error_page(oidc_service, 
     r = requests.get(request.url, allow_redirects=False, timeout=TIMEOUT)
     # THEN an HTML error page, and no Location
     assert_error_page_without_redirect(r)
+
+
+def test_a_loopback_ip_redirect_is_accepted_on_any_port(oidc_service, oidc_clients):
+    """RFC 8252 §7.3: a native app's loopback redirect to an IP literal may use any port."""
+    cb = oidc_clients.redirect_uri
+    assert urlsplit(cb).hostname == "127.0.0.1"
+    other = cb.replace(f":{urlsplit(cb).port}", f":{urlsplit(cb).port + 1}")
+    request = auth_request(oidc_service, oidc_clients.spa, other)
+    # WHEN the authorization request names the registered loopback URI on another port
+    r = requests.get(request.url, allow_redirects=False, timeout=TIMEOUT)
+    # THEN the sign-in page (the request is the client's own)
+    assert r.status_code == 200, r.text
+    assert 'name="password"' in r.text
 
 
 @pytest.mark.parametrize("case", ["unknown-client", "no-client-id", "no-redirect-uri"])
