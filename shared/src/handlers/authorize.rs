@@ -181,10 +181,7 @@ async fn authorize<C: stores::Authorize>(
             StatusCode::OK,
         ));
     }
-    let browser = match pages::cookie(req, page.cookies.session()) {
-        Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
-        None => None,
-    };
+    let browser = browser_session(state, page, req, now).await?;
     // max_age=0 is prompt=login (Core §3.1.2.1), even within the sign-in's own second.
     let fresh = browser.filter(|b| {
         request.prompt != Prompt::Login
@@ -194,12 +191,7 @@ async fn authorize<C: stores::Authorize>(
     });
     if let Some(browser) = fresh {
         if request.redirect_proves_the_client() {
-            return Ok(
-                match code_redirect(state, page, &request, &browser, now).await {
-                    Ok(response) => response,
-                    Err(e) => redirect_error(page, &request, e),
-                },
-            );
+            return Ok(code_redirect(state, page, &request, &browser, &[], now).await);
         }
         if request.prompt == Prompt::None {
             return Ok(redirect_error(
@@ -361,18 +353,12 @@ async fn submit<C: stores::Authorize>(
     let now = (state.clock)();
     let username = first(&params, "username").unwrap_or("");
     let password = first(&params, "password").unwrap_or("");
-    let current = match pages::cookie(req, page.cookies.session()) {
-        Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
-        None => None,
-    };
+    let current = browser_session(state, page, req, now).await?;
     if first(&params, "action") == Some("continue") {
         // The signed-in browser confirmed: the code goes out for its session, if it still is
         // one (else it signs in again).
         return Ok(match current {
-            Some(browser) => match code_redirect(state, page, &request, &browser, now).await {
-                Ok(response) => response,
-                Err(e) => redirect_error(page, &request, e),
-            },
+            Some(browser) => code_redirect(state, page, &request, &browser, &[], now).await,
             None => form(page, req, &request, Form::Login, None, StatusCode::OK),
         });
     }
@@ -432,19 +418,7 @@ async fn submit<C: stores::Authorize>(
     let set = page
         .cookies
         .set(page.cookies.session(), &cookie, state.sessions.max);
-    Ok(
-        match code_redirect(state, page, &request, &browser, now).await {
-            Ok(mut response) => {
-                response.headers_mut().append(
-                    lambda_http::http::header::SET_COOKIE,
-                    set.parse()
-                        .expect("a cookie of base64url is a valid header"),
-                );
-                response
-            }
-            Err(e) => redirect_error(page, &request, e),
-        },
-    )
+    Ok(code_redirect(state, page, &request, &browser, &[set], now).await)
 }
 
 /// The sign-in page again after a refused password: one generic message for unknown names and
@@ -481,14 +455,29 @@ fn login_refused(
     response
 }
 
-/// Issues a code for `browser`'s sign-in and redirects to the client with it.
+/// The browser session the request's cookie names, if it is one that is still open.
+async fn browser_session<C: stores::Authorize>(
+    state: &AuthorizeState<C>,
+    page: &Page<'_>,
+    req: &Request,
+    now: u64,
+) -> Result<Option<BrowserSession>, ApiError> {
+    Ok(match pages::cookie(req, page.cookies.session()) {
+        Some(cookie) => session::open_browser(&state.store, cookie, now).await?,
+        None => None,
+    })
+}
+
+/// Issues a code for `browser`'s sign-in and redirects to the client with it, setting
+/// `cookies`; a failure to issue it is the client's error redirect.
 async fn code_redirect<C: stores::Authorize>(
     state: &AuthorizeState<C>,
     page: &Page<'_>,
     request: &AuthorizationRequest,
     browser: &BrowserSession,
+    cookies: &[String],
     now: u64,
-) -> Result<Response<Body>, ApiError> {
+) -> Response<Body> {
     let grant = CodeGrant {
         client_id: request.client_id.clone(),
         redirect_uri: request.redirect_uri.clone(),
@@ -502,17 +491,17 @@ async fn code_redirect<C: stores::Authorize>(
         auth_time: browser.auth_time,
         amr: vec!["pwd".into()],
     };
-    let code = code::issue(&state.store, &grant, now).await?;
+    let code = match code::issue(&state.store, &grant, now).await {
+        Ok(code) => code,
+        Err(e) => return redirect_error(page, request, e.into()),
+    };
     tracing::info!(user_id = %browser.user.id, client_id = %request.client_id, "authorization code issued");
     let mut query = vec![("code", code.as_str())];
     if let Some(s) = &request.state {
         query.push(("state", s));
     }
     query.push(("iss", page.iss));
-    Ok(pages::redirect(
-        &with_query(&request.redirect_uri, &query),
-        &[],
-    ))
+    pages::redirect(&with_query(&request.redirect_uri, &query), cookies)
 }
 
 /// `GET`/`POST /end-session` (RP-Initiated Logout 1.0): ends the browser session, then redirects
@@ -546,9 +535,7 @@ async fn end_session<C: stores::Authorize>(
     let now = (state.clock)();
     // The browser's own session, and the one the hint names (its holder may end it).
     let mut ended = Vec::new();
-    if let Some(cookie) = pages::cookie(req, page.cookies.session())
-        && let Some(browser) = session::open_browser(&state.store, cookie, now).await?
-    {
+    if let Some(browser) = browser_session(state, page, req, now).await? {
         ended.push(browser.sid);
     }
     if let Some(hint) = &hint

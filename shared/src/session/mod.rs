@@ -196,9 +196,7 @@ pub async fn open_browser<S: SessionStore + CredentialStore>(
     let Some(record) = store.session(&token.sid()).await? else {
         return Ok(None);
     };
-    let genuine = URL_SAFE_NO_PAD
-        .decode(&record.family_key)
-        .is_ok_and(|key| token.is_genuine(&key));
+    let genuine = issued_for(&token, &record);
     let current =
         token.generation == record.generation && ct_eq(&token.hash(), &record.current_hash);
     if record.holder != Holder::Browser || !genuine || !current || now >= record.life.expires_at {
@@ -325,10 +323,7 @@ pub async fn end_by_token<S: SessionStore>(
     let Some(record) = store.session(&sid).await? else {
         return Ok(Revoked::Done);
     };
-    let genuine = URL_SAFE_NO_PAD
-        .decode(&record.family_key)
-        .is_ok_and(|key| token.is_genuine(&key));
-    if !genuine {
+    if !issued_for(&token, &record) {
         return Ok(Revoked::Done);
     }
     if !record.holder.may_refresh(client) {
@@ -348,6 +343,13 @@ impl Holder {
             Holder::Client { client_id, .. } => client == Some(client_id.as_str()),
         }
     }
+}
+
+/// Whether `token` carries the tag of `record`'s family key (it was really issued for it).
+fn issued_for(token: &RefreshToken, record: &SessionRecord) -> bool {
+    URL_SAFE_NO_PAD
+        .decode(&record.family_key)
+        .is_ok_and(|key| token.is_genuine(&key))
 }
 
 /// The account of `record`, if it still exists under the same id and the session's epoch.

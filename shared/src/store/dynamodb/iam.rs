@@ -154,6 +154,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     keys: Keys::Sessions,
                     attributes: Some(&[
                         SESSION_ATTRIBUTES,
+                        PREVIOUS_GENERATION_ATTRIBUTES,
                         HOLDER_ATTRIBUTES,
                         CLIENT_SESSION_ATTRIBUTES,
                     ]),
@@ -226,7 +227,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "StartAndEndBrowserSessions",
                     actions: &["dynamodb:PutItem", "dynamodb:DeleteItem"],
                     keys: Keys::Sessions,
-                    attributes: Some(&[BROWSER_SESSION_ATTRIBUTES]),
+                    attributes: Some(&[SESSION_ATTRIBUTES, HOLDER_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
                 Expected {
@@ -256,7 +257,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "StartSessions",
                     actions: PUT,
                     keys: Keys::Sessions,
-                    attributes: Some(&[SESSION_ATTRIBUTES]),
+                    attributes: Some(&[SESSION_ATTRIBUTES, PREVIOUS_GENERATION_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
                 Expected {

@@ -75,7 +75,7 @@ pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"]
 /// A rotation's check of the account (`rotate_session`'s `ConditionCheck`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
-/// A new session item (`create_session`'s `PutItem`, with or without a previous generation).
+/// A new session item (`create_session`'s `PutItem`): what every session has.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SESSION_ATTRIBUTES: &[&str] = &[
     KEY,
@@ -85,31 +85,17 @@ pub const SESSION_ATTRIBUTES: &[&str] = &[
     "family_key",
     "generation",
     "current_hash",
-    "previous_hash",
-    "sealed_next",
-    "rotated_at",
     "created_at",
     TTL_ATTRIBUTE,
 ];
+/// What a session item with a previous generation adds to [`SESSION_ATTRIBUTES`] (a password
+/// or code grant's; a browser's never rotates).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const PREVIOUS_GENERATION_ATTRIBUTES: &[&str] = &["previous_hash", "sealed_next", "rotated_at"];
 /// What a browser's or a client's session adds to [`SESSION_ATTRIBUTES`] (the password grant's
 /// sessions store no holder).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const HOLDER_ATTRIBUTES: &[&str] = &["holder"];
-/// A browser's new session: never a previous generation (its token is the cookie, which never
-/// rotates), and its holder.
-#[cfg_attr(not(test), allow(dead_code))]
-pub const BROWSER_SESSION_ATTRIBUTES: &[&str] = &[
-    KEY,
-    "account_key",
-    "user_id",
-    "epoch",
-    "family_key",
-    "generation",
-    "current_hash",
-    "created_at",
-    TTL_ATTRIBUTE,
-    "holder",
-];
 /// What a client's session adds to [`HOLDER_ATTRIBUTES`].
 #[cfg_attr(not(test), allow(dead_code))]
 pub const CLIENT_SESSION_ATTRIBUTES: &[&str] = &["client_id", "scope"];
