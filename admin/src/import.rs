@@ -148,6 +148,7 @@ impl Names {
             username_key: username.key,
             password_hash,
             full_name,
+            email: None,
         })
     }
 }

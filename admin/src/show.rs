@@ -69,10 +69,16 @@ pub fn account(user: &Credentials, full_name: Option<&str>, waits: &[Wait], now:
             .collect::<Vec<_>>()
             .join("\n               "),
     };
+    let email = match &user.email {
+        None => "-".to_string(),
+        Some(address) if user.email_verified => format!("{} (verified)", shown(address)),
+        Some(address) => format!("{} (not verified)", shown(address)),
+    };
     format!(
         "name:          {}\n\
          id:            {}\n\
          full name:     {}\n\
+         email:         {email}\n\
          failed logins: {}\n\
          last failure:  {}\n\
          throttled:     {throttled}\n\
@@ -141,6 +147,8 @@ mod tests {
             failed_logins: 7,
             last_failed_at: Some(1_000),
             session_epoch: 3,
+            email: Some("emma@example.com".into()),
+            email_verified: true,
         };
         let waits = [
             Wait {
@@ -163,5 +171,14 @@ mod tests {
             "{text}"
         );
         assert!(account(&user, None, &[], 2_000).contains("throttled:     no"));
+        assert!(
+            text.contains("email:         emma@example.com (verified)\n"),
+            "{text}"
+        );
+        let unverified = Credentials {
+            email_verified: false,
+            ..user.clone()
+        };
+        assert!(account(&unverified, None, &[], 0).contains("emma@example.com (not verified)"));
     }
 }

@@ -37,6 +37,71 @@ pub enum Issuer {
     FromRequest,
 }
 
+/// Where mail goes (`AUTH_MAILER`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailerConfig {
+    /// `file:DIR`: one RFC 5322 `.eml` file per message (local runs).
+    File(PathBuf),
+    /// `smtp://HOST:PORT` (STARTTLS required unless HOST is a loopback address) or
+    /// `smtps://HOST:PORT` (TLS from the first byte).
+    Smtp {
+        /// The relay's host name or address.
+        host: String,
+        /// Its port.
+        port: u16,
+        /// How the connection is protected.
+        tls: SmtpTls,
+    },
+    /// `ses`: Amazon SES v2 `SendEmail`.
+    Ses,
+}
+
+/// How an SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// `smtp://` to another host: STARTTLS, required.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Wrapper,
+    /// `smtp://` to a loopback address: no TLS (a relay on the same machine).
+    None,
+}
+
+/// A secret setting: never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Mail: the mailer, the sender, and the links' lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailConfig {
+    /// `AUTH_MAILER`, default `file:.dev/mail`.
+    pub mailer: MailerConfig,
+    /// `AUTH_MAIL_FROM`: the sender (`addr` or `Name <addr>`), default `no-reply@localhost`.
+    pub from: String,
+    /// `AUTH_SMTP_USERNAME` and `AUTH_SMTP_PASSWORD`, when the relay asks for a login.
+    pub smtp_credentials: Option<(String, Secret)>,
+    /// `AUTH_VERIFY_URL`: where verification links point instead of the hosted page.
+    pub verify_url: Option<String>,
+    /// `AUTH_VERIFY_TOKEN_SECONDS`, default 86400.
+    pub verify_ttl: u64,
+    /// `AUTH_RESET_TOKEN_SECONDS`, default 1800.
+    pub reset_ttl: u64,
+    /// `AUTH_FORGOT_MIN_MS`, default 400: `POST /password/forgot` answers no sooner, so the
+    /// time of its answer does not tell whether a mail was sent.
+    pub forgot_min: Duration,
+}
+
+/// The mailer when `AUTH_MAILER` is not set: files under the working directory.
+pub const DEFAULT_MAILER: &str = "file:.dev/mail";
+/// The sender when `AUTH_MAIL_FROM` is not set.
+pub const DEFAULT_MAIL_FROM: &str = "no-reply@localhost";
+
 /// Every setting of the service, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -64,6 +129,8 @@ pub struct Config {
     pub throttle: ThrottleLimits,
     /// `AUTH_APP_NAME`: the title of the hosted pages, default `Sign in`.
     pub app_name: String,
+    /// `AUTH_MAILER` and the other mail settings.
+    pub mail: MailConfig,
 }
 
 /// The hosted pages' title when `AUTH_APP_NAME` is not set.
@@ -183,6 +250,8 @@ impl Config {
             ));
         }
 
+        let mail = mail_config(&get)?;
+
         Ok(Config {
             store,
             signing_key,
@@ -195,6 +264,7 @@ impl Config {
             sessions,
             throttle,
             app_name,
+            mail,
         })
     }
 
@@ -255,6 +325,104 @@ fn valid_table_name(name: &str) -> bool {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+}
+
+/// The mail settings (`AUTH_MAILER`, `AUTH_MAIL_FROM`, …).
+fn mail_config(get: &impl Fn(&str) -> Option<String>) -> Result<MailConfig, ConfigError> {
+    let mailer = parse_mailer(&get("AUTH_MAILER").unwrap_or_else(|| DEFAULT_MAILER.into()))?;
+    let from = get("AUTH_MAIL_FROM").unwrap_or_else(|| DEFAULT_MAIL_FROM.into());
+    if from.parse::<lettre::message::Mailbox>().is_err() {
+        return Err(err(
+            "AUTH_MAIL_FROM",
+            "expected an address, or `Name <address>`",
+        ));
+    }
+    let smtp_credentials = match (get("AUTH_SMTP_USERNAME"), get("AUTH_SMTP_PASSWORD")) {
+        (Some(user), Some(password)) => Some((user, Secret(password))),
+        (None, None) => None,
+        _ => {
+            return Err(err(
+                "AUTH_SMTP_USERNAME",
+                "AUTH_SMTP_USERNAME and AUTH_SMTP_PASSWORD go together",
+            ));
+        }
+    };
+    let verify_url = get("AUTH_VERIFY_URL");
+    if let Some(url) = &verify_url
+        && !(valid_link_base(url))
+    {
+        return Err(err(
+            "AUTH_VERIFY_URL",
+            "must be an http(s) URL without a fragment",
+        ));
+    }
+    let lifetime = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let value: u64 = parse_number(name, get(name), default)?;
+        if !(1..=30 * 86_400).contains(&value) {
+            return Err(err(name, "must be between 1 and 2592000"));
+        }
+        Ok(value)
+    };
+    let forgot_min: u64 = parse_number("AUTH_FORGOT_MIN_MS", get("AUTH_FORGOT_MIN_MS"), 400)?;
+    if forgot_min > 10_000 {
+        return Err(err("AUTH_FORGOT_MIN_MS", "must be at most 10000"));
+    }
+    Ok(MailConfig {
+        mailer,
+        from,
+        smtp_credentials,
+        verify_url,
+        verify_ttl: lifetime("AUTH_VERIFY_TOKEN_SECONDS", 86_400)?,
+        reset_ttl: lifetime("AUTH_RESET_TOKEN_SECONDS", 1800)?,
+        forgot_min: Duration::from_millis(forgot_min),
+    })
+}
+
+fn valid_link_base(v: &str) -> bool {
+    url::Url::parse(v).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        && !v.contains(['#', ' '])
+}
+
+/// Parses an `AUTH_MAILER` value.
+pub fn parse_mailer(value: &str) -> Result<MailerConfig, ConfigError> {
+    const EXPECTED: &str = "expected file:DIR, smtp://HOST:PORT, smtps://HOST:PORT or ses";
+    if value == "ses" {
+        return Ok(MailerConfig::Ses);
+    }
+    if let Some(dir) = value.strip_prefix("file:") {
+        if dir.is_empty() {
+            return Err(err("AUTH_MAILER", EXPECTED));
+        }
+        return Ok(MailerConfig::File(PathBuf::from(dir)));
+    }
+    let url = url::Url::parse(value).map_err(|_| err("AUTH_MAILER", EXPECTED))?;
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(err("AUTH_MAILER", EXPECTED)),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    let (tls, default_port) = match url.scheme() {
+        "smtps" => (SmtpTls::Wrapper, 465),
+        "smtp" if loopback => (SmtpTls::None, 25),
+        "smtp" => (SmtpTls::StartTls, 587),
+        _ => return Err(err("AUTH_MAILER", EXPECTED)),
+    };
+    if !url.username().is_empty() || url.password().is_some() || url.path().len() > 1 {
+        return Err(err(
+            "AUTH_MAILER",
+            "no credentials or path in the URL: AUTH_SMTP_USERNAME and AUTH_SMTP_PASSWORD",
+        ));
+    }
+    Ok(MailerConfig::Smtp {
+        host,
+        port: url.port().unwrap_or(default_port),
+        tls,
+    })
 }
 
 /// The longest `AUTH_REFRESH_REUSE_SECONDS`: a rotated refresh token is good again only this
@@ -322,6 +490,49 @@ mod tests {
         );
         assert_eq!(c.issuer, Issuer::Fixed(DEFAULT_ISSUER.into()));
         assert_eq!(c.verification_key(), &KeyConfig::File("k.pem".into()));
+    }
+
+    #[test]
+    fn mailers_and_their_tls() {
+        let mailer = |v: &str| parse_mailer(v).unwrap();
+        assert_eq!(mailer("ses"), MailerConfig::Ses);
+        assert_eq!(mailer("file:/tmp/m"), MailerConfig::File("/tmp/m".into()));
+        assert_eq!(
+            mailer("smtp://127.0.0.1:2525"),
+            MailerConfig::Smtp {
+                host: "127.0.0.1".into(),
+                port: 2525,
+                tls: SmtpTls::None
+            }
+        );
+        assert_eq!(
+            mailer("smtp://mail.example"),
+            MailerConfig::Smtp {
+                host: "mail.example".into(),
+                port: 587,
+                tls: SmtpTls::StartTls
+            }
+        );
+        assert_eq!(
+            mailer("smtps://mail.example:2465"),
+            MailerConfig::Smtp {
+                host: "mail.example".into(),
+                port: 2465,
+                tls: SmtpTls::Wrapper
+            }
+        );
+        let c = config(&[
+            ("AUTH_SIGNING_KEY", "file:k.pem"),
+            ("AUTH_SMTP_USERNAME", "relay"),
+            ("AUTH_SMTP_PASSWORD", "hunter2"),
+        ])
+        .unwrap();
+        assert_eq!(c.mail.mailer, MailerConfig::File(".dev/mail".into()));
+        assert_eq!((c.mail.verify_ttl, c.mail.reset_ttl), (86_400, 1800));
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the password is never printed"
+        );
     }
 
     #[test]
@@ -403,6 +614,24 @@ mod tests {
                 "AUTH_REFRESH_REUSE_SECONDS",
             ),
             (vec![key, ("AUTH_ISSUER", "https://x/")], "AUTH_ISSUER"),
+            (vec![key, ("AUTH_MAILER", "sendmail")], "AUTH_MAILER"),
+            (
+                vec![key, ("AUTH_MAILER", "smtp://u:p@mail.example:587")],
+                "AUTH_MAILER",
+            ),
+            (
+                vec![key, ("AUTH_MAIL_FROM", "not an address")],
+                "AUTH_MAIL_FROM",
+            ),
+            (vec![key, ("AUTH_SMTP_PASSWORD", "x")], "AUTH_SMTP_USERNAME"),
+            (
+                vec![key, ("AUTH_RESET_TOKEN_SECONDS", "0")],
+                "AUTH_RESET_TOKEN_SECONDS",
+            ),
+            (
+                vec![key, ("AUTH_VERIFY_URL", "app/verify")],
+                "AUTH_VERIFY_URL",
+            ),
         ] {
             assert_eq!(config(&pairs).unwrap_err().name, name, "{pairs:?}");
         }

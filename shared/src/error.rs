@@ -104,6 +104,16 @@ pub enum ApiError {
     /// client or redirect URI, or whose verifier is wrong; one answer for every cause.
     #[error("The authorization code is invalid, expired or spent")]
     InvalidCode,
+    /// 400: a mailed link (verification, reset) that is unknown, spent, expired or no longer
+    /// the account's; one answer for every cause.
+    #[error("The link is invalid or has expired")]
+    InvalidLink,
+    /// 429 with `Retry-After`: the account's mail windows are full.
+    #[error("Too many messages were sent to this account; try again later")]
+    TooManyMessages {
+        /// Seconds until the next message may go.
+        retry_after: u64,
+    },
     /// 401 with `WWW-Authenticate: Bearer` and no error code (RFC 6750 §3.1): the request
     /// carries no bearer credentials at all (no `Authorization`, or another scheme).
     #[error("Not authenticated")]
@@ -141,6 +151,7 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::InvalidGrant
             | ApiError::InvalidCode
+            | ApiError::InvalidLink
             | ApiError::InvalidScope(_)
             | ApiError::UnsupportedResponseType
             | ApiError::UnauthorizedClient(_)
@@ -161,7 +172,9 @@ impl ApiError {
             ApiError::InvalidCredentials
             | ApiError::InvalidToken(_)
             | ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::TooManyMessages { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -272,7 +285,8 @@ impl ApiError {
                     format!(r#"Bearer error="insufficient_scope", scope="{scope}""#),
                 );
             }
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after }
+            | ApiError::TooManyMessages { retry_after } => {
                 builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
             }
             ApiError::MethodNotAllowed(allow) => builder = builder.header(header::ALLOW, *allow),
@@ -302,7 +316,8 @@ impl ApiError {
             builder = builder.header(*name, *value);
         }
         match &self {
-            ApiError::TooManyAttempts { retry_after } => {
+            ApiError::TooManyAttempts { retry_after }
+            | ApiError::TooManyMessages { retry_after } => {
                 builder = builder.header(header::RETRY_AFTER, retry_after.to_string());
             }
             ApiError::MethodNotAllowed(allow) => builder = builder.header(header::ALLOW, *allow),

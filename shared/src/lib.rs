@@ -12,6 +12,7 @@ pub mod config;
 pub mod error;
 pub mod handlers;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod pages;

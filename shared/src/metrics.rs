@@ -27,6 +27,14 @@ pub enum Outcome {
     LoggedOut,
     /// An authorization code was exchanged for tokens.
     CodeExchanged,
+    /// A message was handed to the mailer.
+    MailSent,
+    /// The mailer refused or could not be reached: the message was not sent.
+    MailFailed,
+    /// An address was verified.
+    EmailVerified,
+    /// A password was reset from a mailed link.
+    PasswordReset,
 }
 
 impl Outcome {
@@ -41,6 +49,10 @@ impl Outcome {
             Outcome::RefreshReuseDetected => "RefreshReuseDetected",
             Outcome::LoggedOut => "LoggedOut",
             Outcome::CodeExchanged => "CodeExchanged",
+            Outcome::MailSent => "MailSent",
+            Outcome::MailFailed => "MailFailed",
+            Outcome::EmailVerified => "EmailVerified",
+            Outcome::PasswordReset => "PasswordReset",
         }
     }
 }

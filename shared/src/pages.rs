@@ -10,12 +10,14 @@
 //!   it does nothing.
 
 use askama::Template;
-use lambda_http::http::{StatusCode, header};
+use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
 use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
 use url::Url;
 
-use crate::error::PAGE_HEADERS;
+use crate::error::{ApiError, PAGE_HEADERS};
+use crate::http;
 
 /// The stylesheet, served at [`STYLESHEET_PATH`] under the issuer.
 pub const STYLESHEET: &str = include_str!("../assets/pages.css");
@@ -95,6 +97,58 @@ pub fn is_csrf_token(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// The browser's CSRF token, or a new one and the cookie that sets it.
+pub fn csrf_token(cookies: Cookies, req: &Request) -> (String, Vec<String>) {
+    match cookie(req, cookies.csrf()).filter(|c| is_csrf_token(c)) {
+        Some(token) => (token.to_string(), Vec::new()),
+        None => {
+            let token = new_csrf_token();
+            let cookie = cookies.set(cookies.csrf(), &token, 3600);
+            (token, vec![cookie])
+        }
+    }
+}
+
+/// Whether the form's `csrf` field is the browser's CSRF cookie (compared in constant time).
+pub fn csrf_holds(cookies: Cookies, req: &Request, params: &[(String, String)]) -> bool {
+    let cookie = cookie(req, cookies.csrf()).filter(|c| is_csrf_token(c));
+    match (cookie, first(params, "csrf")) {
+        (Some(cookie), Some(field)) => cookie.as_bytes().ct_eq(field.as_bytes()).into(),
+        _ => false,
+    }
+}
+
+/// The request's parameters: the query of a GET, the form of a POST.
+pub fn parameters(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
+    let raw = if req.method() == Method::POST {
+        if http::media_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
+            return Err(ApiError::UnsupportedMediaType(
+                "The hosted forms post application/x-www-form-urlencoded".into(),
+            ));
+        }
+        let body = http::body_bytes(req);
+        if body.len() > http::MAX_BODY_BYTES {
+            return Err(ApiError::PayloadTooLarge(http::MAX_BODY_BYTES));
+        }
+        std::str::from_utf8(body)
+            .map_err(|_| ApiError::BadRequest("The form is not UTF-8".into()))?
+            .to_string()
+    } else {
+        req.uri().query().unwrap_or("").to_string()
+    };
+    serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
+        .map_err(|_| ApiError::BadRequest("The parameters cannot be read".into()))
+}
+
+/// The first non-empty value of parameter `name`.
+pub fn first<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
 }
 
 /// The Content-Security-Policy of a page whose form may end in a redirect to `redirect_uri`:
@@ -188,6 +242,8 @@ pub struct LoginPage<'a> {
     pub error: Option<&'a str>,
     /// The registration page of the same request.
     pub create_link: &'a str,
+    /// The "forgot password" page.
+    pub forgot_link: &'a str,
 }
 
 /// The registration page.
@@ -251,6 +307,60 @@ pub struct MessagePage<'a> {
     pub title: &'a str,
     /// The sentence.
     pub detail: &'a str,
+}
+
+/// The "forgot password" page: a username or an address.
+#[derive(Template)]
+#[template(path = "forgot.html")]
+pub struct ForgotPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// What was typed, after an error.
+    pub login: &'a str,
+    /// The error to show, if any.
+    pub error: Option<&'a str>,
+}
+
+/// The page of a mailed reset link: the new password.
+#[derive(Template)]
+#[template(path = "reset.html")]
+pub struct ResetPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The link's token, repeated as a hidden field.
+    pub token: &'a str,
+    /// The account's name (for password managers).
+    pub username: &'a str,
+    /// The error to show, if any.
+    pub error: Option<&'a str>,
+}
+
+/// The page of a mailed verification link: one button (opening the link changes nothing).
+#[derive(Template)]
+#[template(path = "verify.html")]
+pub struct VerifyPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// Where the form posts.
+    pub action: &'a str,
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The link's token, repeated as a hidden field.
+    pub token: &'a str,
 }
 
 /// Renders `page`, or a bare page if the template fails (it cannot: its inputs are strings).

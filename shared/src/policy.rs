@@ -167,6 +167,42 @@ pub fn username(raw: &str) -> Result<Username, PolicyError> {
     Ok(Username { display, key })
 }
 
+/// Longest e-mail address, in characters (RFC 5321's path limit less its brackets).
+pub const EMAIL_MAX_CHARS: usize = 254;
+/// Mails a forgot-password or resend request may send one account: one a minute…
+pub const MAILS_PER_MINUTE: u32 = 1;
+/// …and five an hour.
+pub const MAILS_PER_HOUR: u32 = 5;
+/// Forgot-password requests one address may make an hour (matching or not).
+pub const FORGOT_PER_SOURCE_HOUR: u32 = 30;
+
+/// Validates and normalises an e-mail address: NFKC, trimmed, the domain lower-cased (the local
+/// part is the mailbox's own business, RFC 5321 §2.4), at most [`EMAIL_MAX_CHARS`], and of the
+/// syntax a mailer accepts (`lettre`'s parser: one `@`, a dot-atom or quoted local part, a
+/// domain or an address literal).
+pub fn email(raw: &str) -> Result<String, PolicyError> {
+    let fail = |reason: &str| Err(PolicyError::new("email", reason));
+    let address: String = raw.nfkc().collect();
+    let address = address.trim();
+    if address.chars().count() > EMAIL_MAX_CHARS {
+        return fail("must be at most 254 characters long");
+    }
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return fail("must be an email address");
+    };
+    let normalised = format!("{local}@{}", domain.to_lowercase());
+    if local.is_empty()
+        || domain.is_empty()
+        || normalised
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
+        || normalised.parse::<lettre::Address>().is_err()
+    {
+        return fail("must be an email address");
+    }
+    Ok(normalised)
+}
+
 /// Validates a full name: optional, bounded, printable.
 pub fn full_name(raw: Option<&str>) -> Result<Option<String>, PolicyError> {
     let Some(raw) = raw else { return Ok(None) };
@@ -231,6 +267,27 @@ pub fn password(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_are_normalised_and_checked() {
+        assert_eq!(email(" Ada@Example.COM ").unwrap(), "Ada@example.com");
+        assert_eq!(
+            email("ａｄａ@ｅｘａｍｐｌｅ.com").unwrap(),
+            "ada@example.com"
+        );
+        for bad in [
+            "",
+            "ada",
+            "@example.com",
+            "ada@",
+            "a b@example.com",
+            "ada@@x.com",
+        ] {
+            assert_eq!(email(bad).unwrap_err().field, "email", "{bad:?}");
+        }
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(email(&long).is_err());
+    }
 
     #[test]
     fn waits_double_after_five_failures_and_stop_at_fifteen_minutes() {

@@ -4,6 +4,7 @@
 
 use crate::clock::Clock;
 use crate::config::Issuer;
+use crate::mail::Outbox;
 use crate::password::PasswordHasher;
 use crate::session::SessionLimits;
 use crate::signer::KeySet;
@@ -15,13 +16,13 @@ use crate::token::{TokenIssuer, TokenVerifier};
 /// `template.yaml` grants no more).
 pub mod stores {
     use crate::store::{
-        AccountStore, ClientStore, CounterStore, CredentialStore, ProfileReader, SessionStore,
-        TicketStore, UserWriter,
+        AccountStore, ClientStore, CounterStore, CredentialStore, EmailStore, ProfileReader,
+        SessionStore, TicketStore, UserWriter,
     };
 
-    /// `register`: creates accounts.
-    pub trait Register: UserWriter {}
-    impl<T: UserWriter> Register for T {}
+    /// `register`: creates accounts, and stores the verification link of an address.
+    pub trait Register: UserWriter + TicketStore {}
+    impl<T: UserWriter + TicketStore> Register for T {}
 
     /// `login`: the password check (credentials, counters), sessions, and the code grant
     /// (codes, clients, and the account and browser session a code names).
@@ -58,13 +59,26 @@ pub mod stores {
     pub trait Logout: SessionStore + ProfileReader + ClientStore {}
     impl<T: SessionStore + ProfileReader + ClientStore> Logout for T {}
 
-    /// `account`: re-authentication, password changes, deletion and the caller's new session.
+    /// `account`: re-authentication, password changes, deletion and the caller's new session;
+    /// addresses, their verification links and the reset links.
     pub trait Account:
-        AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore
+        AccountStore
+        + CredentialStore
+        + ProfileReader
+        + SessionStore
+        + CounterStore
+        + EmailStore
+        + TicketStore
     {
     }
-    impl<T: AccountStore + CredentialStore + ProfileReader + SessionStore + CounterStore> Account
-        for T
+    impl<T> Account for T where
+        T: AccountStore
+            + CredentialStore
+            + ProfileReader
+            + SessionStore
+            + CounterStore
+            + EmailStore
+            + TicketStore
     {
     }
 
@@ -78,6 +92,7 @@ pub mod stores {
         + CounterStore
         + TicketStore
         + ClientStore
+        + EmailStore
     {
     }
     impl<T> Full for T where
@@ -89,6 +104,7 @@ pub mod stores {
             + CounterStore
             + TicketStore
             + ClientStore
+            + EmailStore
     {
     }
 }
@@ -99,6 +115,12 @@ pub struct RegisterState<W> {
     pub store: W,
     /// Hashes new passwords.
     pub hasher: PasswordHasher,
+    /// Mails the verification link of an address.
+    pub outbox: Outbox,
+    /// The issuer, under which the verification page is.
+    pub issuer: Issuer,
+    /// The time, for the links' lives.
+    pub clock: Clock,
 }
 
 /// State of the `login` function.
@@ -159,6 +181,8 @@ pub struct AccountState<A, S> {
     pub sessions: SessionLimits,
     /// The throttle's hourly ceilings.
     pub throttle: ThrottleLimits,
+    /// Mails links and notices.
+    pub outbox: Outbox,
     /// The time, for the throttle and sessions.
     pub clock: Clock,
 }

@@ -9,6 +9,7 @@ use aws_config::SdkConfig;
 
 use crate::clock;
 use crate::config::{Config, KeyConfig, StoreConfig};
+use crate::mail::{MailError, Mailer, Outbox};
 use crate::password::PasswordHasher;
 use crate::signer::{AnySigner, KeyError, KeySet, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::state::{
@@ -29,6 +30,9 @@ pub enum InitError {
     /// The key cannot be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The mailer cannot be set up.
+    #[error("invalid configuration: AUTH_MAILER: {0}")]
+    Mail(#[from] MailError),
     /// The keys to publish do not make a valid key set.
     #[error("invalid configuration: AUTH_EXTRA_PUBLIC_KEYS: {0}")]
     KeySet(String),
@@ -133,6 +137,19 @@ impl Wiring {
         })
     }
 
+    /// The mailer and what the links need.
+    async fn outbox(&self) -> Result<Outbox, InitError> {
+        let mail = &self.config.mail;
+        Ok(Outbox {
+            mailer: Mailer::new(mail, || async { self.aws().await.clone() }).await?,
+            app_name: self.config.app_name.clone(),
+            verify_url: mail.verify_url.clone(),
+            verify_ttl: mail.verify_ttl,
+            reset_ttl: mail.reset_ttl,
+            forgot_min: mail.forgot_min,
+        })
+    }
+
     /// The keys tokens may carry: `current` (the signing key's public half) and the extra ones
     /// published for a rotation.
     async fn key_set(&self, current: PublicKey) -> Result<KeySet, InitError> {
@@ -166,6 +183,9 @@ impl Wiring {
         Ok(RegisterState {
             store,
             hasher: self.hasher(),
+            outbox: self.outbox().await?,
+            issuer: self.config.issuer.clone(),
+            clock: clock::system(),
         })
     }
 
@@ -221,6 +241,7 @@ impl Wiring {
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
             throttle: self.config.throttle,
+            outbox: self.outbox().await?,
             clock: clock::system(),
         })
     }

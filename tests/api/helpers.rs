@@ -63,6 +63,90 @@ pub type SqliteApp = TestApp<SqliteStore>;
 #[cfg(feature = "moto")]
 pub type DynamoApp = TestApp<DynamoStore>;
 
+/// A message the file mailer wrote, read back.
+#[derive(Debug, Clone)]
+pub struct SentMail {
+    pub to: String,
+    pub subject: String,
+    /// The text part, decoded.
+    pub text: String,
+    /// The HTML part, decoded.
+    pub html: String,
+    /// The whole file.
+    pub raw: String,
+}
+
+impl SentMail {
+    fn parse(raw: &str) -> Self {
+        let header = |name: &str| {
+            raw.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                .unwrap_or("")
+                .to_string()
+        };
+        // The parts of a multipart/alternative message, each decoded from its transfer encoding.
+        let part = |kind: &str| {
+            let start = raw
+                .find(&format!("Content-Type: {kind}"))
+                .unwrap_or_else(|| panic!("no {kind} part in {raw}"));
+            let rest = &raw[start..];
+            let (head, body) = rest.split_once("\r\n\r\n").expect("part body");
+            let body = body.split("\r\n--").next().unwrap();
+            if head.contains("quoted-printable") {
+                decode_quoted_printable(body)
+            } else if head.contains("base64") {
+                use base64::Engine;
+                let compact: String = body.split_whitespace().collect();
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(compact)
+                        .unwrap(),
+                )
+                .unwrap()
+            } else {
+                body.to_string()
+            }
+        };
+        SentMail {
+            to: header("To"),
+            subject: header("Subject"),
+            text: part("text/plain"),
+            html: part("text/html"),
+            raw: raw.to_string(),
+        }
+    }
+
+    /// The `token` of the link in the text part.
+    pub fn token(&self) -> Option<String> {
+        let at = self.text.find("token=")? + "token=".len();
+        Some(
+            self.text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+                .collect(),
+        )
+    }
+}
+
+fn decode_quoted_printable(body: &str) -> String {
+    let joined = body.replace("=\r\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'=' && i + 3 <= bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// A response with its body parsed.
 #[derive(Debug)]
 pub struct Reply {
@@ -168,6 +252,12 @@ fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
         ("AUTH_ISSUER", "https://auth.example.test".into()),
         ("AUTH_AUDIENCE", "example-api".into()),
         ("AUTH_BCRYPT_COST", cost.to_string()),
+        (
+            "AUTH_MAILER",
+            format!("file:{}", dir.path().join("mail").display()),
+        ),
+        ("AUTH_MAIL_FROM", "Example <auth@example.test>".into()),
+        ("AUTH_FORGOT_MIN_MS", "20".into()),
     ];
     let config =
         Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
@@ -268,6 +358,61 @@ impl<S: AppStore> TestApp<S> {
     /// Shorter session limits for the login function (the other functions need none).
     pub fn set_session_limits(&mut self, limits: shared::session::SessionLimits) {
         self.login.sessions = limits;
+    }
+
+    /// Every message the file mailer wrote so far.
+    pub fn mails(&self) -> Vec<SentMail> {
+        let dir = self.dir.path().join("mail");
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        entries
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .map(|p| SentMail::parse(&std::fs::read_to_string(p).unwrap()))
+            .collect()
+    }
+
+    /// The messages to `to` whose subject ends with `subject`.
+    pub fn mails_to(&self, to: &str, subject: &str) -> Vec<SentMail> {
+        self.mails()
+            .into_iter()
+            .filter(|m| m.to.contains(to) && m.subject.ends_with(subject))
+            .collect()
+    }
+
+    /// The token of the one link mailed to `to` under `subject` (exactly one such message).
+    pub fn mailed_token(&self, to: &str, subject: &str) -> String {
+        let mails = self.mails_to(to, subject);
+        assert_eq!(mails.len(), 1, "{mails:#?}");
+        mails[0].token().expect("a link with a token")
+    }
+
+    /// A JSON request to a route of the account function, from address `ip`.
+    pub async fn account_from(
+        &self,
+        ip: &str,
+        method: Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Value,
+    ) -> Reply {
+        let mut event: Value = serde_json::from_str(&integration_tests::fixture(
+            "v2_login_json",
+            &[("USERNAME", "x"), ("PASSWORD", "y")],
+        ))
+        .unwrap();
+        event["requestContext"]["http"]["sourceIp"] = ip.into();
+        event["requestContext"]["http"]["method"] = method.as_str().into();
+        event["requestContext"]["http"]["path"] = path.into();
+        event["rawPath"] = path.into();
+        event["routeKey"] = format!("{} {path}", method.as_str()).into();
+        event["body"] = body.to_string().into();
+        if let Some(token) = bearer {
+            event["headers"]["authorization"] = format!("Bearer {token}").into();
+        }
+        let req = lambda_http::request::from_str(&event.to_string()).unwrap();
+        self.send(Route::Account, req).await
     }
 
     /// The login function's (frozen) time.

@@ -23,6 +23,7 @@ mod helpers;
 mod account;
 mod account_protection;
 mod discovery;
+mod email;
 mod events;
 mod login;
 mod me;

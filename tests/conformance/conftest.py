@@ -5,6 +5,10 @@ The OpenID Connect tests also run against a second watch on DynamoDB (a table on
 scripts/moto_atomic.py, on another free loopback port): `oidc_service` is each in turn. Only
 those tests start it; the rest of the suite sees the SQLite service alone.
 
+Both send their mail to one SMTP server on loopback (aiosmtpd, mail_support.py), started before
+them and kept for the session: `mailbox` holds every message either sent. The token-expiry test
+starts a short-lived watch of its own, whose tokens live a few seconds (`short_token_service`).
+
 As in tests/e2e.rs, watch (and moto) run in their own process group, which is stopped (TERM,
 then KILL) with everything it started when the session ends.
 """
@@ -119,10 +123,11 @@ def _stop_group(proc: subprocess.Popen) -> None:
 
 @contextlib.contextmanager
 def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, str],
-                 log_name: str):
-    """Starts `cargo lambda watch` with a fresh signing key in `work` and the store settings
-    `store_env`, waits until every function answers, yields the Service, and stops the whole
-    process group afterwards (its log copied to artifacts/`log_name`)."""
+                 log_name: str, mail_env: dict[str, str]):
+    """Starts `cargo lambda watch` with a fresh signing key in `work`, the store settings
+    `store_env` and the mailer settings `mail_env` (mail_support.mail_env), waits until every
+    function answers, yields the Service, and stops the whole process group afterwards (its log
+    copied to artifacts/`log_name`)."""
     assert shutil.which("cargo-lambda"), "cargo-lambda is on PATH (make conformance adds .venv/bin)"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "dev_key.py"), str(work)], check=True,
@@ -134,6 +139,7 @@ def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, s
     env = {
         **os.environ,
         **store_env,
+        **mail_env,
         "AUTH_SIGNING_KEY": f"file:{work / 'signing-key.pem'}",
         "AUTH_PUBLIC_KEY": f"file:{work / 'signing-key.pub.pem'}",
         "AUTH_ISSUER": issuer,
@@ -164,11 +170,30 @@ def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, s
 
 
 @pytest.fixture(scope="session")
-def service(tmp_path_factory, artifacts) -> Service:
+def mailbox():
+    """The SMTP server every watch service sends through (aiosmtpd on a free loopback port,
+    requirements.txt), up before the first of them starts and stopped after the last: yields
+    the mail_support.Mailbox of every message it accepted."""
+    from mail_support import Mailbox, SmtpServer
+
+    box = Mailbox()
+    server = SmtpServer(box)
+    server.start()
+    try:
+        yield box
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def service(tmp_path_factory, artifacts, mailbox) -> Service:
     """The service on SQLite: every test of the suite, and the OIDC tests' first store."""
+    from mail_support import mail_env
+
     work = tmp_path_factory.mktemp("service")
     store_env = {"AUTH_STORE": f"sqlite:{work / 'users.db'}"}
-    with _run_service(work, artifacts, "sqlite", store_env, "watch.log") as running:
+    with _run_service(work, artifacts, "sqlite", store_env, "watch.log",
+                      mail_env(mailbox)) as running:
         yield running
 
 
@@ -233,21 +258,28 @@ def create_table(endpoint: str, table: str) -> None:
     )
 
 
-@pytest.fixture(scope="session")
-def dynamo_service(tmp_path_factory, artifacts, moto) -> Service:
-    """The service on DynamoDB (a fresh table on moto): the OIDC tests' second store."""
-    work = tmp_path_factory.mktemp("dynamo-service")
+def dynamo_store_env(endpoint: str) -> dict[str, str]:
+    """A fresh table on moto at `endpoint`, and the environment that reaches it."""
     table = f"conformance-{uuid.uuid4().hex[:8]}"
-    create_table(moto, table)
-    store_env = {
+    create_table(endpoint, table)
+    return {
         "AUTH_STORE": f"dynamodb:{table}",
-        "AWS_ENDPOINT_URL": moto,
+        "AWS_ENDPOINT_URL": endpoint,
         **MOTO_CREDENTIALS,
         "AWS_REGION": MOTO_REGION,
         "AWS_DEFAULT_REGION": MOTO_REGION,
         "AWS_EC2_METADATA_DISABLED": "true",
     }
-    with _run_service(work, artifacts, "dynamodb", store_env, "watch-dynamodb.log") as running:
+
+
+@pytest.fixture(scope="session")
+def dynamo_service(tmp_path_factory, artifacts, moto, mailbox) -> Service:
+    """The service on DynamoDB (a fresh table on moto): the OIDC tests' second store."""
+    from mail_support import mail_env
+
+    work = tmp_path_factory.mktemp("dynamo-service")
+    with _run_service(work, artifacts, "dynamodb", dynamo_store_env(moto), "watch-dynamodb.log",
+                      mail_env(mailbox)) as running:
         yield running
 
 
@@ -257,6 +289,34 @@ def oidc_service(request) -> Service:
     pytest runs every OIDC test on SQLite before it starts the DynamoDB service)."""
     return request.getfixturevalue({"sqlite": "service", "dynamodb": "dynamo_service"}[
         request.param])
+
+
+@pytest.fixture(scope="session")
+def store_service(oidc_service) -> Service:
+    """The service on each store in turn, for the mail tests: `oidc_service` under another
+    name, so its parametrisation (and pytest's grouping of each store's tests) is shared."""
+    return oidc_service
+
+
+@pytest.fixture(params=["sqlite", "dynamodb"])
+def short_token_service(request, tmp_path_factory, artifacts, mailbox) -> Service:
+    """A watch of its own, on each store, whose reset and verification tokens live
+    mail_support.SHORT_TOKEN_SECONDS: the expiry test's, started for it and stopped after it (the
+    shared services keep their tokens long, see mail_support.RESET_TOKEN_SECONDS). Its functions
+    are the ones a shared watch has built by then, so it costs a start, not a build."""
+    from mail_support import SHORT_TOKEN_SECONDS, mail_env
+
+    store = request.param
+    work = tmp_path_factory.mktemp(f"short-tokens-{store}")
+    if store == "sqlite":
+        store_env = {"AUTH_STORE": f"sqlite:{work / 'users.db'}"}
+    else:
+        store_env = dynamo_store_env(request.getfixturevalue("moto"))
+    env = {**mail_env(mailbox, reset_token_seconds=SHORT_TOKEN_SECONDS),
+           "AUTH_VERIFY_TOKEN_SECONDS": str(SHORT_TOKEN_SECONDS)}
+    with _run_service(work, artifacts, store, store_env, f"watch-short-tokens-{store}.log",
+                      env) as running:
+        yield running
 
 
 def register_user(service: Service, full_name: str = "Ada Lovelace") -> tuple[str, str, str]:

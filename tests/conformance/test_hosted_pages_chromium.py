@@ -3,7 +3,9 @@ moto): a person opens an authorization URL (a code flow with PKCE S256, built he
 would), types a username and password into the login page, submits, and lands on the client's
 callback page (a loopback server, conftest.py `callback`) with a code, the state and the issuer,
 which the test then redeems with requests. Then single sign-on, end-session, a wrong password's
-generic message, and the "Create account" path.
+generic message, and the "Create account" path. And the way back in by mail (the suite's SMTP
+server, conftest.py `mailbox`): "Forgot password?" on the sign-in page, the form that sends a
+reset link, and the page the mailed link opens, where the new password is set.
 
 Chromium, unlike a test client, enforces the pages' Content-Security-Policy: its form-action
 directive applies also to the redirect that answers the form's post, so landing on the
@@ -22,6 +24,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
+from mail_support import (
+    RESET,
+    assert_forgot_answer,
+    forgot,
+    mail_link,
+    new_password,
+    verified_account,
+)
 from oidc_support import (
     GENERIC_LOGIN_ERROR,
     assert_redirect_to,
@@ -48,10 +58,10 @@ def open_page_with_field(browser, url: str, name: str) -> None:
     WebDriverWait(browser, WAIT).until(ec.presence_of_element_located((By.NAME, name)))
 
 
-def hosted_form(browser):
-    """The page's one form posting to /authorize."""
+def hosted_form(browser, path: str = "/authorize"):
+    """The page's one form posting to `path`."""
     forms = [f for f in browser.find_elements(By.TAG_NAME, "form")
-             if urlsplit(f.get_attribute("action") or "").path == "/authorize"
+             if urlsplit(f.get_attribute("action") or "").path == path
              and (f.get_attribute("method") or "").lower() == "post"]
     assert len(forms) == 1, browser.page_source[:3000]
     return forms[0]
@@ -242,3 +252,76 @@ def test_create_account_from_the_login_page(oidc_service, oidc_clients, chromium
     login = requests.post(oidc_service.url("/login"), timeout=60, data={
         "grant_type": "password", "username": username, "password": password})
     assert login.status_code == 200, login.text
+
+
+def login_status(service, username: str, password: str) -> int:
+    return requests.post(service.url("/login"), timeout=60, data={
+        "grant_type": "password", "username": username, "password": password}).status_code
+
+
+def test_forgot_password_on_the_sign_in_page_mails_a_reset_link(
+        oidc_service, oidc_clients, mailbox, chromium, artifacts):
+    store = oidc_service.store
+    account = verified_account(oidc_service, mailbox, "Mary Jackson")
+    messages: list[str] = []
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    open_page_with_field(chromium, request.url, "username")
+
+    # WHEN the person follows "Forgot password?" on the sign-in page
+    chromium.find_element(By.LINK_TEXT, "Forgot password?").click()
+    # THEN they are on the provider's /forgot-password form
+    WebDriverWait(chromium, WAIT).until(ec.presence_of_element_located((By.NAME, "login")))
+    at = urlsplit(chromium.current_url)
+    assert at.scheme + "://" + at.netloc == oidc_service.issuer, chromium.current_url
+    assert at.path == "/forgot-password", chromium.current_url
+    form = hosted_form(chromium, "/forgot-password")
+    assert_stylesheet_applied(chromium, oidc_service)
+    # WHEN they type their address and send
+    since = mailbox.mark()
+    type_into(labelled_field(chromium, form, "login"), account.email)
+    chromium.save_screenshot(str(artifacts / f"forgot-password-{store}.png"))
+    messages.extend(console(chromium))
+    press_submit(form)
+    # THEN the page tells them to check their mail
+    wait_for_text(chromium, "Check your mail")
+    chromium.save_screenshot(str(artifacts / f"forgot-password-sent-{store}.png"))
+    # AND the reset link is in their mailbox
+    mail_link(mailbox.wait_for(account.email, RESET, since=since), oidc_service,
+              "/reset-password", never=(account.password,))
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+
+
+def test_the_mailed_reset_link_sets_a_new_password_in_the_browser(
+        oidc_service, mailbox, chromium, artifacts):
+    store = oidc_service.store
+    # GIVEN a reset link mailed to a verified address
+    account = verified_account(oidc_service, mailbox, "Dorothy Vaughan")
+    since = mailbox.mark()
+    assert_forgot_answer(forgot(oidc_service, email=account.email))
+    link = mail_link(mailbox.wait_for(account.email, RESET, since=since), oidc_service,
+                     "/reset-password", never=(account.password,))
+    messages: list[str] = []
+
+    # WHEN the person opens it
+    open_page_with_field(chromium, link, "new_password")
+    # THEN the page asks for a new password, in a labelled field a password manager fills in
+    form = hosted_form(chromium, "/reset-password")
+    assert_stylesheet_applied(chromium, oidc_service)
+    field = labelled_field(chromium, form, "new_password")
+    assert field.get_attribute("type") == "password"
+    assert field.get_attribute("autocomplete") == "new-password"
+    # WHEN they type one and press "Set password"
+    password = new_password()
+    type_into(field, password)
+    chromium.save_screenshot(str(artifacts / f"reset-password-{store}.png"))
+    messages.extend(console(chromium))
+    press_submit(form)
+    # THEN the page says the password changed
+    wait_for_text(chromium, "Password changed")
+    chromium.save_screenshot(str(artifacts / f"reset-password-done-{store}.png"))
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages
+    # AND the new password logs in over the API, the old one no longer
+    assert login_status(oidc_service, account.username, password) == 200
+    assert login_status(oidc_service, account.username, account.password) == 401

@@ -2,5 +2,7 @@
 //! decides, in one place, what a proof leads to (start a session, or — later — ask for another
 //! factor), so every route that checks a password does it the same way.
 
+pub mod email;
 pub mod password;
+pub mod recovery;
 pub mod registration;

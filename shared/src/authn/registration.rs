@@ -15,6 +15,8 @@ pub struct Application<'a> {
     pub password: &'a str,
     /// The display name, if any.
     pub full_name: Option<&'a str>,
+    /// The e-mail address, if any (stored unverified; the caller sends its verification).
+    pub email: Option<&'a str>,
 }
 
 /// Checks `application` against the policy (cheap checks first; only a valid one pays for
@@ -26,6 +28,7 @@ pub async fn register<W: UserWriter>(
 ) -> Result<Credentials, ApiError> {
     let username = policy::username(application.username)?;
     let full_name = policy::full_name(application.full_name)?;
+    let email = application.email.map(policy::email).transpose()?;
     policy::password(application.password, &username, full_name.as_deref())?;
     let password_hash = hasher
         .hash(application.password)
@@ -36,6 +39,7 @@ pub async fn register<W: UserWriter>(
         username_key: username.key,
         password_hash,
         full_name,
+        email,
     };
     store.create(&user).await?;
     tracing::info!(user_id = %user.id, "user registered");
@@ -48,5 +52,7 @@ pub async fn register<W: UserWriter>(
         failed_logins: 0,
         last_failed_at: None,
         session_epoch: 0,
+        email: user.email,
+        email_verified: false,
     })
 }

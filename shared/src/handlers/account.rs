@@ -2,13 +2,22 @@
 //! (re-authentication, ASVS 7.5.1):
 //! - `PUT /me/password` {current_password, new_password} → 200 with a new session for the caller;
 //!   every other session ends and no access token issued before passes `/me` (ASVS 3.3.3);
-//! - `DELETE /me` {password} → 204; the account and its sessions are gone (ASVS 7.4.2).
+//! - `DELETE /me` {password} → 204; the account and its sessions are gone (ASVS 7.4.2);
+//! - `PUT /me/email` {email, password} → 200; the new address is unverified until its mailed
+//!   link is used, and a verified old address is told of the change.
+//!
+//! The addresses' verification and the password reset by mail are in [`super::recovery`],
+//! served by the same function.
 //!
 //! A wrong password counts as a failed login of the account, through the same throttle
 //! ([`throttle::claim`]), so these routes are no side door for guessing.
 
-use lambda_http::http::Method;
+use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
+use serde_json::json;
+
+use crate::authn::email;
+use crate::mail::Letter;
 
 use crate::authn::{self, password::Checker, password::Purpose, password::Refusal};
 use crate::error::ApiError;
@@ -28,6 +37,10 @@ pub async fn handle<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: Request,
 ) -> Response<Body> {
+    let path = http::path(&req).trim_end_matches('/').to_string();
+    if let Some(response) = super::recovery::route(state, &req, &path).await {
+        return response;
+    }
     route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response)
@@ -41,6 +54,9 @@ async fn route<A: stores::Account, S: Signer>(
     if path.ends_with("/me/password") {
         http::require_method(&req, "PUT")?;
         change_password(state, req).await
+    } else if path.ends_with("/me/email") {
+        http::require_method(&req, "PUT")?;
+        change_email(state, req).await
     } else if path.ends_with("/me") {
         if req.method() != Method::DELETE {
             return Err(ApiError::MethodNotAllowed("GET, DELETE"));
@@ -74,6 +90,13 @@ async fn change_password<A: stores::Account, S: Signer>(
         .await?
         .ok_or_else(|| ApiError::Conflict("The password was changed meanwhile".into()))?;
     tracing::info!(user_id = %user.id, "password changed");
+    email::notify(
+        &state.outbox,
+        &user,
+        Letter::PasswordChanged,
+        "password-changed",
+    )
+    .await;
     let grant = session::start(
         &state.store,
         &Credentials {
@@ -86,6 +109,40 @@ async fn change_password<A: stores::Account, S: Signer>(
     .await?;
     let iss = http::issuer(&state.issuer, &req)?;
     super::token_response(&state.tokens, &iss, &grant, None, (state.clock)()).await
+}
+
+async fn change_email<A: stores::Account, S: Signer>(
+    state: &AccountState<A, S>,
+    req: Request,
+) -> Result<Response<Body>, ApiError> {
+    let now = (state.clock)();
+    let (claims, found) =
+        super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
+    let fields = http::read_fields(&req, &[BodyFormat::Json])?;
+    let address = policy::email(fields.string("email")?)?;
+    let password = fields.string("password")?;
+    if found.profile.email.as_deref() == Some(address.as_str()) {
+        return Err(ApiError::validation(
+            "email",
+            "is already the account's address",
+        ));
+    }
+    let user = reauthenticate(state, &claims, password, source(&req), now).await?;
+    if !state.store.set_email(&user, &address).await? {
+        return Err(ApiError::Conflict(
+            "The account changed meanwhile; try again".into(),
+        ));
+    }
+    tracing::info!(user_id = %user.id, "email changed");
+    let iss = http::issuer(&state.issuer, &req)?;
+    email::send_verification(&state.store, &state.outbox, &iss, &user, &address, now).await;
+    if user.email.as_deref() != Some(address.as_str()) {
+        email::notify(&state.outbox, &user, Letter::EmailChanged, "email-changed").await;
+    }
+    Ok(http::json(
+        StatusCode::OK,
+        &json!({"email": address, "email_verified": false}),
+    ))
 }
 
 async fn delete_account<A: stores::Account, S: Signer>(

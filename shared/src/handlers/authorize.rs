@@ -13,7 +13,6 @@
 
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
-use subtle::ConstantTimeEq;
 
 use crate::authn::password::{self, Checker, Purpose, Refusal};
 use crate::authn::registration::{self, Application};
@@ -99,36 +98,6 @@ impl<'a> Page<'a> {
     }
 }
 
-/// The request's parameters: the query of a GET, the form of a POST.
-fn parameters(req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    let raw = if req.method() == Method::POST {
-        if http::media_type(req).as_deref() != Some("application/x-www-form-urlencoded") {
-            return Err(ApiError::UnsupportedMediaType(
-                "The hosted forms post application/x-www-form-urlencoded".into(),
-            ));
-        }
-        let body = http::body_bytes(req);
-        if body.len() > http::MAX_BODY_BYTES {
-            return Err(ApiError::PayloadTooLarge(http::MAX_BODY_BYTES));
-        }
-        std::str::from_utf8(body)
-            .map_err(|_| ApiError::BadRequest("The form is not UTF-8".into()))?
-            .to_string()
-    } else {
-        req.uri().query().unwrap_or("").to_string()
-    };
-    serde_urlencoded::from_str::<Vec<(String, String)>>(&raw)
-        .map_err(|_| ApiError::BadRequest("The parameters cannot be read".into()))
-}
-
-fn first<'p>(params: &'p [(String, String)], name: &str) -> Option<&'p str> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
-        .filter(|v| !v.is_empty())
-}
-
 /// Checks the authorization request, or answers its error where it may go.
 async fn check_request<S: ClientStore>(
     store: &S,
@@ -165,7 +134,7 @@ async fn authorize<C: stores::Authorize>(
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = parameters(req)?;
+    let params = pages::parameters(req)?;
     let request = match check_request(&state.store, page, &params).await {
         Ok(request) => request,
         Err(response) => return Ok(response),
@@ -234,7 +203,7 @@ fn form(
     status: StatusCode,
 ) -> Response<Body> {
     let typed = typed.unwrap_or_default();
-    let (csrf, cookies) = csrf_token(page, req);
+    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
     let fields = request.form_fields();
     let link = |prompt: Option<&str>| {
         let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -259,6 +228,7 @@ fn form(
             username,
             error: typed.error,
             create_link: &link(Some("create")),
+            forgot_link: &format!("{}{}", page.iss, crate::authn::recovery::FORGOT_PAGE),
         }),
         Form::Register => pages::render(&RegisterPage {
             app_name: page.app_name,
@@ -281,18 +251,6 @@ fn form(
     )
 }
 
-/// The browser's CSRF token, or a new one and the cookie that sets it.
-fn csrf_token(page: &Page<'_>, req: &Request) -> (String, Vec<String>) {
-    match pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c)) {
-        Some(token) => (token.to_string(), Vec::new()),
-        None => {
-            let token = pages::new_csrf_token();
-            let cookie = page.cookies.set(page.cookies.csrf(), &token, 3600);
-            (token, vec![cookie])
-        }
-    }
-}
-
 /// The "continue as …" page: a signed-in browser confirms before a code goes to a private-use
 /// scheme.
 fn confirm(
@@ -301,7 +259,7 @@ fn confirm(
     request: &AuthorizationRequest,
     browser: &BrowserSession,
 ) -> Response<Body> {
-    let (csrf, cookies) = csrf_token(page, req);
+    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
     let fields = request.form_fields();
     let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
     query.push(("prompt", "login"));
@@ -323,25 +281,16 @@ fn confirm(
     )
 }
 
-/// Whether the form's `csrf` field is the browser's CSRF cookie (compared in constant time).
-fn csrf_holds(page: &Page<'_>, req: &Request, params: &[(String, String)]) -> bool {
-    let cookie = pages::cookie(req, page.cookies.csrf()).filter(|c| pages::is_csrf_token(c));
-    match (cookie, first(params, "csrf")) {
-        (Some(cookie), Some(field)) => cookie.as_bytes().ct_eq(field.as_bytes()).into(),
-        _ => false,
-    }
-}
-
 /// `POST /authorize`: a hosted form.
 async fn submit<C: stores::Authorize>(
     state: &AuthorizeState<C>,
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = parameters(req)?;
+    let params = pages::parameters(req)?;
     // Before anything else, and before the request is even looked at: a post the browser's own
     // page did not make changes nothing.
-    if !csrf_holds(page, req, &params) {
+    if !pages::csrf_holds(page.cookies, req, &params) {
         return Err(ApiError::AccessDenied(
             "This form has expired or was not sent from this site; go back and try again".into(),
         ));
@@ -351,10 +300,10 @@ async fn submit<C: stores::Authorize>(
         Err(response) => return Ok(response),
     };
     let now = (state.clock)();
-    let username = first(&params, "username").unwrap_or("");
-    let password = first(&params, "password").unwrap_or("");
+    let username = pages::first(&params, "username").unwrap_or("");
+    let password = pages::first(&params, "password").unwrap_or("");
     let current = browser_session(state, page, req, now).await?;
-    if first(&params, "action") == Some("continue") {
+    if pages::first(&params, "action") == Some("continue") {
         // The signed-in browser confirmed: the code goes out for its session, if it still is
         // one (else it signs in again).
         return Ok(match current {
@@ -362,7 +311,7 @@ async fn submit<C: stores::Authorize>(
             None => form(page, req, &request, Form::Login, None, StatusCode::OK),
         });
     }
-    let user = match first(&params, "action") {
+    let user = match pages::first(&params, "action") {
         Some("login") => {
             let checker = Checker {
                 hasher: &state.hasher,
@@ -376,11 +325,12 @@ async fn submit<C: stores::Authorize>(
             }
         }
         Some("register") => {
-            let full_name = first(&params, "full_name");
+            let full_name = pages::first(&params, "full_name");
             let application = Application {
                 username,
                 password,
                 full_name,
+                email: None,
             };
             match registration::register(&state.store, &state.hasher, application).await {
                 Ok(user) => user,
@@ -514,15 +464,15 @@ async fn end_session<C: stores::Authorize>(
     if req.method() != Method::GET && req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed("GET, POST"));
     }
-    let params = parameters(req)?;
+    let params = pages::parameters(req)?;
     let hint =
-        match first(&params, "id_token_hint") {
+        match pages::first(&params, "id_token_hint") {
             Some(token) => Some(state.verifier.id_token_hint(token, page.iss).ok_or_else(
                 || ApiError::BadRequest("id_token_hint is not an id_token of ours".into()),
             )?),
             None => None,
         };
-    let client_id = match (first(&params, "client_id"), &hint) {
+    let client_id = match (pages::first(&params, "client_id"), &hint) {
         (Some(id), Some(hint)) if id != hint.aud => {
             return Err(ApiError::BadRequest(
                 "client_id is not the id_token_hint's audience".into(),
@@ -551,7 +501,7 @@ async fn end_session<C: stores::Authorize>(
         tracing::info!(session_id = %sid, "browser session ended (RP-initiated logout)");
     }
     let clear = vec![page.cookies.set(page.cookies.session(), "", 0)];
-    let Some(uri) = first(&params, "post_logout_redirect_uri") else {
+    let Some(uri) = pages::first(&params, "post_logout_redirect_uri") else {
         return Ok(page.message(StatusCode::OK, "Signed out", "You are signed out.", &clear));
     };
     let registered = match &client_id {
@@ -571,7 +521,7 @@ async fn end_session<C: stores::Authorize>(
         ));
     }
     let mut query = Vec::new();
-    if let Some(s) = first(&params, "state") {
+    if let Some(s) = pages::first(&params, "state") {
         query.push(("state", s));
     }
     let location = if query.is_empty() {

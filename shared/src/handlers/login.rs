@@ -282,6 +282,8 @@ async fn code_account<C: stores::Login, S: Signer>(
         failed_logins: 0,
         last_failed_at: None,
         session_epoch: found.account_epoch,
+        email: found.profile.email,
+        email_verified: found.profile.email_verified,
     };
     Ok((user, found.profile.full_name))
 }

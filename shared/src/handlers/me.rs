@@ -1,4 +1,5 @@
-//! `GET /me` with `Authorization: Bearer <token>` → 200 {username, full_name}; and the OpenID
+//! `GET /me` with `Authorization: Bearer <token>` → 200 {username, full_name} (and `email`,
+//! `email_verified` when the account has an address); and the OpenID
 //! Connect `GET`/`POST /userinfo` (Core §5.3) → 200 {sub, preferred_username, name}, through the
 //! same session-aware bearer check.
 
@@ -27,10 +28,13 @@ async fn me<P: stores::Me>(state: &MeState<P>, req: Request) -> Result<Response<
     let now = (state.clock)();
     let (_, found) =
         super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
-    Ok(http::json(
-        StatusCode::OK,
-        &json!({"username": found.profile.username, "full_name": found.profile.full_name}),
-    ))
+    let profile = found.profile;
+    let mut body = json!({"username": profile.username, "full_name": profile.full_name});
+    if let Some(email) = profile.email {
+        body["email"] = json!(email);
+        body["email_verified"] = json!(profile.email_verified);
+    }
+    Ok(http::json(StatusCode::OK, &body))
 }
 
 async fn userinfo<P: stores::Me>(

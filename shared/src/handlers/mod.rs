@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod me;
+pub mod recovery;
 pub mod register;
 
 use lambda_http::http::StatusCode;

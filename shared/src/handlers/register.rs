@@ -1,9 +1,12 @@
-//! `POST /register` {username, password, full_name?} → 201 {"message":"User registered successfully"}.
+//! `POST /register` {username, password, full_name?, email?} → 201 {"message":"User registered
+//! successfully"}. With an address, its verification link is mailed (a mailer that fails loses
+//! nothing: the account exists, and the link can be sent again).
 
 use lambda_http::http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde_json::json;
 
+use crate::authn::email;
 use crate::authn::registration::{self, Application};
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat};
@@ -27,8 +30,14 @@ async fn register<W: stores::Register>(
         username: fields.string("username")?,
         password: fields.string("password")?,
         full_name: fields.optional_string("full_name")?,
+        email: fields.optional_string("email")?,
     };
-    registration::register(&state.store, &state.hasher, application).await?;
+    let iss = http::issuer(&state.issuer, &req)?;
+    let user = registration::register(&state.store, &state.hasher, application).await?;
+    if let Some(address) = &user.email {
+        let now = (state.clock)();
+        email::send_verification(&state.store, &state.outbox, &iss, &user, address, now).await;
+    }
     Ok(http::json(
         StatusCode::CREATED,
         &json!({"message": "User registered successfully"}),

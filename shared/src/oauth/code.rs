@@ -3,13 +3,10 @@
 //! client, the exact redirect URI and the PKCE challenge of the authorization request. The code
 //! is 256 random bits; the store keeps only its SHA-256, so a copy of the store redeems nothing.
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::pkce;
+use crate::store::tickets::{new_secret, secret_hash as hash};
 use crate::store::{StoreError, TicketKind, TicketStore};
 
 /// How long a code may wait for its exchange (RFC 6749 §4.1.2 recommends at most 10 minutes;
@@ -54,21 +51,13 @@ pub enum CodeError {
     Store(#[from] StoreError),
 }
 
-fn hash(code: &str) -> String {
-    URL_SAFE_NO_PAD.encode(Sha256::digest(code.as_bytes()))
-}
-
 /// Issues a code for `grant` at `now`: the code to put in the redirect.
 pub async fn issue<T: TicketStore>(
     store: &T,
     grant: &CodeGrant,
     now: u64,
 ) -> Result<String, StoreError> {
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| StoreError::Fault("the OS random number generator failed".into()))?;
-    let code = URL_SAFE_NO_PAD.encode(bytes);
+    let code = new_secret()?;
     let record = serde_json::to_string(grant).map_err(|e| StoreError::Fault(e.to_string()))?;
     store
         .put_ticket(

@@ -598,6 +598,7 @@ mod tests {
             username_key: policy::username_key(name),
             password_hash: format!("$2b$04$hash-of-{name}"),
             full_name: None,
+            email: None,
         }
     }
 

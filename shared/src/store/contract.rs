@@ -18,6 +18,7 @@ pub fn new_user(id_hint: &str, username: &str) -> NewUser {
         username_key: policy::username_key(username),
         password_hash: format!("$2b$04$hash-of-{id_hint}"),
         full_name: Some(format!("Full {username}")),
+        email: None,
     }
 }
 
@@ -44,7 +45,9 @@ pub async fn create_and_read(store: &impl FullStore) {
         Some((
             Profile {
                 username: "Emma".into(),
-                full_name: Some("Full Emma".into())
+                full_name: Some("Full Emma".into()),
+                email: None,
+                email_verified: false,
             },
             None
         ))
@@ -66,6 +69,7 @@ pub async fn create_and_read(store: &impl FullStore) {
     );
     let anonymous = NewUser {
         full_name: None,
+        email: None,
         ..new_user("anon", "anon")
     };
     store.create(&anonymous).await.unwrap();

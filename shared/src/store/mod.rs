@@ -5,6 +5,7 @@
 //! - [`counters`]: the throttle's counters;
 //! - [`tickets`]: single-use secrets (codes, login steps, mail links, MFA tokens), taken once;
 //! - [`clients`]: registered OAuth clients;
+//! - [`email`]: accounts' addresses and their verification;
 //! - [`admin`]: what only the operator's `auth-admin` does.
 //!
 //! The backend plumbing (connection, migrations, the DynamoDB key scheme) is in `sqlite/` and
@@ -14,6 +15,7 @@ pub mod admin;
 pub mod clients;
 pub mod counters;
 mod dynamodb;
+pub mod email;
 pub mod sessions;
 mod sqlite;
 pub mod tickets;
@@ -27,6 +29,7 @@ pub mod testing;
 pub use clients::ClientStore;
 pub use counters::{Counter, CounterStore, Swap};
 pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
+pub use email::{EmailStore, Verified};
 pub use sessions::{Holder, PreviousGeneration, SessionLife, SessionRecord, SessionStore};
 pub use sqlite::SqliteStore;
 pub use tickets::{TicketKind, TicketStore};

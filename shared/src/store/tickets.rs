@@ -15,6 +15,33 @@ use super::dynamodb::{
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 
+/// A new ticket secret: 256 random bits, base64url (43 characters).
+pub fn new_secret() -> Result<String, StoreError> {
+    use base64::Engine;
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 32];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| StoreError::Fault("the OS random number generator failed".into()))?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// What the store keeps of a ticket's secret: its SHA-256, base64url.
+pub fn secret_hash(secret: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(secret.as_bytes()))
+}
+
+/// Whether `value` has the shape of [`new_secret`]'s secrets (anything else is refused before
+/// any lookup).
+pub fn is_secret(value: &str) -> bool {
+    value.len() == 43
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
 /// What a ticket is for; part of its key, so a secret of one kind never redeems as another.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketKind {
@@ -56,6 +83,15 @@ pub trait TicketStore: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
+    /// The record of the ticket if it is there and alive at `now`, leaving it in place (a page
+    /// that shows a form for a mailed link, which mail scanners open before the user does).
+    fn peek_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
     /// Takes the ticket: deletes it in one atomic step and returns its record if it was there
     /// and alive at `now`. Of concurrent takes of one ticket exactly one gets `Some`.
     fn take_ticket(
@@ -90,6 +126,22 @@ impl TicketStore for SqliteStore {
         })
         .map(|_| ())
         .map_err(classify)
+    }
+
+    async fn peek_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> Result<Option<String>, StoreError> {
+        self.lock()
+            .query_row(
+                "SELECT record FROM tickets WHERE kind = ?1 AND hash = ?2 AND expires_at > ?3",
+                params![kind.as_str(), hash, int(now)],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(classify)
     }
 
     async fn take_ticket(
@@ -133,6 +185,19 @@ impl TicketStore for DynamoStore {
             .item(TTL_ATTRIBUTE, n(expires_at));
         let out = unless_alive(put, now).send().await;
         applied(out)?.map(|_| ()).ok_or(StoreError::Duplicate)
+    }
+
+    async fn peek_ticket(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let Some(item) = self.get(ticket_key(kind.as_str(), hash)).await? else {
+            return Ok(None);
+        };
+        let alive = get_n(&item, TTL_ATTRIBUTE).is_some_and(|t| t > now);
+        Ok(get_s(&item, "record").filter(|_| alive))
     }
 
     async fn take_ticket(

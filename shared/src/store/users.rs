@@ -9,8 +9,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
-    DynamoStore, Item, KEY, SESSION_PREFIX, account_item_key, applied, get_n, get_s, is_reserved,
-    n, returned_n, s, session_key,
+    DynamoStore, Item, KEY, SESSION_PREFIX, account_item_key, applied, get_bool, get_n, get_s,
+    is_reserved, n, returned_n, s, session_key,
 };
 use super::sessions::{SessionLife, session_life};
 use super::sqlite::{SqliteStore, classify, int, uint};
@@ -29,6 +29,8 @@ pub struct NewUser {
     pub password_hash: String,
     /// Optional display name.
     pub full_name: Option<String>,
+    /// Optional e-mail address (normalised), unverified.
+    pub email: Option<String>,
 }
 
 /// What login needs of a user. `Debug` leaves the hash out.
@@ -49,6 +51,10 @@ pub struct Credentials {
     /// The account's session epoch: a global logout increments it, ending every session started
     /// under an earlier epoch in one write.
     pub session_epoch: u64,
+    /// The account's e-mail address (normalised), if any.
+    pub email: Option<String>,
+    /// Whether that address is verified.
+    pub email_verified: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -59,6 +65,7 @@ impl std::fmt::Debug for Credentials {
             .field("failed_logins", &self.failed_logins)
             .field("last_failed_at", &self.last_failed_at)
             .field("session_epoch", &self.session_epoch)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }
@@ -70,6 +77,10 @@ pub struct Profile {
     pub username: String,
     /// Optional display name.
     pub full_name: Option<String>,
+    /// The e-mail address, if one is set.
+    pub email: Option<String>,
+    /// Whether it is verified.
+    pub email_verified: bool,
 }
 
 /// Creating users (the `register` function).
@@ -157,14 +168,16 @@ impl UserWriter for SqliteStore {
     async fn create(&self, user: &NewUser) -> Result<(), StoreError> {
         self.lock()
             .execute(
-                "INSERT INTO users (username, hashed_password, full_name, user_id, username_key)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO users (username, hashed_password, full_name, user_id, username_key,
+                                    email)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 params![
                     user.username,
                     user.password_hash,
                     user.full_name,
                     user.id,
-                    user.username_key
+                    user.username_key,
+                    user.email
                 ],
             )
             .map(|_| ())
@@ -172,28 +185,35 @@ impl UserWriter for SqliteStore {
     }
 }
 
+/// The columns [`credentials_row`] reads, in its order.
+pub(super) const CREDENTIAL_COLUMNS: &str = "user_id, hashed_password, failed_logins, \
+     last_failed_at, username, session_epoch, username_key, email, email_verified";
+
+/// A row of [`CREDENTIAL_COLUMNS`] as credentials.
+pub(super) fn credentials_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credentials> {
+    Ok(Credentials {
+        id: r.get(0)?,
+        username_key: r.get(6)?,
+        username: r.get(4)?,
+        password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
+        failed_logins: r.get(2)?,
+        last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
+        session_epoch: r.get::<_, i64>(5)?.max(0) as u64,
+        email: r.get(7)?,
+        email_verified: r.get::<_, i64>(8)? != 0,
+    })
+}
+
 impl CredentialStore for SqliteStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
         let conn = self.lock();
         let mut select = conn
-            .prepare_cached(
-                "SELECT user_id, hashed_password, failed_logins, last_failed_at, username,
-                        session_epoch
-                 FROM users WHERE username_key = ?1",
-            )
+            .prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM users WHERE username_key = ?1"
+            ))
             .map_err(classify)?;
         select
-            .query_row([username_key], |r| {
-                Ok(Credentials {
-                    id: r.get(0)?,
-                    username_key: username_key.to_string(),
-                    username: r.get(4)?,
-                    password_hash: r.get::<_, Option<String>>(1)?.unwrap_or_default(),
-                    failed_logins: r.get(2)?,
-                    last_failed_at: r.get::<_, Option<i64>>(3)?.map(|t| t.max(0) as u64),
-                    session_epoch: r.get::<_, i64>(5)?.max(0) as u64,
-                })
-            })
+            .query_row([username_key], credentials_row)
             .optional()
             .map_err(classify)
     }
@@ -249,7 +269,8 @@ impl ProfileReader for SqliteStore {
         let conn = self.lock();
         let mut select = conn
             .prepare_cached(
-                "SELECT u.username, u.full_name, u.session_epoch, s.user_id, s.epoch, s.expires_at
+                "SELECT u.username, u.full_name, u.session_epoch, s.user_id, s.epoch, s.expires_at,
+                        u.email, u.email_verified
                  FROM users u LEFT JOIN sessions s ON s.sid = ?3
                  WHERE u.user_id = ?1 AND u.username = ?2",
             )
@@ -268,6 +289,8 @@ impl ProfileReader for SqliteStore {
                     profile: Profile {
                         username: r.get(0)?,
                         full_name: r.get(1)?,
+                        email: r.get(6)?,
+                        email_verified: r.get::<_, i64>(7)? != 0,
                     },
                     account_epoch: uint(r.get(2)?),
                     session,
@@ -347,6 +370,8 @@ impl CredentialStore for DynamoStore {
             failed_logins: get_n(&item, "failed_logins").unwrap_or(0) as u32,
             last_failed_at: get_n(&item, "last_failed_at"),
             session_epoch: get_n(&item, "session_epoch").unwrap_or(0),
+            email: get_s(&item, "email"),
+            email_verified: get_bool(&item, "email_verified"),
         }))
     }
 
@@ -444,6 +469,8 @@ impl ProfileReader for DynamoStore {
             profile: Profile {
                 username: get_s(user, "username").unwrap_or_default(),
                 full_name: get_s(user, "full_name"),
+                email: get_s(user, "email"),
+                email_verified: get_bool(user, "email_verified"),
             },
             account_epoch: get_n(user, "session_epoch").unwrap_or(0),
             session,
@@ -481,15 +508,42 @@ impl AccountStore for DynamoStore {
     async fn delete_account(&self, user: &Credentials) -> Result<bool, StoreError> {
         // Session items stay until their TTL, refused from now on: their account is gone, and a
         // new account under the name has another id.
-        let out = self
-            .client
-            .delete_item()
+        let verified = user.email.as_deref().filter(|_| user.email_verified);
+        let Some(email) = verified else {
+            let out = self
+                .client
+                .delete_item()
+                .table_name(&self.table)
+                .key(KEY, account_item_key(&user.username_key))
+                .condition_expression("user_id = :id")
+                .expression_attribute_values(":id", s(&user.id))
+                .send()
+                .await;
+            return Ok(applied(out)?.is_some());
+        };
+        // A verified address is released with its account, in one transaction.
+        let account = aws_sdk_dynamodb::types::Delete::builder()
             .table_name(&self.table)
             .key(KEY, account_item_key(&user.username_key))
             .condition_expression("user_id = :id")
             .expression_attribute_values(":id", s(&user.id))
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))?;
+        let out = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                    .delete(account)
+                    .build(),
+            )
+            .transact_items(super::email::release_claim(&self.table, &user.id, email)?)
             .send()
             .await;
-        Ok(applied(out)?.is_some())
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if super::dynamodb::transaction_lost(&e) => Ok(false),
+            Err(e) => Err(super::dynamodb::fail(e)),
+        }
     }
 }

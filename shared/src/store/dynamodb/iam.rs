@@ -551,6 +551,8 @@ fn user() -> Credentials {
         failed_logins: 1,
         last_failed_at: Some(NOW - 60),
         session_epoch: 0,
+        email: None,
+        email_verified: false,
     }
 }
 
@@ -634,6 +636,7 @@ async fn register(store: &DynamoStore) {
         username_key: "emma".into(),
         password_hash: "$2b$12$hash".into(),
         full_name: Some("Emma Example".into()),
+        email: None,
     };
     store.create(&user).await.unwrap();
     user.full_name = None;
@@ -686,6 +689,7 @@ async fn authorize(store: &DynamoStore) {
             username_key: "emma".into(),
             password_hash: "$2b$12$hash".into(),
             full_name: Some("Emma Example".into()),
+            email: None,
         })
         .await
         .unwrap();

@@ -21,12 +21,21 @@ pub const TICKET_PREFIX: &str = "#ticket ";
 /// The partition key prefix of registered OAuth clients (then the client id).
 pub const CLIENT_PREFIX: &str = "#client ";
 
+/// The partition key prefix of verified addresses' claims (then the normalised address).
+pub const EMAIL_PREFIX: &str = "#email ";
+
 /// The partition key prefixes of the items that are not accounts: every other key is an
 /// account's (`template.yaml` names account keys as those that start with none of these).
-pub const RESERVED_PREFIXES: [&str; 4] =
-    [SESSION_PREFIX, COUNTER_PREFIX, TICKET_PREFIX, CLIENT_PREFIX];
+pub const RESERVED_PREFIXES: [&str; 5] = [
+    SESSION_PREFIX,
+    COUNTER_PREFIX,
+    TICKET_PREFIX,
+    CLIENT_PREFIX,
+    EMAIL_PREFIX,
+];
 
-/// Whether `key` is a session's, a counter's, a ticket's or a client's, never an account's.
+/// Whether `key` is a session's, a counter's, a ticket's, a client's or an address claim's,
+/// never an account's.
 pub fn is_reserved(key: &str) -> bool {
     RESERVED_PREFIXES
         .iter()
@@ -53,6 +62,11 @@ pub(in crate::store) fn ticket_key(kind: &str, hash: &str) -> AttributeValue {
     AttributeValue::S(format!("{TICKET_PREFIX}{kind} {hash}"))
 }
 
+/// The key of the claim on the verified address `email`.
+pub(in crate::store) fn email_key(email: &str) -> AttributeValue {
+    AttributeValue::S(format!("{EMAIL_PREFIX}{email}"))
+}
+
 /// The key of the OAuth client `client_id`.
 pub(in crate::store) fn client_key(client_id: &str) -> AttributeValue {
     AttributeValue::S(format!("{CLIENT_PREFIX}{client_id}"))
@@ -70,6 +84,7 @@ mod tests {
             "#throttle pair 1 id y",
             "#ticket code h",
             "#client web",
+            "#email a@example.com",
             "#SESSION x",
             "",
         ] {

@@ -48,6 +48,7 @@ pub const NEW_ACCOUNT_ATTRIBUTES: &[&str] = &[
     "failed_logins",
     "created_at",
     "full_name",
+    "email",
 ];
 /// A login's outcome on the account: the failure count, and its reset and the rehash after a
 /// success (`count_failure`, `record_success`).
@@ -136,6 +137,13 @@ pub(super) fn n(v: u64) -> AttributeValue {
 
 pub(super) fn get_s(item: &Item, name: &str) -> Option<String> {
     item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+pub(super) fn get_bool(item: &Item, name: &str) -> bool {
+    item.get(name)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
 }
 
 pub(super) fn get_n(item: &Item, name: &str) -> Option<u64> {
@@ -250,8 +258,12 @@ impl DynamoStore {
             .item("created_at", n(crate::clock::now()))
             .condition_expression("attribute_not_exists(#k)")
             .expression_attribute_names("#k", KEY);
-        match &user.full_name {
+        let put = match &user.full_name {
             Some(full_name) => put.item("full_name", s(full_name)),
+            None => put,
+        };
+        match &user.email {
+            Some(email) => put.item("email", s(email)),
             None => put,
         }
     }

@@ -12,7 +12,7 @@ use crate::policy;
 type Step = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
 /// Every step, in order: accounts, sessions, throttle counters, single-use tickets, OAuth
-/// clients, and who holds each session.
+/// clients, who holds each session, and the accounts' addresses.
 const STEPS: &[Step] = &[
     accounts,
     sessions,
@@ -20,6 +20,7 @@ const STEPS: &[Step] = &[
     tickets,
     clients,
     session_holders,
+    email_addresses,
 ];
 
 /// The version a file has once every step ran.
@@ -194,6 +195,31 @@ fn session_holders(tx: &Transaction<'_>) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// An account's e-mail address (normalised) and whether it is verified: a verified address
+/// belongs to one account at most (the partial unique index), an unverified one to any number.
+fn email_addresses(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let existing: Vec<String> = {
+        let mut stmt = tx.prepare("PRAGMA table_info(users)")?;
+        stmt.query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()?
+    };
+    for (column, ddl) in [
+        ("email", "ALTER TABLE users ADD COLUMN email TEXT"),
+        (
+            "email_verified",
+            "ALTER TABLE users ADD COLUMN email_verified INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        if !existing.iter().any(|c| c == column) {
+            tx.execute(ddl, [])?;
+        }
+    }
+    tx.execute_batch(
+        "CREATE UNIQUE INDEX IF NOT EXISTS users_verified_email ON users (email)
+             WHERE email_verified = 1;",
+    )
 }
 
 #[cfg(test)]

@@ -210,7 +210,9 @@ mod tests {
             profile.profile,
             Profile {
                 username: "johndoe".into(),
-                full_name: Some("John Doe".into())
+                full_name: Some("John Doe".into()),
+                email: None,
+                email_verified: false,
             }
         );
         // Two tutorial rows differing only by case both survive; the first keeps the login.

@@ -1,0 +1,203 @@
+//! An account's e-mail address: its verification link (sent at registration, at every change
+//! and on request), the verification itself, and the notices that go to a verified address.
+//!
+//! A verification link carries a single-use ticket ([`TicketKind::EmailVerification`]) naming
+//! the account and the address it was sent to: it verifies that address only while it is still
+//! the account's, and only if no other account has it verified (the store decides that, in the
+//! same write).
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ApiError, with_query};
+use crate::mail::{Letter, Outbox};
+use crate::metrics::{self, Outcome};
+use crate::store::tickets::{is_secret, new_secret, secret_hash};
+use crate::store::{
+    CounterStore, Credentials, EmailStore, StoreError, TicketKind, TicketStore, Verified,
+};
+
+/// What a verification ticket stands for.
+#[derive(Debug, Serialize, Deserialize)]
+struct VerifyRecord {
+    user_id: String,
+    username_key: String,
+    email: String,
+}
+
+/// The hosted verification page, under the issuer.
+pub const VERIFY_PAGE: &str = "/verify-email";
+
+/// Sends `user` a link that verifies `email`, valid for `AUTH_VERIFY_TOKEN_SECONDS`. Nothing
+/// fails the caller: a store or mailer failure is logged and counted, and the user can ask for
+/// another link.
+pub async fn send_verification<T: TicketStore>(
+    store: &T,
+    outbox: &Outbox,
+    iss: &str,
+    user: &Credentials,
+    email: &str,
+    now: u64,
+) -> bool {
+    let record = VerifyRecord {
+        user_id: user.id.clone(),
+        username_key: user.username_key.clone(),
+        email: email.to_string(),
+    };
+    let token = match issue(
+        store,
+        TicketKind::EmailVerification,
+        &record,
+        outbox.verify_ttl,
+        now,
+    )
+    .await
+    {
+        Ok(token) => token,
+        Err(e) => {
+            tracing::warn!(user_id = %user.id, error = %e, "verification link not stored");
+            metrics::record(Outcome::MailFailed);
+            return false;
+        }
+    };
+    let base = outbox
+        .verify_url
+        .clone()
+        .unwrap_or_else(|| format!("{iss}{VERIFY_PAGE}"));
+    let link = with_query(&base, &[("token", &token)]);
+    let letter = Letter::Verify {
+        link: &link,
+        seconds: outbox.verify_ttl,
+    };
+    outbox
+        .post(&user.id, &user.username, email, letter, "verify")
+        .await
+}
+
+/// Verifies the address a link's `token` was sent to: the address.
+pub async fn verify<T: TicketStore + EmailStore>(
+    store: &T,
+    token: &str,
+    now: u64,
+) -> Result<String, ApiError> {
+    let record: VerifyRecord = take(store, TicketKind::EmailVerification, token, now)
+        .await?
+        .ok_or(ApiError::InvalidLink)?;
+    match store
+        .verify_email(&record.user_id, &record.username_key, &record.email)
+        .await?
+    {
+        Verified::Yes => {
+            tracing::info!(user_id = %record.user_id, "email verified");
+            metrics::record(Outcome::EmailVerified);
+            Ok(record.email)
+        }
+        Verified::Stale => Err(ApiError::InvalidLink),
+        Verified::TakenElsewhere => {
+            tracing::info!(user_id = %record.user_id, "email verified on another account");
+            Err(ApiError::Conflict(UNVERIFIABLE.into()))
+        }
+    }
+}
+
+/// Whether a verification link's `token` is live (read, not taken).
+pub async fn link_alive<T: TicketStore>(
+    store: &T,
+    token: &str,
+    now: u64,
+) -> Result<bool, StoreError> {
+    Ok(
+        peek::<_, VerifyRecord>(store, TicketKind::EmailVerification, token, now)
+            .await?
+            .is_some(),
+    )
+}
+
+/// The neutral answer when another account has the address verified.
+pub const UNVERIFIABLE: &str = "This address cannot be verified for this account";
+
+/// Claims one mail to `user_id` in its windows (one a minute, five an hour): `Err(wait)` when
+/// one is full (nothing is sent then).
+pub async fn claim_mail<C: CounterStore>(
+    store: &C,
+    user_id: &str,
+    now: u64,
+) -> Result<Result<(), u64>, StoreError> {
+    use crate::policy::{MAILS_PER_HOUR, MAILS_PER_MINUTE};
+    let minute = store
+        .add_in_window(
+            &format!("mail minute id {user_id}"),
+            MAILS_PER_MINUTE,
+            60,
+            now,
+        )
+        .await?;
+    if minute.is_none() {
+        return Ok(Err(60));
+    }
+    let hour = store
+        .add_in_window(
+            &format!("mail hour id {user_id}"),
+            MAILS_PER_HOUR,
+            3600,
+            now,
+        )
+        .await?;
+    Ok(if hour.is_none() { Err(3600) } else { Ok(()) })
+}
+
+/// Sends a notice to `user`'s verified address, if it has one.
+pub async fn notify(outbox: &Outbox, user: &Credentials, letter: Letter<'_>, what: &'static str) {
+    if let Some(to) = user.email.as_deref().filter(|_| user.email_verified) {
+        outbox
+            .post(&user.id, &user.username, to, letter, what)
+            .await;
+    }
+}
+
+/// Stores `record` as a ticket of `kind` living `ttl` seconds: the secret for the link.
+pub(crate) async fn issue<T: TicketStore>(
+    store: &T,
+    kind: TicketKind,
+    record: &impl Serialize,
+    ttl: u64,
+    now: u64,
+) -> Result<String, StoreError> {
+    let token = new_secret()?;
+    let record = serde_json::to_string(record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    store
+        .put_ticket(kind, &secret_hash(&token), &record, now + ttl, now)
+        .await?;
+    Ok(token)
+}
+
+/// The record of a live ticket of `kind` for `token`, left in place.
+pub(crate) async fn peek<T: TicketStore, R: for<'de> Deserialize<'de>>(
+    store: &T,
+    kind: TicketKind,
+    token: &str,
+    now: u64,
+) -> Result<Option<R>, StoreError> {
+    if !is_secret(token) {
+        return Ok(None);
+    }
+    let record = store.peek_ticket(kind, &secret_hash(token), now).await?;
+    record.map(|r| parse(&r)).transpose()
+}
+
+/// The record of a live ticket of `kind` for `token`, taken (of concurrent takes one wins).
+pub(crate) async fn take<T: TicketStore, R: for<'de> Deserialize<'de>>(
+    store: &T,
+    kind: TicketKind,
+    token: &str,
+    now: u64,
+) -> Result<Option<R>, StoreError> {
+    if !is_secret(token) {
+        return Ok(None);
+    }
+    let record = store.take_ticket(kind, &secret_hash(token), now).await?;
+    record.map(|r| parse(&r)).transpose()
+}
+
+fn parse<R: for<'de> Deserialize<'de>>(record: &str) -> Result<R, StoreError> {
+    serde_json::from_str(record).map_err(|e| StoreError::Fault(format!("ticket record: {e}")))
+}
