@@ -28,6 +28,7 @@ from mail_support import (
     RESET,
     assert_forgot_answer,
     forgot,
+    login,
     mail_link,
     new_password,
     verified_account,
@@ -254,11 +255,6 @@ def test_create_account_from_the_login_page(oidc_service, oidc_clients, chromium
     assert login.status_code == 200, login.text
 
 
-def login_status(service, username: str, password: str) -> int:
-    return requests.post(service.url("/login"), timeout=60, data={
-        "grant_type": "password", "username": username, "password": password}).status_code
-
-
 def test_forgot_password_on_the_sign_in_page_mails_a_reset_link(
         oidc_service, oidc_clients, mailbox, chromium, artifacts):
     store = oidc_service.store
@@ -323,5 +319,5 @@ def test_the_mailed_reset_link_sets_a_new_password_in_the_browser(
     messages.extend(console(chromium))
     assert not csp_violations(messages), messages
     # AND the new password logs in over the API, the old one no longer
-    assert login_status(oidc_service, account.username, password) == 200
-    assert login_status(oidc_service, account.username, account.password) == 401
+    assert login(oidc_service, account.username, password).status_code == 200
+    assert login(oidc_service, account.username, account.password).status_code == 401

@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::*;
 use crate::store::{
-    AccountStore, ClientStore, Counter, CounterStore, CredentialStore, Credentials, Holder,
+    AccountStore, ClientStore, EmailStore, Counter, CounterStore, CredentialStore, Credentials, Holder,
     PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, TicketKind,
     TicketStore, UserWriter,
 };
@@ -49,6 +49,8 @@ enum Keys {
     Tickets,
     /// OAuth clients.
     Clients,
+    /// Verified addresses' claims.
+    Emails,
 }
 
 impl Keys {
@@ -65,6 +67,7 @@ impl Keys {
             Keys::AllButCounters => ("ForAllValues:StringNotLike", vec![pattern(COUNTER_PREFIX)]),
             Keys::Tickets => ("ForAllValues:StringLike", vec![pattern(TICKET_PREFIX)]),
             Keys::Clients => ("ForAllValues:StringLike", vec![pattern(CLIENT_PREFIX)]),
+            Keys::Emails => ("ForAllValues:StringLike", vec![pattern(EMAIL_PREFIX)]),
         }
     }
 }
@@ -113,6 +116,16 @@ fn write_counters() -> Expected {
     }
 }
 
+fn issue_links() -> Expected {
+    Expected {
+        sid: "IssueLinks",
+        actions: PUT,
+        keys: Keys::Tickets,
+        attributes: Some(&[TICKET_ATTRIBUTES]),
+        return_values: Some(&["NONE"]),
+    }
+}
+
 fn read_bearer() -> Expected {
     Expected {
         sid: "ReadBearerAccountsAndSessions",
@@ -128,13 +141,16 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
     vec![
         (
             "RegisterFunction",
-            vec![Expected {
-                sid: "CreateAccounts",
-                actions: PUT,
-                keys: Keys::Accounts,
-                attributes: Some(&[NEW_ACCOUNT_ATTRIBUTES]),
-                return_values: Some(&["NONE"]),
-            }],
+            vec![
+                Expected {
+                    sid: "CreateAccounts",
+                    actions: PUT,
+                    keys: Keys::Accounts,
+                    attributes: Some(&[NEW_ACCOUNT_ATTRIBUTES, NEW_ACCOUNT_EMAIL_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+                issue_links(),
+            ],
         ),
         (
             "LoginFunction",
@@ -264,8 +280,41 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "UpdateAccounts",
                     actions: UPDATE,
                     keys: Keys::Accounts,
-                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES, PASSWORD_CHANGE_ATTRIBUTES]),
+                    attributes: Some(&[
+                        LOGIN_OUTCOME_ATTRIBUTES,
+                        PASSWORD_CHANGE_ATTRIBUTES,
+                        EMAIL_ATTRIBUTES,
+                    ]),
                     return_values: Some(&["NONE", "UPDATED_NEW"]),
+                },
+                Expected {
+                    sid: "ReadLinks",
+                    actions: GET,
+                    keys: Keys::Tickets,
+                    attributes: None,
+                    return_values: None,
+                },
+                issue_links(),
+                Expected {
+                    sid: "TakeLinks",
+                    actions: DELETE,
+                    keys: Keys::Tickets,
+                    attributes: None,
+                    return_values: Some(&["ALL_OLD"]),
+                },
+                Expected {
+                    sid: "ReadAddressClaims",
+                    actions: GET,
+                    keys: Keys::Emails,
+                    attributes: None,
+                    return_values: None,
+                },
+                Expected {
+                    sid: "ClaimAndReleaseAddresses",
+                    actions: &["dynamodb:PutItem", "dynamodb:DeleteItem"],
+                    keys: Keys::Emails,
+                    attributes: Some(&[EMAIL_CLAIM_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
                 },
                 Expected {
                     sid: "DeleteAccounts",
@@ -644,6 +693,13 @@ async fn register(store: &DynamoStore) {
     // A name may start with "#" (it holds no whitespace): still an account key.
     user.username_key = "#emma".into();
     store.create(&user).await.unwrap();
+    // With an address: its verification link.
+    user.email = Some("emma@example.com".into());
+    store.create(&user).await.unwrap();
+    store
+        .put_ticket(TicketKind::EmailVerification, "aGFzaA", "{}", NOW + 60, NOW)
+        .await
+        .unwrap();
 }
 
 async fn login(store: &DynamoStore) {
@@ -721,8 +777,31 @@ async fn account(store: &DynamoStore) {
     // PUT /me/password: the change, then a new session.
     store.change_password(&user(), "$2b$12$new").await.unwrap();
     start_sessions(store).await;
-    // DELETE /me.
+    // Addresses: a change (releasing a verified old one), the verification link, its page and
+    // its use; the reset request's lookup by address, its link, and the page and use of it.
+    let verified = Credentials {
+        email: Some("emma@example.com".into()),
+        email_verified: true,
+        ..user()
+    };
+    store.set_email(&user(), "new@example.com").await.unwrap();
+    store.set_email(&verified, "new@example.com").await.unwrap();
+    for kind in [TicketKind::EmailVerification, TicketKind::PasswordReset] {
+        store
+            .put_ticket(kind, "aGFzaA", "{}", NOW + 60, NOW)
+            .await
+            .unwrap();
+        store.peek_ticket(kind, "aGFzaA", NOW).await.unwrap();
+        store.take_ticket(kind, "aGFzaA", NOW).await.unwrap();
+    }
+    store
+        .verify_email("id-emma", "emma", "new@example.com")
+        .await
+        .unwrap();
+    store.verified_owner("new@example.com").await.unwrap();
+    // DELETE /me, without and with a verified address to release.
     store.delete_account(&user()).await.unwrap();
+    store.delete_account(&verified).await.unwrap();
 }
 
 async fn logout(store: &DynamoStore) {

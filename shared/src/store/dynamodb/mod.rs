@@ -48,8 +48,11 @@ pub const NEW_ACCOUNT_ATTRIBUTES: &[&str] = &[
     "failed_logins",
     "created_at",
     "full_name",
-    "email",
 ];
+/// What `POST /register` adds to [`NEW_ACCOUNT_ATTRIBUTES`]: the address given with the
+/// account (the hosted registration page asks for none).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const NEW_ACCOUNT_EMAIL_ATTRIBUTES: &[&str] = &["email"];
 /// A login's outcome on the account: the failure count, and its reset and the rehash after a
 /// success (`count_failure`, `record_success`).
 #[cfg_attr(not(test), allow(dead_code))]
@@ -70,6 +73,13 @@ pub const PASSWORD_CHANGE_ATTRIBUTES: &[&str] = &[
     "last_failed_at",
     "session_epoch",
 ];
+/// An account's address and its verification flag (`set_email`, `verify_email`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const EMAIL_ATTRIBUTES: &[&str] = &[KEY, "user_id", "email", "email_verified"];
+/// A verified address's claim item (`verify_email`'s `Put`, and its release with a change of
+/// address or the account).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const EMAIL_CLAIM_ATTRIBUTES: &[&str] = &[KEY, "user_id", "account_key"];
 /// A global logout (`end_all_sessions`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
