@@ -95,6 +95,9 @@ pub struct MailConfig {
     /// `AUTH_FORGOT_MIN_MS`, default 400: `POST /password/forgot` answers no sooner, so the
     /// time of its answer does not tell whether a mail was sent.
     pub forgot_min: Duration,
+    /// `AUTH_FORGOT_PER_SOURCE_HOUR`, default 30: forgot-password requests one address may make
+    /// an hour (matching or not); beyond, they answer the same and send nothing.
+    pub forgot_per_source_hour: u32,
 }
 
 /// The mailer when `AUTH_MAILER` is not set: files under the working directory.
@@ -375,6 +378,14 @@ fn mail_config(get: &impl Fn(&str) -> Option<String>) -> Result<MailConfig, Conf
         verify_ttl: lifetime("AUTH_VERIFY_TOKEN_SECONDS", 86_400)?,
         reset_ttl: lifetime("AUTH_RESET_TOKEN_SECONDS", 1800)?,
         forgot_min: Duration::from_millis(forgot_min),
+        forgot_per_source_hour: match parse_number(
+            "AUTH_FORGOT_PER_SOURCE_HOUR",
+            get("AUTH_FORGOT_PER_SOURCE_HOUR"),
+            crate::policy::FORGOT_PER_SOURCE_HOUR,
+        )? {
+            0 => return Err(err("AUTH_FORGOT_PER_SOURCE_HOUR", "must be at least 1")),
+            n => n,
+        },
     })
 }
 

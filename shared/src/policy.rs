@@ -173,7 +173,8 @@ pub const EMAIL_MAX_CHARS: usize = 254;
 pub const MAILS_PER_MINUTE: u32 = 1;
 /// …and five an hour.
 pub const MAILS_PER_HOUR: u32 = 5;
-/// Forgot-password requests one address may make an hour (matching or not).
+/// Forgot-password requests one address may make an hour (matching or not), unless
+/// `AUTH_FORGOT_PER_SOURCE_HOUR` says otherwise.
 pub const FORGOT_PER_SOURCE_HOUR: u32 = 30;
 
 /// Validates and normalises an e-mail address: NFKC, trimmed, the domain lower-cased (the local

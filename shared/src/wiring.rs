@@ -147,6 +147,7 @@ impl Wiring {
             verify_ttl: mail.verify_ttl,
             reset_ttl: mail.reset_ttl,
             forgot_min: mail.forgot_min,
+            forgot_per_source_hour: mail.forgot_per_source_hour,
         })
     }
 

@@ -8,7 +8,11 @@ import requests
 import schemathesis
 
 # The operations that re-authenticate, and the body field that carries the account's password.
-REAUTHENTICATING = {("PUT", "/me/password"): "current_password", ("DELETE", "/me"): "password"}
+REAUTHENTICATING = {
+    ("PUT", "/me/password"): "current_password",
+    ("DELETE", "/me"): "password",
+    ("PUT", "/me/email"): "password",
+}
 # A password the registration rules accept, for a throwaway account when the request's own is
 # refused (too short, too common, not a string, ...).
 SPARE_PASSWORD = "umber-quokka-trellis-5307"

@@ -85,7 +85,7 @@ where
     let from_source = store
         .add_in_window(
             &format!("forgot source {source}"),
-            policy::FORGOT_PER_SOURCE_HOUR,
+            outbox.forgot_per_source_hour,
             policy::WINDOW_SECONDS,
             now,
         )

@@ -200,6 +200,8 @@ pub struct Outbox {
     pub reset_ttl: u64,
     /// `AUTH_FORGOT_MIN_MS`.
     pub forgot_min: std::time::Duration,
+    /// `AUTH_FORGOT_PER_SOURCE_HOUR`.
+    pub forgot_per_source_hour: u32,
 }
 
 impl Outbox {

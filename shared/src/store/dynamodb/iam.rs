@@ -26,9 +26,9 @@ use serde_json::Value;
 
 use super::*;
 use crate::store::{
-    AccountStore, ClientStore, EmailStore, Counter, CounterStore, CredentialStore, Credentials, Holder,
-    PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, TicketKind,
-    TicketStore, UserWriter,
+    AccountStore, ClientStore, Counter, CounterStore, CredentialStore, Credentials, EmailStore,
+    Holder, PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore, Swap,
+    TicketKind, TicketStore, UserWriter,
 };
 
 const TEMPLATE: &str = include_str!("../../../../template.yaml");
