@@ -2,10 +2,11 @@
 DynamoDB on moto), every message read back from the suite's own SMTP server on loopback
 (conftest.py `mailbox`, aiosmtpd): the verification link of a registration and of an address
 change, the notices to the old address and after a reset, the reset link by address and by name,
-and what must not happen: a second account verifying a taken address, a mail to an unknown, an
-unverified or a throttled account (with an answer that tells them apart), a link consumed by a
-prefetching scanner or by a refused password, a token used twice (also by eight requests at
-once), after its life, or after the password changed.
+the hosted pages; and what must not happen: a second account verifying a taken address, a mail
+to an unknown, an unverified or a throttled account, or an answer that tells those apart from a
+verified one, a link consumed by a prefetching scanner or by a refused password, a token used
+twice (also by eight requests at once), after its life, or after the password changed, and an
+account lost because the mailer failed (the SMTP server refuses the recipient).
 
 Every message is checked the same way (mail_support.py): multipart/alternative with a text and
 an HTML part, from AUTH_MAIL_FROM to the one address, the token nowhere but in the link's
@@ -14,10 +15,10 @@ an HTML part, from AUTH_MAIL_FROM to the one address, the token nowhere but in t
 The shared services keep reset tokens 30 minutes (mail_support.RESET_TOKEN_SECONDS says why);
 the expiry test runs on a watch of its own whose tokens live seconds (`short_token_service`).
 
-Every request comes from loopback, one source address, which may ask for a reset link 30 times
-an hour: this module and test_hosted_pages_chromium.py stay well under that on each service
-(about 23 `forgot` requests). A request beyond it would still answer 202 and send nothing, which
-would look like a bug here.
+Every request comes from loopback, one source address, whose forgot-password ceiling conftest.py
+lifts (AUTH_FORGOT_PER_SOURCE_HOUR, as AUTH_SOURCE_FAILURES_PER_HOUR for logins): beyond it a
+request still answers 202 and sends nothing, which would look like a bug here. The per-account
+throttle (a message a minute) is tested as it ships.
 """
 
 from __future__ import annotations

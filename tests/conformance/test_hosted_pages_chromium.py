@@ -11,7 +11,8 @@ Chromium, unlike a test client, enforces the pages' Content-Security-Policy: its
 directive applies also to the redirect that answers the form's post, so landing on the
 127.0.0.1 callback (another origin) after the post proves the policy lets the real flow through;
 and the console shows no violation (the stylesheet, the page's own file, is applied).
-Screenshots are left in target/conformance/oidc-*-<store>.png.
+Screenshots are left in target/conformance/oidc-*-<store>.png (forgot-password-* and
+reset-password-* for the way back in).
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ from mail_support import (
     RESET,
     assert_forgot_answer,
     forgot,
-    login,
     mail_link,
     new_password,
     verified_account,
 )
+from mail_support import login as password_login
 from oidc_support import (
     GENERIC_LOGIN_ERROR,
     assert_redirect_to,
@@ -319,5 +320,5 @@ def test_the_mailed_reset_link_sets_a_new_password_in_the_browser(
     messages.extend(console(chromium))
     assert not csp_violations(messages), messages
     # AND the new password logs in over the API, the old one no longer
-    assert login(oidc_service, account.username, password).status_code == 200
-    assert login(oidc_service, account.username, account.password).status_code == 401
+    assert password_login(oidc_service, account.username, password).status_code == 200
+    assert password_login(oidc_service, account.username, account.password).status_code == 401
