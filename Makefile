@@ -16,6 +16,7 @@ SAM_ENV := SAM_CLI_TELEMETRY=0 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=o
 PORT ?= 9000
 DEV := .dev
 DEV_KEY := $(DEV)/signing-key.pem
+DEV_DATA_KEY := $(DEV)/data-key
 
 .PHONY: help run check test build tools dev-key clean bench microbench conformance
 
@@ -25,8 +26,10 @@ help:
 
 
 ## run: serve the API locally on SQLite under cargo lambda watch (http://localhost:$(PORT))
-run: $(RUN_TOOLS) $(DEV_KEY)
+run: $(RUN_TOOLS) $(DEV_KEY) $(DEV_DATA_KEY)
 	AUTH_STORE="$${AUTH_STORE:-sqlite:$(CURDIR)/$(DEV)/users.db}" \
+	AUTH_DATA_KEY="$${AUTH_DATA_KEY:-file:$(CURDIR)/$(DEV_DATA_KEY)}" \
+	AUTH_MAILER="$${AUTH_MAILER:-file:$(CURDIR)/$(DEV)/mail}" \
 	AUTH_SIGNING_KEY="$${AUTH_SIGNING_KEY:-file:$(CURDIR)/$(DEV_KEY)}" \
 	AUTH_PUBLIC_KEY="$${AUTH_PUBLIC_KEY:-file:$(CURDIR)/$(DEV)/signing-key.pub.pem}" \
 	AUTH_ISSUER="$${AUTH_ISSUER:-http://localhost:$(PORT)}" \
@@ -91,10 +94,10 @@ $(CHECKOV): requirements-checkov.txt
 	$(VENV)/checkov/bin/pip install --quiet --disable-pip-version-check -r $<
 	touch $@
 
-## dev-key: create the git-ignored development signing key
-dev-key: $(DEV_KEY)
+## dev-key: create the git-ignored development signing key and data key
+dev-key: $(DEV_KEY) $(DEV_DATA_KEY)
 
-$(DEV_KEY): | $(RUN_TOOLS)
+$(DEV_KEY) $(DEV_DATA_KEY): | $(RUN_TOOLS)
 	$(VENV)/bin/python scripts/dev_key.py $(DEV)
 
 ## clean: remove the development key and database and the build output

@@ -20,7 +20,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use shared::config::{ConfigError, StoreConfig, parse_store};
 use shared::store::admin::AdminStore;
 use shared::store::{
-    AccountStore, ClientStore, CounterStore, CredentialStore, Credentials, DynamoStore,
+    AccountStore, ClientStore, CounterStore, CredentialStore, Credentials, DynamoStore, MfaStore,
     SessionStore, SqliteStore, StoreError,
 };
 use shared::{clock, policy, throttle};
@@ -72,6 +72,18 @@ enum Command {
         #[command(subcommand)]
         command: client::ClientCommand,
     },
+    /// Second factors: `mfa reset USER` turns TOTP off (a lost device) and ends every session
+    Mfa {
+        #[command(subcommand)]
+        command: MfaCommand,
+    },
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum MfaCommand {
+    /// Turn the account's TOTP off (its recovery codes go too) and end every session, so the
+    /// owner signs in with the password alone and enrols again
+    Reset { name: String },
 }
 
 /// Why a command failed, which decides the exit status.
@@ -182,7 +194,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
 
 async fn execute<S>(store: &S, command: Command) -> Result<(), Failure>
 where
-    S: AdminStore + CredentialStore + SessionStore + AccountStore + CounterStore + ClientStore,
+    S: AdminStore
+        + CredentialStore
+        + SessionStore
+        + AccountStore
+        + CounterStore
+        + ClientStore
+        + MfaStore,
 {
     match command {
         Command::Import { from } => {
@@ -268,6 +286,21 @@ where
             }
         }
         Command::Client { command } => client::run(store, command).await,
+        Command::Mfa {
+            command: MfaCommand::Reset { name },
+        } => {
+            let user = credentials(store, &name).await?;
+            if !store.disable_totp(&user).await? {
+                println!("{} has no second factor", shown(&user.username));
+                return Ok(());
+            }
+            store.end_all_sessions(&user.id, &user.username_key).await?;
+            println!(
+                "turned TOTP off for {} and ended every session",
+                shown(&user.username)
+            );
+            Ok(())
+        }
     }
 }
 

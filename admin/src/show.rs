@@ -74,11 +74,17 @@ pub fn account(user: &Credentials, full_name: Option<&str>, waits: &[Wait], now:
         Some(address) if user.email_verified => format!("{} (verified)", shown(address)),
         Some(address) => format!("{} (not verified)", shown(address)),
     };
+    let totp = match (user.totp_enabled, &user.totp_secret) {
+        (true, _) => "on",
+        (false, Some(_)) => "pending (not confirmed)",
+        (false, None) => "off",
+    };
     format!(
         "name:          {}\n\
          id:            {}\n\
          full name:     {}\n\
          email:         {email}\n\
+         totp:          {totp}\n\
          failed logins: {}\n\
          last failure:  {}\n\
          throttled:     {throttled}\n\
@@ -149,6 +155,9 @@ mod tests {
             session_epoch: 3,
             email: Some("emma@example.com".into()),
             email_verified: true,
+            totp_secret: Some("a1.sealed".into()),
+            totp_enabled: true,
+            totp_last_step: 9,
         };
         let waits = [
             Wait {
@@ -175,6 +184,8 @@ mod tests {
             text.contains("email:         emma@example.com (verified)\n"),
             "{text}"
         );
+        assert!(text.contains("totp:          on\n"), "{text}");
+        assert!(!text.contains("a1.sealed"), "{text}");
         let unverified = Credentials {
             email_verified: false,
             ..user.clone()

@@ -25,6 +25,15 @@ pub enum KeyConfig {
     Kms(String),
 }
 
+/// The key TOTP secrets are sealed under (`AUTH_DATA_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataKeyConfig {
+    /// `file:PATH`: 32 random bytes (AES-256-GCM).
+    File(PathBuf),
+    /// `kms:KEY_ID_OR_ARN`: a symmetric KMS key.
+    Kms(String),
+}
+
 /// The `iss` of tokens (`AUTH_ISSUER`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Issuer {
@@ -134,6 +143,8 @@ pub struct Config {
     pub app_name: String,
     /// `AUTH_MAILER` and the other mail settings.
     pub mail: MailConfig,
+    /// `AUTH_DATA_KEY`: seals second factors' secrets; none: second factors are unavailable.
+    pub data_key: Option<DataKeyConfig>,
 }
 
 /// The hosted pages' title when `AUTH_APP_NAME` is not set.
@@ -254,6 +265,12 @@ impl Config {
         }
 
         let mail = mail_config(&get)?;
+        let data_key = get("AUTH_DATA_KEY")
+            .map(|v| match parse_key("AUTH_DATA_KEY", &v)? {
+                KeyConfig::File(path) => Ok(DataKeyConfig::File(path)),
+                KeyConfig::Kms(id) => Ok(DataKeyConfig::Kms(id)),
+            })
+            .transpose()?;
 
         Ok(Config {
             store,
@@ -268,6 +285,7 @@ impl Config {
             throttle,
             app_name,
             mail,
+            data_key,
         })
     }
 

@@ -18,6 +18,7 @@ pub mod oauth;
 pub mod pages;
 pub mod password;
 pub mod policy;
+pub mod seal;
 pub mod session;
 pub mod signer;
 pub mod state;

@@ -295,6 +295,28 @@ pub struct ContinuePage<'a> {
     pub login_link: &'a str,
 }
 
+/// The second step of a hosted sign-in: a TOTP code, or a recovery code.
+#[derive(Template)]
+#[template(path = "otp.html")]
+pub struct OtpPage<'a> {
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: &'a str,
+    /// The account signing in.
+    pub username: &'a str,
+    /// Where the forms post (the authorization endpoint).
+    pub action: &'a str,
+    /// The authorization request, repeated as hidden fields.
+    pub fields: &'a [(&'static str, String)],
+    /// The CSRF token.
+    pub csrf: &'a str,
+    /// The token of this second step.
+    pub mfa_token: &'a str,
+    /// The error to show, if any.
+    pub error: Option<&'a str>,
+}
+
 /// A page with a title and one sentence (signed out, and the like).
 #[derive(Template)]
 #[template(path = "message.html")]

@@ -6,6 +6,7 @@ use crate::clock::Clock;
 use crate::config::Issuer;
 use crate::mail::Outbox;
 use crate::password::PasswordHasher;
+use crate::seal::DataKey;
 use crate::session::SessionLimits;
 use crate::signer::KeySet;
 use crate::throttle::ThrottleLimits;
@@ -16,18 +17,24 @@ use crate::token::{TokenIssuer, TokenVerifier};
 /// `template.yaml` grants no more).
 pub mod stores {
     use crate::store::{
-        AccountStore, ClientStore, CounterStore, CredentialStore, EmailStore, ProfileReader,
-        SessionStore, TicketStore, UserWriter,
+        AccountStore, ClientStore, CounterStore, CredentialStore, EmailStore, MfaStore,
+        ProfileReader, SessionStore, TicketStore, UserWriter,
     };
 
     /// `register`: creates accounts, and stores the verification link of an address.
     pub trait Register: UserWriter + TicketStore {}
     impl<T: UserWriter + TicketStore> Register for T {}
 
-    /// `login`: the password check (credentials, counters), sessions, and the code grant
-    /// (codes, clients, and the account and browser session a code names).
+    /// `login`: the password check (credentials, counters), sessions, the code grant (codes,
+    /// clients, and the account and browser session a code names) and second factors.
     pub trait Login:
-        CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + ProfileReader
+        CredentialStore
+        + SessionStore
+        + CounterStore
+        + TicketStore
+        + ClientStore
+        + ProfileReader
+        + MfaStore
     {
     }
     impl<T> Login for T where
@@ -37,17 +44,30 @@ pub mod stores {
             + TicketStore
             + ClientStore
             + ProfileReader
+            + MfaStore
     {
     }
 
     /// `authorize`: the hosted pages' password check and registration, browser sessions,
     /// clients and codes.
     pub trait Authorize:
-        CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + UserWriter
+        CredentialStore
+        + SessionStore
+        + CounterStore
+        + TicketStore
+        + ClientStore
+        + UserWriter
+        + MfaStore
     {
     }
     impl<T> Authorize for T where
-        T: CredentialStore + SessionStore + CounterStore + TicketStore + ClientStore + UserWriter
+        T: CredentialStore
+            + SessionStore
+            + CounterStore
+            + TicketStore
+            + ClientStore
+            + UserWriter
+            + MfaStore
     {
     }
 
@@ -69,6 +89,7 @@ pub mod stores {
         + CounterStore
         + EmailStore
         + TicketStore
+        + MfaStore
     {
     }
     impl<T> Account for T where
@@ -79,6 +100,7 @@ pub mod stores {
             + CounterStore
             + EmailStore
             + TicketStore
+            + MfaStore
     {
     }
 
@@ -93,6 +115,7 @@ pub mod stores {
         + TicketStore
         + ClientStore
         + EmailStore
+        + MfaStore
     {
     }
     impl<T> Full for T where
@@ -105,6 +128,7 @@ pub mod stores {
             + TicketStore
             + ClientStore
             + EmailStore
+            + MfaStore
     {
     }
 }
@@ -137,6 +161,8 @@ pub struct LoginState<C, S> {
     pub sessions: SessionLimits,
     /// The throttle's hourly ceilings.
     pub throttle: ThrottleLimits,
+    /// `AUTH_DATA_KEY`: opens TOTP secrets (none: second factors are not configured).
+    pub data_key: Option<DataKey>,
     /// The time, for the lockout schedule and sessions.
     pub clock: Clock,
 }
@@ -183,6 +209,8 @@ pub struct AccountState<A, S> {
     pub throttle: ThrottleLimits,
     /// Mails links and notices.
     pub outbox: Outbox,
+    /// `AUTH_DATA_KEY`: seals and opens TOTP secrets.
+    pub data_key: Option<DataKey>,
     /// The time, for the throttle and sessions.
     pub clock: Clock,
 }
@@ -203,6 +231,8 @@ pub struct AuthorizeState<C> {
     pub throttle: ThrottleLimits,
     /// `AUTH_APP_NAME`, the pages' title.
     pub app_name: String,
+    /// `AUTH_DATA_KEY`: opens TOTP secrets.
+    pub data_key: Option<DataKey>,
     /// The time.
     pub clock: Clock,
 }

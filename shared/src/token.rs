@@ -47,6 +47,20 @@ pub struct Claims {
     /// The scopes granted (RFC 9068), with `client_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// How the session's sign-in authenticated (RFC 8176): see [`amr`].
+    #[serde(default)]
+    pub amr: Vec<String>,
+}
+
+/// The `amr` of a sign-in (RFC 8176): a password, and with a second factor also a one-time
+/// password and multiple factors.
+pub fn amr(mfa: bool) -> Vec<String> {
+    let methods: &[&str] = if mfa {
+        &["pwd", "otp", "mfa"]
+    } else {
+        &["pwd"]
+    };
+    methods.iter().map(|m| m.to_string()).collect()
 }
 
 /// The claims of an OpenID Connect id_token (Core §2), for the client `aud`.
@@ -176,7 +190,8 @@ impl<S: Signer> TokenIssuer<S> {
         sid: &str,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
-        self.issue_to(iss, user_id, username, sid, None, iat).await
+        self.issue_to(iss, user_id, username, sid, None, false, iat)
+            .await
     }
 
     /// [`issue`](Self::issue), for the OAuth client and scopes `client` = (`client_id`,
@@ -188,6 +203,7 @@ impl<S: Signer> TokenIssuer<S> {
         username: &str,
         sid: &str,
         client: Option<(&str, &str)>,
+        mfa: bool,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
         let claims = Claims {
@@ -201,6 +217,7 @@ impl<S: Signer> TokenIssuer<S> {
             sid: sid.into(),
             client_id: client.map(|(id, _)| id.to_string()),
             scope: client.map(|(_, scope)| scope.to_string()),
+            amr: amr(mfa),
         };
         Ok(IssuedToken {
             access_token: self.sign(TOKEN_TYPE, &claims).await?,

@@ -8,9 +8,10 @@ use tokio::sync::OnceCell;
 use aws_config::SdkConfig;
 
 use crate::clock;
-use crate::config::{Config, KeyConfig, StoreConfig};
+use crate::config::{Config, DataKeyConfig, KeyConfig, StoreConfig};
 use crate::mail::{MailError, Mailer, Outbox};
 use crate::password::PasswordHasher;
+use crate::seal::DataKey;
 use crate::signer::{AnySigner, KeyError, KeySet, KmsSigner, LocalSigner, PublicKey, Signer};
 use crate::state::{
     AccountState, AuthorizeState, JwksState, LoginState, LogoutState, MeState, RegisterState,
@@ -30,6 +31,9 @@ pub enum InitError {
     /// The key cannot be loaded.
     #[error(transparent)]
     Key(#[from] KeyError),
+    /// The data key cannot be loaded.
+    #[error(transparent)]
+    DataKey(#[from] crate::seal::SealError),
     /// The mailer cannot be set up.
     #[error("invalid configuration: AUTH_MAILER: {0}")]
     Mail(#[from] MailError),
@@ -137,6 +141,18 @@ impl Wiring {
         })
     }
 
+    /// The data key, when one is configured.
+    async fn data_key(&self) -> Result<Option<DataKey>, InitError> {
+        Ok(match &self.config.data_key {
+            None => None,
+            Some(DataKeyConfig::File(path)) => Some(DataKey::from_file(path)?),
+            Some(DataKeyConfig::Kms(id)) => Some(DataKey::Kms {
+                client: aws_sdk_kms::Client::new(self.aws().await),
+                key_id: id.clone(),
+            }),
+        })
+    }
+
     /// The mailer and what the links need.
     async fn outbox(&self) -> Result<Outbox, InitError> {
         let mail = &self.config.mail;
@@ -203,6 +219,7 @@ impl Wiring {
             issuer: self.config.issuer.clone(),
             sessions: self.config.sessions,
             throttle: self.config.throttle,
+            data_key: self.data_key().await?,
             clock: clock::system(),
         })
     }
@@ -243,6 +260,7 @@ impl Wiring {
             sessions: self.config.sessions,
             throttle: self.config.throttle,
             outbox: self.outbox().await?,
+            data_key: self.data_key().await?,
             clock: clock::system(),
         })
     }
@@ -258,6 +276,7 @@ impl Wiring {
             sessions: self.config.sessions,
             throttle: self.config.throttle,
             app_name: self.config.app_name.clone(),
+            data_key: self.data_key().await?,
             clock: clock::system(),
         })
     }

@@ -124,6 +124,12 @@ async fn registration_mails_a_link_that_verifies_the_address_once<S: AppStore>(a
         "https://auth.example.test/verify-email?token={link_token}"
     )));
     assert_eq!(mail.text.matches(&link_token).count(), 1, "{}", mail.text);
+    assert!(
+        mail.html
+            .contains(&format!("verify-email?token={link_token}")),
+        "{}",
+        mail.html
+    );
     assert!(!mail.raw.contains(GOOD_PASSWORD));
     // The link verifies once.
     let reply = app.verify(&link_token).await;

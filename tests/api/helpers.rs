@@ -242,6 +242,8 @@ impl TestApp<DynamoStore> {
 fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = write_test_keys(dir.path());
+    let data_key = dir.path().join("data-key");
+    std::fs::write(&data_key, uuid::Uuid::new_v4().as_bytes().repeat(2)).unwrap();
     let vars = [
         (
             "AUTH_STORE",
@@ -258,6 +260,7 @@ fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
         ),
         ("AUTH_MAIL_FROM", "Example <auth@example.test>".into()),
         ("AUTH_FORGOT_MIN_MS", "20".into()),
+        ("AUTH_DATA_KEY", format!("file:{}", data_key.display())),
     ];
     let config =
         Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))

@@ -27,6 +27,7 @@ mod email;
 mod events;
 mod login;
 mod me;
+mod mfa;
 mod oidc;
 mod register;
 mod sessions;

@@ -1,5 +1,6 @@
 """The service under `cargo lambda watch` on a free loopback port, with a temporary SQLite
-database and signing key, shared by every conformance test of the session.
+database, signing key and data key (AUTH_DATA_KEY, 32 random bytes: what TOTP secrets are sealed
+under), shared by every conformance test of the session.
 
 The OpenID Connect tests also run against a second watch on DynamoDB (a table on moto_server,
 scripts/moto_atomic.py, on another free loopback port): `oidc_service` is each in turn. Only
@@ -57,6 +58,11 @@ class Service:
     # AWS_* settings for DynamoDB): what auth-admin needs to register clients in it.
     store: str = "sqlite"
     store_env: dict[str, str] = field(default_factory=dict)
+    # The SQLite database file (AUTH_STORE=sqlite:PATH), None on DynamoDB: the sealed-at-rest
+    # test reads it, and its `-wal`, as bytes.
+    sqlite_path: Path | None = None
+    # The AUTH_DATA_KEY file (32 random bytes) TOTP secrets are sealed under.
+    data_key: Path | None = None
 
     def url(self, path: str) -> str:
         return self.base_url + path
@@ -107,6 +113,26 @@ def _wait_until_ready(proc: subprocess.Popen, service: Service) -> None:
             time.sleep(0.5)
 
 
+DATA_KEY_BYTES = 32
+
+
+def _data_key(work: Path) -> Path:
+    """The service's AUTH_DATA_KEY file in `work`: 32 random bytes (mode 0600), unless one is
+    there already (scripts/dev_key.py may make it beside the signing key)."""
+    path = work / "data-key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(os.urandom(DATA_KEY_BYTES))
+    assert path.stat().st_size == DATA_KEY_BYTES, path
+    return path
+
+
+def _sqlite_path(store_env: dict[str, str]) -> Path | None:
+    store = store_env.get("AUTH_STORE", "")
+    return Path(store.removeprefix("sqlite:")) if store.startswith("sqlite:") else None
+
+
 def _stop_group(proc: subprocess.Popen) -> None:
     """TERM to the whole group, a grace period for the leader, then KILL to whatever is left."""
     try:
@@ -124,15 +150,16 @@ def _stop_group(proc: subprocess.Popen) -> None:
 @contextlib.contextmanager
 def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, str],
                  log_name: str, mail_env: dict[str, str]):
-    """Starts `cargo lambda watch` with a fresh signing key in `work`, the store settings
-    `store_env` and the mailer settings `mail_env` (mail_support.mail_env), waits until every
-    function answers, yields the Service, and stops the whole process group afterwards (its log
-    copied to artifacts/`log_name`)."""
+    """Starts `cargo lambda watch` with a fresh signing key and data key in `work`, the store
+    settings `store_env` and the mailer settings `mail_env` (mail_support.mail_env), waits until
+    every function answers, yields the Service, and stops the whole process group afterwards
+    (its log copied to artifacts/`log_name`)."""
     assert shutil.which("cargo-lambda"), "cargo-lambda is on PATH (make conformance adds .venv/bin)"
     subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "dev_key.py"), str(work)], check=True,
         stdout=subprocess.DEVNULL,
     )
+    data_key = _data_key(work)
     port = free_port()
     issuer = f"http://127.0.0.1:{port}"
     log = work / "watch.log"
@@ -142,6 +169,8 @@ def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, s
         **mail_env,
         "AUTH_SIGNING_KEY": f"file:{work / 'signing-key.pem'}",
         "AUTH_PUBLIC_KEY": f"file:{work / 'signing-key.pub.pem'}",
+        # What TOTP secrets are sealed under (without it the MFA endpoints answer 503).
+        "AUTH_DATA_KEY": f"file:{data_key}",
         "AUTH_ISSUER": issuer,
         "AUTH_AUDIENCE": AUDIENCE,
         "AUTH_BCRYPT_COST": "4",
@@ -165,7 +194,8 @@ def _run_service(work: Path, artifacts: Path, store: str, store_env: dict[str, s
             start_new_session=True,
         )
     service = Service(base_url=issuer, issuer=issuer, audience=AUDIENCE, log=log, store=store,
-                      store_env=dict(store_env))
+                      store_env=dict(store_env), sqlite_path=_sqlite_path(store_env),
+                      data_key=data_key)
     try:
         _wait_until_ready(proc, service)
         yield service

@@ -5,14 +5,15 @@ callback page (a loopback server, conftest.py `callback`) with a code, the state
 which the test then redeems with requests. Then single sign-on, end-session, a wrong password's
 generic message, and the "Create account" path. And the way back in by mail (the suite's SMTP
 server, conftest.py `mailbox`): "Forgot password?" on the sign-in page, the form that sends a
-reset link, and the page the mailed link opens, where the new password is set.
+reset link, and the page the mailed link opens, where the new password is set. And an account
+with TOTP on (mfa_support.py): the code typed into the page that follows the password.
 
 Chromium, unlike a test client, enforces the pages' Content-Security-Policy: its form-action
 directive applies also to the redirect that answers the form's post, so landing on the
 127.0.0.1 callback (another origin) after the post proves the policy lets the real flow through;
 and the console shows no violation (the stylesheet, the page's own file, is applied).
 Screenshots are left in target/conformance/oidc-*-<store>.png (forgot-password-* and
-reset-password-* for the way back in).
+reset-password-* for the way back in, oidc-otp-page-* for the second factor).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from mail_support import (
     verified_account,
 )
 from mail_support import login as password_login
+from mfa_support import AMR_MFA, amr, totp_account
 from oidc_support import (
     GENERIC_LOGIN_ERROR,
     assert_redirect_to,
@@ -41,6 +43,7 @@ from oidc_support import (
     auth_request,
     redeem,
     unique,
+    verify_id_token,
 )
 
 WAIT = 60
@@ -322,3 +325,47 @@ def test_the_mailed_reset_link_sets_a_new_password_in_the_browser(
     # AND the new password logs in over the API, the old one no longer
     assert password_login(oidc_service, account.username, password).status_code == 200
     assert password_login(oidc_service, account.username, account.password).status_code == 401
+
+
+def test_an_account_with_totp_types_the_code_then_lands_on_the_callback(
+        oidc_service, oidc_clients, chromium, artifacts):
+    """The second factor in a browser: after the password, the page asks for the code in a
+    labelled `otp` field an authenticator or a phone's keyboard fills in (autocomplete
+    one-time-code, numeric); the code typed in (pyotp's), the browser lands on the callback,
+    and the tokens say two factors."""
+    store = oidc_service.store
+    account = totp_account(oidc_service, "Mary Jackson")
+    messages: list[str] = []
+    request = auth_request(oidc_service, oidc_clients.spa, oidc_clients.redirect_uri)
+    open_page_with_field(chromium, request.url, "username")
+
+    # WHEN the person signs in with their password
+    sign_in_in_chromium(chromium, oidc_service, account.username, account.password, messages)
+    # THEN the page asks for the code, still on the provider
+    WebDriverWait(chromium, WAIT).until(ec.presence_of_element_located((By.NAME, "otp")))
+    assert chromium.current_url.startswith(oidc_service.url("/authorize")), chromium.current_url
+    field = chromium.find_element(By.NAME, "otp")
+    form = field.find_element(By.XPATH, "./ancestor::form")
+    assert urlsplit(form.get_attribute("action") or "").path == "/authorize", (
+        form.get_attribute("outerHTML")[:3000])
+    field = labelled_field(chromium, form, "otp")
+    assert field.get_attribute("autocomplete") == "one-time-code"
+    assert field.get_attribute("inputmode") == "numeric"
+    assert "Use a recovery code" in chromium.find_element(By.TAG_NAME, "body").text
+    assert_stylesheet_applied(chromium, oidc_service)
+    # WHEN they type the authenticator's code and press "Verify"
+    type_into(field, account.authenticator.next_code())
+    chromium.save_screenshot(str(artifacts / f"oidc-otp-page-{store}.png"))
+    messages.extend(console(chromium))
+    press_submit(form)
+
+    # THEN they land on the callback with a code, whose tokens say two factors
+    landed = wait_for_url(chromium, oidc_clients.redirect_uri + "?", messages)
+    wait_for_text(chromium, "signed in")
+    tokens = redeem_landing(oidc_service, request, landed, account.username, account.full_name)
+    claims = verify_id_token(oidc_service, tokens["id_token"], oidc_clients.spa, request.nonce,
+                             tokens["access_token"])
+    assert claims["amr"] == AMR_MFA, claims
+    assert amr(oidc_service, tokens["access_token"]) == AMR_MFA
+    messages.extend(console(chromium))
+    assert not csp_violations(messages), messages

@@ -3,6 +3,8 @@
 //! factor), so every route that checks a password does it the same way.
 
 pub mod email;
+pub mod mfa;
 pub mod password;
 pub mod recovery;
 pub mod registration;
+pub mod totp;

@@ -54,5 +54,8 @@ pub async fn register<W: UserWriter>(
         session_epoch: 0,
         email: user.email,
         email_verified: false,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: 0,
     })
 }

@@ -41,6 +41,9 @@ pub async fn handle<A: stores::Account, S: Signer>(
     if let Some(response) = super::recovery::route(state, &req, &path).await {
         return response;
     }
+    if let Some(result) = super::mfa::route(state, &req, &path).await {
+        return result.unwrap_or_else(ApiError::into_response);
+    }
     route(state, req)
         .await
         .unwrap_or_else(ApiError::into_response)
@@ -79,7 +82,9 @@ async fn change_password<A: stores::Account, S: Signer>(
     let new = fields.string("new_password")?;
     // Every check of the new password is cheap and comes before any bcrypt.
     check_new_password(new, current, &claims, &found)?;
-    let user = reauthenticate(state, &claims, current, source(&req), now).await?;
+    let user = reauthenticate(state, &claims, current, &req, now).await?;
+    // A password change with TOTP on also needs a code: the password alone changes nothing.
+    super::mfa::check_for_change(state, &user, &fields, now).await?;
     let new_hash = state
         .hasher
         .hash(new)
@@ -127,7 +132,7 @@ async fn change_email<A: stores::Account, S: Signer>(
             "is already the account's address",
         ));
     }
-    let user = reauthenticate(state, &claims, password, source(&req), now).await?;
+    let user = reauthenticate(state, &claims, password, &req, now).await?;
     if !state.store.set_email(&user, &address).await? {
         return Err(ApiError::Conflict(
             "The account changed meanwhile; try again".into(),
@@ -154,7 +159,7 @@ async fn delete_account<A: stores::Account, S: Signer>(
         super::authenticate(&state.verifier, &state.issuer, &state.store, now, &req).await?;
     let fields = http::read_fields(&req, &[BodyFormat::Json])?;
     let password = fields.string("password")?;
-    let user = reauthenticate(state, &claims, password, source(&req), now).await?;
+    let user = reauthenticate(state, &claims, password, &req, now).await?;
     if !state.store.delete_account(&user).await? {
         // Deleted by a concurrent request: the bearer's account is gone either way.
         return Err(ApiError::InvalidToken(INVALID_TOKEN));
@@ -186,20 +191,16 @@ fn check_new_password(
     Ok(())
 }
 
-/// The address a request came from, for the throttle.
-fn source(req: &Request) -> &str {
-    http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE)
-}
-
-/// Checks `password` as a login of the bearer's account would ([`password::check`]):
-/// throttled, counted on failure, given back on success.
-async fn reauthenticate<A: stores::Account, S: Signer>(
+/// Checks `password` as a login of the bearer's account would ([`password::check`]), from the
+/// address `req` came from: throttled, counted on failure, given back on success.
+pub(super) async fn reauthenticate<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     claims: &Claims,
     password: &str,
-    source: &str,
+    req: &Request,
     now: u64,
 ) -> Result<Credentials, ApiError> {
+    let source = http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE);
     let checker = Checker {
         hasher: &state.hasher,
         limits: &state.throttle,

@@ -14,13 +14,14 @@
 use lambda_http::http::{Method, StatusCode};
 use lambda_http::{Body, Request, Response};
 
+use crate::authn::mfa::{self, Continues, Proof};
 use crate::authn::password::{self, Checker, Purpose, Refusal};
 use crate::authn::registration::{self, Application};
 use crate::error::{ApiError, BAD_CREDENTIALS, PageContext, RedirectTarget, Render, with_query};
 use crate::http;
 use crate::oauth::authorize::{self, AuthorizationRequest, Prompt, Refused};
 use crate::oauth::code::{self, CodeGrant};
-use crate::pages::{self, ContinuePage, Cookies, LoginPage, MessagePage, RegisterPage};
+use crate::pages::{self, ContinuePage, Cookies, LoginPage, MessagePage, OtpPage, RegisterPage};
 use crate::session::{self, BrowserSession};
 use crate::state::AuthorizeState;
 use crate::state::stores;
@@ -311,7 +312,53 @@ async fn submit<C: stores::Authorize>(
             None => form(page, req, &request, Form::Login, None, StatusCode::OK),
         });
     }
+    let mut second_factor = false;
     let user = match pages::first(&params, "action") {
+        Some(action @ ("otp" | "recovery")) => {
+            let token = pages::first(&params, "mfa_token").unwrap_or("");
+            let proof = match action {
+                "otp" => Proof::Otp(pages::first(&params, "otp").unwrap_or("")),
+                _ => Proof::RecoveryCode(pages::first(&params, "recovery_code").unwrap_or("")),
+            };
+            let key = mfa::data_key(state.data_key.as_ref())?;
+            let continues = hosted_sign_in(&request);
+            match mfa::redeem(
+                &state.store,
+                key,
+                &state.throttle,
+                token,
+                &continues,
+                proof,
+                now,
+            )
+            .await
+            {
+                Ok(user) => {
+                    second_factor = true;
+                    user
+                }
+                Err(ApiError::InvalidGrant) => {
+                    return Ok(if mfa::is_alive(&state.store, token, now).await? {
+                        otp_form(page, req, &request, token, "", Some(WRONG_CODE))
+                    } else {
+                        let typed = Typed {
+                            username: "",
+                            full_name: "",
+                            error: Some(SIGN_IN_AGAIN),
+                        };
+                        form(
+                            page,
+                            req,
+                            &request,
+                            Form::Login,
+                            Some(typed),
+                            StatusCode::UNAUTHORIZED,
+                        )
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
         Some("login") => {
             let checker = Checker {
                 hasher: &state.hasher,
@@ -320,6 +367,14 @@ async fn submit<C: stores::Authorize>(
             let source = http::source_ip(req).unwrap_or(throttle::UNKNOWN_SOURCE);
             let purpose = Purpose::Login { username };
             match password::check(&state.store, checker, purpose, password, source, now).await {
+                // A second factor first: the right password buys its form, no session yet.
+                Ok(user) if user.totp_enabled => {
+                    let continues = hosted_sign_in(&request);
+                    let token = mfa::challenge(&state.store, &user, continues, now).await?;
+                    let mut response = otp_form(page, req, &request, &token, &user.username, None);
+                    *response.status_mut() = StatusCode::OK;
+                    return Ok(response);
+                }
                 Ok(user) => user,
                 Err(refusal) => return Ok(login_refused(page, req, &request, username, refusal)),
             }
@@ -364,11 +419,56 @@ async fn submit<C: stores::Authorize>(
         state.store.end_session(&old.sid).await?;
     }
     let (cookie, browser) =
-        session::start_browser(&state.store, &user, &state.sessions, now).await?;
+        session::start_browser(&state.store, &user, &state.sessions, second_factor, now).await?;
     let set = page
         .cookies
         .set(page.cookies.session(), &cookie, state.sessions.max);
     Ok(code_redirect(state, page, &request, &browser, &[set], now).await)
+}
+
+const WRONG_CODE: &str = "That code is not right; try again";
+const SIGN_IN_AGAIN: &str = "The sign-in expired or had too many wrong codes; sign in again";
+
+/// The login an `mfa_token` of the hosted page continues.
+fn hosted_sign_in(request: &AuthorizationRequest) -> Continues {
+    Continues::HostedSignIn {
+        client_id: request.client_id.clone(),
+        redirect_uri: request.redirect_uri.clone(),
+    }
+}
+
+/// The second step's page (401 with `error`: a wrong code).
+fn otp_form(
+    page: &Page<'_>,
+    req: &Request,
+    request: &AuthorizationRequest,
+    mfa_token: &str,
+    username: &str,
+    error: Option<&str>,
+) -> Response<Body> {
+    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
+    let fields = request.form_fields();
+    let html = pages::render(&OtpPage {
+        app_name: page.app_name,
+        stylesheet: &page.stylesheet,
+        username,
+        action: &page.action,
+        fields: &fields,
+        csrf: &csrf,
+        mfa_token,
+        error,
+    });
+    let status = if error.is_some() {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::OK
+    };
+    pages::respond(
+        status,
+        html,
+        &pages::csp(Some(&request.redirect_uri)),
+        &cookies,
+    )
 }
 
 /// The sign-in page again after a refused password: one generic message for unknown names and
@@ -439,7 +539,7 @@ async fn code_redirect<C: stores::Authorize>(
         username: browser.user.username.clone(),
         sid: browser.sid.clone(),
         auth_time: browser.auth_time,
-        amr: vec!["pwd".into()],
+        amr: crate::token::amr(browser.mfa),
     };
     let code = match code::issue(&state.store, &grant, now).await {
         Ok(code) => code,

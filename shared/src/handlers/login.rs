@@ -13,11 +13,17 @@
 //! passwords indistinguishable, the throttle's claim before bcrypt, 429 during a wait); a
 //! success starts a session ([`session::start`]).
 //!
+//! Second factor: for an account with TOTP on, a right password answers 403 `mfa_required` with
+//! an `mfa_token` and no token; the second step is `grant_type=`[`MFA_OTP_GRANT`] (`mfa_token`,
+//! `otp`) or [`MFA_RECOVERY_GRANT`] (`mfa_token`, `recovery_code`), whose session carries `amr`
+//! `["pwd", "otp", "mfa"]` ([`mfa::redeem`]: every refusal is one 400 `invalid_grant`).
+//!
 //! Refresh grant: rotates the session's refresh token ([`session::refresh`]); every refusal is
 //! one 400 `invalid_grant`.
 
 use lambda_http::{Body, Request, Response};
 
+use crate::authn::mfa::{self, Continues, Proof};
 use crate::authn::password::{self, Checker, Purpose};
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
@@ -52,9 +58,16 @@ async fn token<C: stores::Login, S: Signer>(
         None | Some("password") => password_grant(state, &fields, http::source_ip(&req)).await?,
         Some("refresh_token") => refresh_grant(state, &fields, &req).await?,
         Some("authorization_code") => return code_grant(state, &fields, &req, &iss).await,
+        Some(MFA_OTP_GRANT) => {
+            second_factor(state, &fields, Proof::Otp(fields.string("otp")?)).await?
+        }
+        Some(MFA_RECOVERY_GRANT) => {
+            let code = fields.string("recovery_code")?;
+            second_factor(state, &fields, Proof::RecoveryCode(code)).await?
+        }
         Some(_) => {
             return Err(ApiError::UnsupportedGrantType(
-                "\"password\", \"refresh_token\" and \"authorization_code\" are accepted",
+                "\"password\", \"refresh_token\", \"authorization_code\" and the two MFA grants are accepted",
             ));
         }
     };
@@ -77,8 +90,41 @@ async fn password_grant<C: stores::Login, S: Signer>(
     let purpose = Purpose::Login { username };
     // Unknown names and wrong passwords: one 401 (`From<Refusal>`).
     let user = password::check(&state.store, checker, purpose, password, source, now).await?;
+    // A second factor first, when the account has one: the right password buys an mfa_token.
+    if user.totp_enabled {
+        let mfa_token = mfa::challenge(&state.store, &user, Continues::PasswordGrant, now).await?;
+        return Err(ApiError::MfaRequired { mfa_token });
+    }
     // The one place a password login ends: here it starts a session.
     Ok(session::start(&state.store, &user, &state.sessions, now).await?)
+}
+
+/// The MFA grant with a TOTP code.
+pub const MFA_OTP_GRANT: &str = "urn:jwt-auth:grant-type:mfa-otp";
+/// The MFA grant with a recovery code.
+pub const MFA_RECOVERY_GRANT: &str = "urn:jwt-auth:grant-type:mfa-recovery-code";
+
+/// The second step of a password login: the `mfa_token` with `proof`.
+async fn second_factor<C: stores::Login, S: Signer>(
+    state: &LoginState<C, S>,
+    fields: &Fields,
+    proof: Proof<'_>,
+) -> Result<Grant, ApiError> {
+    let token = fields.string("mfa_token")?;
+    let now = (state.clock)();
+    let key = mfa::data_key(state.data_key.as_ref())?;
+    let user = mfa::redeem(
+        &state.store,
+        key,
+        &state.throttle,
+        token,
+        &Continues::PasswordGrant,
+        proof,
+        now,
+    )
+    .await?;
+    metrics::record(Outcome::LoginSucceeded);
+    Ok(session::start_with_second_factor(&state.store, &user, &state.sessions, now).await?)
 }
 
 async fn refresh_grant<C: stores::Login, S: Signer>(
@@ -242,6 +288,7 @@ async fn code_grant<C: stores::Login, S: Signer>(
         &state.sessions,
         holder,
         session::code_session_id(presented),
+        grant.amr.iter().any(|m| m == "mfa"),
         now,
     )
     .await?;
@@ -284,6 +331,9 @@ async fn code_account<C: stores::Login, S: Signer>(
         session_epoch: found.account_epoch,
         email: found.profile.email,
         email_verified: found.profile.email_verified,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: 0,
     };
     Ok((user, found.profile.full_name))
 }

@@ -7,6 +7,7 @@ pub mod jwks;
 pub mod login;
 pub mod logout;
 pub mod me;
+pub mod mfa;
 pub mod recovery;
 pub mod register;
 
@@ -52,6 +53,7 @@ pub(crate) async fn token_response<S: Signer>(
             &grant.username,
             &grant.sid,
             client,
+            grant.mfa,
             now,
         )
         .await?;

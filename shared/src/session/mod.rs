@@ -86,6 +86,8 @@ pub struct Grant {
     pub refresh_token: String,
     /// Who holds it: the client and scopes of a code grant's session.
     pub holder: Holder,
+    /// Whether the session's sign-in passed a second factor.
+    pub mfa: bool,
 }
 
 /// Starts a password-grant session for `user` (just authenticated): stores its record, returns
@@ -96,7 +98,17 @@ pub async fn start<S: SessionStore>(
     limits: &SessionLimits,
     now: u64,
 ) -> Result<Grant, StoreError> {
-    start_for(store, user, limits, Holder::Password, random(), now).await
+    start_for(store, user, limits, Holder::Password, random(), false, now).await
+}
+
+/// Starts a password-grant session for `user`, who also passed a second factor.
+pub async fn start_with_second_factor<S: SessionStore>(
+    store: &S,
+    user: &Credentials,
+    limits: &SessionLimits,
+    now: u64,
+) -> Result<Grant, StoreError> {
+    start_for(store, user, limits, Holder::Password, random(), true, now).await
 }
 
 /// Starts a session of `holder` with the id `sid` for `user`: a browser's (its token is the
@@ -107,6 +119,7 @@ pub async fn start_for<S: SessionStore>(
     limits: &SessionLimits,
     holder: Holder,
     sid: [u8; token::SID_BYTES],
+    mfa: bool,
     now: u64,
 ) -> Result<Grant, StoreError> {
     let family_key: [u8; 32] = random();
@@ -125,6 +138,7 @@ pub async fn start_for<S: SessionStore>(
         previous: None,
         created_at: now,
         holder,
+        mfa,
     };
     store.create_session(&record, now).await?;
     tracing::info!(user_id = %user.id, session_id = %record.sid, holder = ?record.holder, "session started");
@@ -134,6 +148,7 @@ pub async fn start_for<S: SessionStore>(
         sid: record.sid,
         refresh_token: token.encode(),
         holder: record.holder,
+        mfa: record.mfa,
     })
 }
 
@@ -165,6 +180,8 @@ pub struct BrowserSession {
     pub auth_time: u64,
     /// The account, still under the session's id and epoch.
     pub user: Credentials,
+    /// Whether its sign-in passed a second factor.
+    pub mfa: bool,
 }
 
 /// Starts a browser's session for `user`: the cookie's value, and the session.
@@ -172,13 +189,15 @@ pub async fn start_browser<S: SessionStore>(
     store: &S,
     user: &Credentials,
     limits: &SessionLimits,
+    mfa: bool,
     now: u64,
 ) -> Result<(String, BrowserSession), StoreError> {
-    let grant = start_for(store, user, limits, Holder::Browser, random(), now).await?;
+    let grant = start_for(store, user, limits, Holder::Browser, random(), mfa, now).await?;
     let session = BrowserSession {
         sid: grant.sid,
         auth_time: now,
         user: user.clone(),
+        mfa,
     };
     Ok((grant.refresh_token, session))
 }
@@ -207,6 +226,7 @@ pub async fn open_browser<S: SessionStore + CredentialStore>(
             sid: record.sid,
             auth_time: record.created_at,
             user,
+            mfa: record.mfa,
         })),
         Err(SessionError::Invalid) => Ok(None),
         Err(SessionError::Store(e)) => Err(e),
@@ -262,7 +282,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
             // deletion that lands between the read above and this write wins.
             if store.rotate_session(&record, &rotated).await? {
                 tracing::info!(user_id = %user.id, session_id = %sid, generation = successor.generation, "session rotated");
-                return Ok(grant(user, sid, &successor, record.holder));
+                return Ok(grant(user, sid, &successor, record.holder, record.mfa));
             }
             // A concurrent refresh rotated first: read again, this token is now the previous one.
             continue;
@@ -285,7 +305,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
                 continue;
             }
             tracing::info!(user_id = %user.id, session_id = %sid, "rotated refresh token retried within the reuse interval");
-            return Ok(grant(user, sid, &successor, record.holder));
+            return Ok(grant(user, sid, &successor, record.holder, record.mfa));
         }
         if token.generation < record.generation {
             // Genuine (the tag holds) but rotated away: presented by someone it was stolen from, or
@@ -364,13 +384,14 @@ async fn open_account<S: CredentialStore>(
         .ok_or(SessionError::Invalid)
 }
 
-fn grant(user: Credentials, sid: String, token: &RefreshToken, holder: Holder) -> Grant {
+fn grant(user: Credentials, sid: String, token: &RefreshToken, holder: Holder, mfa: bool) -> Grant {
     Grant {
         user_id: user.id,
         username: user.username,
         sid,
         refresh_token: token.encode(),
         holder,
+        mfa,
     }
 }
 

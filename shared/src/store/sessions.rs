@@ -3,13 +3,15 @@
 
 use std::future::Future;
 
-use aws_sdk_dynamodb::types::{ConditionCheck, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, ReturnValue, TransactWriteItem, Update,
+};
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
-    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_n, get_s, n,
-    required_n, required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
+    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_bool, get_n, get_s,
+    n, required_n, required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 
@@ -48,6 +50,8 @@ pub struct SessionRecord {
     pub created_at: u64,
     /// Who holds the session's token: the password grant, a browser, or an OAuth client.
     pub holder: Holder,
+    /// Whether its sign-in passed a second factor (its tokens' `amr`).
+    pub mfa: bool,
 }
 
 /// Who holds a session's token, which decides where it may be presented.
@@ -175,8 +179,8 @@ impl SessionStore for SqliteStore {
             .prepare_cached(
                 "INSERT INTO sessions (sid, user_id, username_key, epoch, family_key, generation,
                      current_hash, previous_hash, sealed_next, rotated_at, created_at, expires_at,
-                     holder, client_id, scope)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                     holder, client_id, scope, mfa)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )
             .map_err(classify)?;
         insert
@@ -196,6 +200,7 @@ impl SessionStore for SqliteStore {
                 holder,
                 client_id,
                 scope,
+                i64::from(session.mfa),
             ])
             .map(|_| ())
             .map_err(classify)
@@ -207,7 +212,7 @@ impl SessionStore for SqliteStore {
             .prepare_cached(
                 "SELECT user_id, username_key, epoch, family_key, generation, current_hash,
                         previous_hash, sealed_next, rotated_at, created_at, expires_at,
-                        holder, client_id, scope
+                        holder, client_id, scope, mfa
                  FROM sessions WHERE sid = ?1",
             )
             .map_err(classify)?;
@@ -239,6 +244,7 @@ impl SessionStore for SqliteStore {
                     previous,
                     created_at: uint(r.get(9)?),
                     holder: Holder::Password,
+                    mfa: r.get::<_, i64>(14)? != 0,
                 };
                 Ok((record, r.get(11)?, r.get(12)?, r.get(13)?))
             })
@@ -357,6 +363,9 @@ impl SessionStore for DynamoStore {
                 put = put.item(name, s(value));
             }
         }
+        if session.mfa {
+            put = put.item("mfa", AttributeValue::Bool(true));
+        }
         if let Some(p) = &session.previous {
             put = put
                 .item("previous_hash", s(&p.hash))
@@ -397,6 +406,7 @@ impl SessionStore for DynamoStore {
                 get_s(&item, "client_id"),
                 get_s(&item, "scope"),
             )?,
+            mfa: get_bool(&item, "mfa"),
         }))
     }
 

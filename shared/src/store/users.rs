@@ -55,6 +55,12 @@ pub struct Credentials {
     pub email: Option<String>,
     /// Whether that address is verified.
     pub email_verified: bool,
+    /// The TOTP secret, sealed (pending until `totp_enabled`).
+    pub totp_secret: Option<String>,
+    /// Whether login asks for a TOTP code.
+    pub totp_enabled: bool,
+    /// The last TOTP step accepted: only a later one is accepted next.
+    pub totp_last_step: u64,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -66,6 +72,7 @@ impl std::fmt::Debug for Credentials {
             .field("last_failed_at", &self.last_failed_at)
             .field("session_epoch", &self.session_epoch)
             .field("email_verified", &self.email_verified)
+            .field("totp_enabled", &self.totp_enabled)
             .finish_non_exhaustive()
     }
 }
@@ -187,7 +194,8 @@ impl UserWriter for SqliteStore {
 
 /// The columns [`credentials_row`] reads, in its order.
 pub(super) const CREDENTIAL_COLUMNS: &str = "user_id, hashed_password, failed_logins, \
-     last_failed_at, username, session_epoch, username_key, email, email_verified";
+     last_failed_at, username, session_epoch, username_key, email, email_verified, totp_secret, \
+     totp_enabled, totp_last_step";
 
 /// A row of [`CREDENTIAL_COLUMNS`] as credentials.
 pub(super) fn credentials_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credentials> {
@@ -201,6 +209,9 @@ pub(super) fn credentials_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credent
         session_epoch: r.get::<_, i64>(5)?.max(0) as u64,
         email: r.get(7)?,
         email_verified: r.get::<_, i64>(8)? != 0,
+        totp_secret: r.get(9)?,
+        totp_enabled: r.get::<_, i64>(10)? != 0,
+        totp_last_step: r.get::<_, i64>(11)?.max(0) as u64,
     })
 }
 
@@ -372,6 +383,9 @@ impl CredentialStore for DynamoStore {
             session_epoch: get_n(&item, "session_epoch").unwrap_or(0),
             email: get_s(&item, "email"),
             email_verified: get_bool(&item, "email_verified"),
+            totp_secret: get_s(&item, "totp_secret"),
+            totp_enabled: get_bool(&item, "totp_enabled"),
+            totp_last_step: get_n(&item, "totp_last_step").unwrap_or(0),
         }))
     }
 

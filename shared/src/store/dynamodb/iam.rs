@@ -27,8 +27,8 @@ use serde_json::Value;
 use super::*;
 use crate::store::{
     AccountStore, ClientStore, Counter, CounterStore, CredentialStore, Credentials, EmailStore,
-    Holder, PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore, Swap,
-    TicketKind, TicketStore, UserWriter,
+    Holder, MfaStore, PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore,
+    Swap, TicketKind, TicketStore, UserWriter,
 };
 
 const TEMPLATE: &str = include_str!("../../../../template.yaml");
@@ -173,6 +173,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                         PREVIOUS_GENERATION_ATTRIBUTES,
                         HOLDER_ATTRIBUTES,
                         CLIENT_SESSION_ATTRIBUTES,
+                        MFA_SESSION_ATTRIBUTES,
                     ]),
                     return_values: Some(&["NONE"]),
                 },
@@ -208,7 +209,14 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "UpdateAccounts",
                     actions: UPDATE,
                     keys: Keys::Accounts,
-                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES]),
+                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES, TOTP_CHECK_ATTRIBUTES]),
+                    return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "IssueMfaTokens",
+                    actions: PUT,
+                    keys: Keys::Tickets,
+                    attributes: Some(&[TICKET_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
             ],
@@ -236,15 +244,26 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "UpdateAccounts",
                     actions: UPDATE,
                     keys: Keys::Accounts,
-                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES]),
+                    attributes: Some(&[LOGIN_OUTCOME_ATTRIBUTES, TOTP_CHECK_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
                 Expected {
                     sid: "StartAndEndBrowserSessions",
                     actions: &["dynamodb:PutItem", "dynamodb:DeleteItem"],
                     keys: Keys::Sessions,
-                    attributes: Some(&[SESSION_ATTRIBUTES, HOLDER_ATTRIBUTES]),
+                    attributes: Some(&[
+                        SESSION_ATTRIBUTES,
+                        HOLDER_ATTRIBUTES,
+                        MFA_SESSION_ATTRIBUTES,
+                    ]),
                     return_values: Some(&["NONE"]),
+                },
+                Expected {
+                    sid: "TakeMfaTokens",
+                    actions: DELETE,
+                    keys: Keys::Tickets,
+                    attributes: None,
+                    return_values: Some(&["ALL_OLD"]),
                 },
                 Expected {
                     sid: "IssueCodes",
@@ -284,6 +303,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                         LOGIN_OUTCOME_ATTRIBUTES,
                         PASSWORD_CHANGE_ATTRIBUTES,
                         EMAIL_ATTRIBUTES,
+                        TOTP_ATTRIBUTES,
                     ]),
                     return_values: Some(&["NONE", "UPDATED_NEW"]),
                 },
@@ -602,6 +622,9 @@ fn user() -> Credentials {
         session_epoch: 0,
         email: None,
         email_verified: false,
+        totp_secret: None,
+        totp_enabled: false,
+        totp_last_step: 0,
     }
 }
 
@@ -627,6 +650,7 @@ fn session(epoch: u64, previous: bool) -> SessionRecord {
             client_id: "web".into(),
             scope: "openid offline_access".into(),
         },
+        mfa: false,
     }
 }
 
@@ -728,6 +752,22 @@ async fn login(store: &DynamoStore) {
         .await
         .unwrap();
     store.create_session(&session(3, false), NOW).await.unwrap();
+    // A second factor: the mfa_token, the code (a TOTP step or a recovery code), and a session
+    // that passed it.
+    store
+        .put_ticket(TicketKind::MfaToken, "aGFzaA", "{}", NOW + 300, NOW)
+        .await
+        .unwrap();
+    store
+        .peek_ticket(TicketKind::MfaToken, "aGFzaA", NOW)
+        .await
+        .unwrap();
+    store.accept_step(&user(), 7).await.unwrap();
+    store.take_recovery_code(&user(), "aGFzaA").await.unwrap();
+    let mut second = session(0, false);
+    second.holder = Holder::Password;
+    second.mfa = true;
+    store.create_session(&second, NOW).await.unwrap();
 }
 
 async fn authorize(store: &DynamoStore) {
@@ -758,6 +798,25 @@ async fn authorize(store: &DynamoStore) {
         .await
         .unwrap();
     store.end_session("c2Vzc2lvbg").await.unwrap();
+    // The second step of a sign-in: its mfa_token, the code, a browser session that passed it.
+    store
+        .put_ticket(TicketKind::MfaToken, "aGFzaA", "{}", NOW + 300, NOW)
+        .await
+        .unwrap();
+    store
+        .peek_ticket(TicketKind::MfaToken, "aGFzaA", NOW)
+        .await
+        .unwrap();
+    store
+        .take_ticket(TicketKind::MfaToken, "aGFzaA", NOW)
+        .await
+        .unwrap();
+    store.accept_step(&user(), 7).await.unwrap();
+    store.take_recovery_code(&user(), "aGFzaA").await.unwrap();
+    let mut browser = session(0, false);
+    browser.holder = Holder::Browser;
+    browser.mfa = true;
+    store.create_session(&browser, NOW).await.unwrap();
 }
 
 async fn me(store: &DynamoStore) {
@@ -799,6 +858,20 @@ async fn account(store: &DynamoStore) {
         .await
         .unwrap();
     store.verified_owner("new@example.com").await.unwrap();
+    // Second factors: enrol, confirm, check (a step, a recovery code), new codes, off.
+    store
+        .set_pending_totp(&user(), "a1.c2VhbGVk")
+        .await
+        .unwrap();
+    let codes = ["aGFzaA".to_string()];
+    store
+        .enable_totp(&user(), "a1.c2VhbGVk", 7, &codes)
+        .await
+        .unwrap();
+    store.accept_step(&user(), 8).await.unwrap();
+    store.take_recovery_code(&user(), "aGFzaA").await.unwrap();
+    store.replace_recovery_codes(&user(), &codes).await.unwrap();
+    store.disable_totp(&user()).await.unwrap();
     // DELETE /me, without and with a verified address to release.
     store.delete_account(&user()).await.unwrap();
     store.delete_account(&verified).await.unwrap();

@@ -80,6 +80,29 @@ pub const EMAIL_ATTRIBUTES: &[&str] = &[KEY, "user_id", "email", "email_verified
 /// address or the account).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const EMAIL_CLAIM_ATTRIBUTES: &[&str] = &[KEY, "user_id", "account_key"];
+/// A second factor's check at login (`accept_step`, `take_recovery_code`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const TOTP_CHECK_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "user_id",
+    "totp_enabled",
+    "totp_last_step",
+    "recovery_codes",
+];
+/// Enrolling and removing a second factor (`set_pending_totp`, `enable_totp`,
+/// `replace_recovery_codes`, `disable_totp`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const TOTP_ATTRIBUTES: &[&str] = &[
+    KEY,
+    "user_id",
+    "totp_secret",
+    "totp_enabled",
+    "totp_last_step",
+    "recovery_codes",
+];
+/// What a session whose sign-in passed a second factor adds to [`SESSION_ATTRIBUTES`].
+#[cfg_attr(not(test), allow(dead_code))]
+pub const MFA_SESSION_ATTRIBUTES: &[&str] = &["mfa"];
 /// A global logout (`end_all_sessions`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];

@@ -21,6 +21,7 @@ const STEPS: &[Step] = &[
     clients,
     session_holders,
     email_addresses,
+    second_factors,
 ];
 
 /// The version a file has once every step ran.
@@ -219,6 +220,48 @@ fn email_addresses(tx: &Transaction<'_>) -> rusqlite::Result<()> {
     tx.execute_batch(
         "CREATE UNIQUE INDEX IF NOT EXISTS users_verified_email ON users (email)
              WHERE email_verified = 1;",
+    )
+}
+
+/// Second factors: the sealed TOTP secret, whether it is on, the last step accepted, the
+/// recovery codes' hashes; and whether a session's sign-in passed a second factor.
+fn second_factors(tx: &Transaction<'_>) -> rusqlite::Result<()> {
+    let columns = |table: &str| -> rusqlite::Result<Vec<String>> {
+        let mut stmt = tx.prepare(&format!("PRAGMA table_info({table})"))?;
+        stmt.query_map([], |r| r.get::<_, String>(1))?
+            .collect::<Result<_, _>>()
+    };
+    let users = columns("users")?;
+    for (column, ddl) in [
+        (
+            "totp_secret",
+            "ALTER TABLE users ADD COLUMN totp_secret TEXT",
+        ),
+        (
+            "totp_enabled",
+            "ALTER TABLE users ADD COLUMN totp_enabled INTEGER NOT NULL DEFAULT 0",
+        ),
+        (
+            "totp_last_step",
+            "ALTER TABLE users ADD COLUMN totp_last_step INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        if !users.iter().any(|c| c == column) {
+            tx.execute(ddl, [])?;
+        }
+    }
+    if !columns("sessions")?.iter().any(|c| c == "mfa") {
+        tx.execute(
+            "ALTER TABLE sessions ADD COLUMN mfa INTEGER NOT NULL DEFAULT 0",
+            [],
+        )?;
+    }
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS recovery_codes (
+             user_id TEXT NOT NULL,
+             hash TEXT NOT NULL,
+             PRIMARY KEY (user_id, hash)
+         );",
     )
 }
 

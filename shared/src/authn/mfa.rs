@@ -1,0 +1,217 @@
+//! The second factor: TOTP codes and recovery codes, checked against the account's sealed secret
+//! (every accepted step recorded, so none is accepted twice), and the `mfa_token` that carries a
+//! password login that was right to its second step.
+//!
+//! The `mfa_token` is a single-use ticket ([`TicketKind::MfaToken`]): 256 random bits, stored
+//! hashed, alive [`MFA_TOKEN_SECONDS`], bound to the account and to the login it continues (the
+//! password grant, or the hosted page's authorization request). Each wrong code counts in the
+//! token's own window (dead after [`MFA_TOKEN_FAILURES`]) and in the account's hourly failure
+//! window, so knowing the password buys no unlimited guesses across tokens. Success spends it.
+
+use serde::{Deserialize, Serialize};
+
+use super::email::{issue, peek, take};
+use super::totp;
+use crate::error::ApiError;
+use crate::policy;
+use crate::seal::{DataKey, SealError};
+use crate::store::tickets::secret_hash;
+use crate::store::{
+    CounterStore, CredentialStore, Credentials, MfaStore, StoreError, TicketKind, TicketStore,
+};
+use crate::throttle::{self, ThrottleLimits};
+
+/// How long an `mfa_token` waits for its code.
+pub const MFA_TOKEN_SECONDS: u64 = 300;
+/// Wrong codes an `mfa_token` survives.
+pub const MFA_TOKEN_FAILURES: u32 = 5;
+
+/// A second factor as presented.
+#[derive(Debug, Clone, Copy)]
+pub enum Proof<'a> {
+    /// A TOTP code.
+    Otp(&'a str),
+    /// A recovery code.
+    RecoveryCode(&'a str),
+}
+
+impl<'a> Proof<'a> {
+    /// A code of either kind, told apart by its shape (a field that takes both).
+    pub fn either(code: &'a str) -> Self {
+        if totp::looks_like_recovery_code(code) {
+            Proof::RecoveryCode(code)
+        } else {
+            Proof::Otp(code)
+        }
+    }
+}
+
+impl From<SealError> for ApiError {
+    fn from(e: SealError) -> Self {
+        match e {
+            SealError::Unavailable(cause) => ApiError::Unavailable(cause),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The data key, or the 503 of a deployment without one.
+pub fn data_key(key: Option<&DataKey>) -> Result<&DataKey, ApiError> {
+    key.ok_or_else(|| {
+        ApiError::Unavailable("second factors are not configured (AUTH_DATA_KEY)".into())
+    })
+}
+
+/// Whether `proof` is a second factor of `user` (TOTP on) at `now`: a TOTP code of a step later
+/// than any accepted before (which it then records), or a recovery code not used before (which
+/// it takes). `false` for anything else.
+pub async fn verify<S: MfaStore>(
+    store: &S,
+    key: &DataKey,
+    user: &Credentials,
+    proof: Proof<'_>,
+    now: u64,
+) -> Result<bool, ApiError> {
+    if !user.totp_enabled {
+        return Ok(false);
+    }
+    match proof {
+        Proof::Otp(code) => {
+            let Some(sealed) = user.totp_secret.as_deref() else {
+                return Ok(false);
+            };
+            let secret = key.open(&user.id, sealed).await?;
+            match totp::matching_step(&secret, code, now) {
+                Some(step) if step > user.totp_last_step => {
+                    Ok(store.accept_step(user, step).await?)
+                }
+                _ => Ok(false),
+            }
+        }
+        Proof::RecoveryCode(code) => {
+            if !totp::looks_like_recovery_code(code) {
+                return Ok(false);
+            }
+            Ok(store
+                .take_recovery_code(user, &totp::recovery_hash(code))
+                .await?)
+        }
+    }
+}
+
+/// Which login an `mfa_token` continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Continues {
+    /// The password grant.
+    PasswordGrant,
+    /// The hosted sign-in of an authorization request of this client and redirect URI.
+    HostedSignIn {
+        /// The client.
+        client_id: String,
+        /// Its redirect URI.
+        redirect_uri: String,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MfaRecord {
+    user_id: String,
+    username_key: String,
+    continues: Continues,
+}
+
+/// A new `mfa_token` for `user`, whose password was just right, continuing `continues`.
+pub async fn challenge<T: TicketStore>(
+    store: &T,
+    user: &Credentials,
+    continues: Continues,
+    now: u64,
+) -> Result<String, StoreError> {
+    let record = MfaRecord {
+        user_id: user.id.clone(),
+        username_key: user.username_key.clone(),
+        continues,
+    };
+    issue(store, TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now).await
+}
+
+/// Whether `token` is a live `mfa_token` (read, not taken).
+pub async fn is_alive<T: TicketStore>(
+    store: &T,
+    token: &str,
+    now: u64,
+) -> Result<bool, StoreError> {
+    Ok(
+        peek::<_, MfaRecord>(store, TicketKind::MfaToken, token, now)
+            .await?
+            .is_some(),
+    )
+}
+
+fn failures_key(token: &str) -> String {
+    format!("mfa token {}", secret_hash(token))
+}
+
+/// Redeems `token` with `proof` for the login `continues`: the account, whose second factor
+/// passed (the token is spent), or `invalid_grant` for a wrong code, a spent, expired, dead or
+/// foreign token.
+pub async fn redeem<S>(
+    store: &S,
+    key: &DataKey,
+    limits: &ThrottleLimits,
+    token: &str,
+    continues: &Continues,
+    proof: Proof<'_>,
+    now: u64,
+) -> Result<Credentials, ApiError>
+where
+    S: TicketStore + CredentialStore + CounterStore + MfaStore,
+{
+    let record: MfaRecord = peek(store, TicketKind::MfaToken, token, now)
+        .await?
+        .ok_or(ApiError::InvalidGrant)?;
+    if record.continues != *continues {
+        return Err(ApiError::InvalidGrant);
+    }
+    let kill = async || take::<_, MfaRecord>(store, TicketKind::MfaToken, token, now).await;
+    let user = store
+        .credentials(&record.username_key)
+        .await?
+        .filter(|u| u.id == record.user_id && u.totp_enabled);
+    let Some(user) = user else {
+        kill().await?;
+        return Err(ApiError::InvalidGrant);
+    };
+    let failures = store.counters(&[&failures_key(token)], now).await?[0];
+    if failures.is_some_and(|c| c.failures >= MFA_TOKEN_FAILURES) {
+        kill().await?;
+        return Err(ApiError::InvalidGrant);
+    }
+    if !verify(store, key, &user, proof, now).await? {
+        store
+            .add_in_window(
+                &failures_key(token),
+                MFA_TOKEN_FAILURES,
+                MFA_TOKEN_SECONDS,
+                now,
+            )
+            .await?;
+        // A wrong code is a failed login of the account, in its hourly window.
+        let subject = throttle::subject(Some(&user), &user.username_key);
+        store
+            .add_in_window(
+                &throttle::account_key(&subject),
+                limits.account_per_hour,
+                policy::WINDOW_SECONDS,
+                now,
+            )
+            .await?;
+        tracing::info!(user_id = %user.id, "second factor failed");
+        crate::metrics::record(crate::metrics::Outcome::LoginFailed);
+        return Err(ApiError::InvalidGrant);
+    }
+    // Spent on success; a concurrent redemption that got here too lost the take.
+    kill().await?.ok_or(ApiError::InvalidGrant)?;
+    tracing::info!(user_id = %user.id, "second factor passed");
+    Ok(user)
+}
