@@ -44,7 +44,7 @@ impl<S: AppStore> TestApp<S> {
     }
 
     /// Enrols and confirms TOTP for `name`: the secret and the recovery codes.
-    async fn with_totp(&self, name: &str) -> (Vec<u8>, Vec<String>) {
+    pub(crate) async fn with_totp(&self, name: &str) -> (Vec<u8>, Vec<String>) {
         self.register(name, GOOD_PASSWORD).await;
         let bearer = self.token(name, GOOD_PASSWORD).await;
         let reply = self
@@ -95,7 +95,7 @@ impl<S: AppStore> TestApp<S> {
     }
 
     /// The code of the step after the last one used (`advance`s the clock a step).
-    fn next_code(&self, secret: &[u8]) -> String {
+    pub(crate) fn next_code(&self, secret: &[u8]) -> String {
         self.advance(totp::STEP_SECONDS);
         totp::code_at(secret, self.now())
     }

@@ -27,6 +27,7 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 on_both_backends!(
     the_code_flow_signs_in_on_the_hosted_page_and_issues_an_id_token,
+    a_second_factor_on_the_hosted_page_comes_before_the_code,
     a_confidential_client_authenticates_by_basic_or_post_and_a_wrong_secret_is_invalid_client,
     an_unregistered_client_or_redirect_uri_gets_a_page_never_a_redirect,
     other_request_errors_redirect_with_error_state_and_iss,
@@ -361,6 +362,88 @@ fn assert_page(reply: &Reply, status: u16) {
 fn claims(token: &str) -> Value {
     let payload = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// The fields of the page's first form (the second-step page has two: the code's and the
+/// recovery code's, with the same request).
+fn first_form(html: &str) -> Vec<(String, String)> {
+    let first = html.split("</form>").next().unwrap();
+    hidden_fields(first)
+}
+
+async fn a_second_factor_on_the_hosted_page_comes_before_the_code<S: AppStore>(app: TestApp<S>) {
+    let (secret, codes) = app.with_totp("emma").await;
+    clients(&app).await;
+    let mut jar = Jar::default();
+    let page = app.authorize(&authorization("spa", &[]), &mut jar).await;
+    let second = app
+        .post_form(
+            &page,
+            &[("username", "emma"), ("password", GOOD_PASSWORD)],
+            &mut jar,
+        )
+        .await;
+    // The right password shows the code's form: no session, no code yet.
+    assert_eq!(second.status, 200, "{}", second.raw);
+    assert!(
+        second.raw.contains(r#"autocomplete="one-time-code""#),
+        "{}",
+        second.raw
+    );
+    assert!(second.raw.contains(r#"name="recovery_code""#));
+    assert!(!jar.has_session());
+    let mut form = first_form(&second.raw);
+    form.push(("otp".into(), "000000".into()));
+    let wrong = app
+        .browser(Method::POST, "/authorize", &pairs(&form), &mut jar)
+        .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.raw);
+    assert!(wrong.raw.contains("not right"));
+    let mut form = first_form(&wrong.raw);
+    form.push(("otp".into(), app.next_code(&secret)));
+    let done = app
+        .browser(Method::POST, "/authorize", &pairs(&form), &mut jar)
+        .await;
+    let code = code_of(&done);
+    assert!(jar.has_session());
+    let tokens = app.exchange(&code, "spa").await;
+    let id_token = tokens.body["id_token"].as_str().unwrap();
+    assert_eq!(
+        claims(id_token)["amr"],
+        serde_json::json!(["pwd", "otp", "mfa"])
+    );
+    let access = tokens.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        claims(access)["amr"],
+        serde_json::json!(["pwd", "otp", "mfa"])
+    );
+    // The browser's session carries the second factor to single sign-on's next code.
+    let sso = app.sign_in("spa", "emma", &mut jar).await;
+    let id_token = app.exchange(&sso, "spa").await.body["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        claims(&id_token)["amr"],
+        serde_json::json!(["pwd", "otp", "mfa"])
+    );
+    // A recovery code on the other form does as well, in another browser.
+    let mut other = Jar::default();
+    let page = app.authorize(&authorization("spa", &[]), &mut other).await;
+    let second = app
+        .post_form(
+            &page,
+            &[("username", "emma"), ("password", GOOD_PASSWORD)],
+            &mut other,
+        )
+        .await;
+    let recovery_form = second.raw.split("</form>").nth(1).unwrap();
+    let mut form = hidden_fields(recovery_form);
+    form.push(("recovery_code".into(), codes[0].clone()));
+    let done = app
+        .browser(Method::POST, "/authorize", &pairs(&form), &mut other)
+        .await;
+    code_of(&done);
 }
 
 async fn the_code_flow_signs_in_on_the_hosted_page_and_issues_an_id_token<S: AppStore>(

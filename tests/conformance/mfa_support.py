@@ -130,10 +130,11 @@ def confirm(service, access_token: str, code: str) -> requests.Response:
                          json={"code": code}, timeout=TIMEOUT)
 
 
-def disable(service, access_token: str, password: str, code: str) -> requests.Response:
-    """DELETE /me/mfa/totp {"password", "code"}."""
-    return requests.delete(service.url("/me/mfa/totp"), headers=bearer(access_token),
-                           json={"password": password, "code": code}, timeout=TIMEOUT)
+def disable(service, access_token: str, password: str, code: str | None) -> requests.Response:
+    """DELETE /me/mfa/totp {"password", "code"} (without "code" when None)."""
+    body = {"password": password} if code is None else {"password": password, "code": code}
+    return requests.delete(service.url("/me/mfa/totp"), headers=bearer(access_token), json=body,
+                           timeout=TIMEOUT)
 
 
 def regenerate(service, access_token: str, password: str, code: str) -> requests.Response:

@@ -12,6 +12,11 @@ REAUTHENTICATING = {
     ("PUT", "/me/password"): "current_password",
     ("DELETE", "/me"): "password",
     ("PUT", "/me/email"): "password",
+    # The second factor's (issue 21): their wrong passwords count in the login throttle too,
+    # which would soon make the signed-up account's own logins wait.
+    ("POST", "/me/mfa/totp"): "password",
+    ("DELETE", "/me/mfa/totp"): "password",
+    ("POST", "/me/mfa/recovery-codes"): "password",
 }
 # A password the registration rules accept, for a throwaway account when the request's own is
 # refused (too short, too common, not a string, ...).
