@@ -20,7 +20,7 @@ use shared::session::{self, SessionLimits};
 use shared::store::admin::{AdminStore, write_tutorial_db};
 use shared::store::contract::FullStore;
 use shared::store::testing::TestSeam;
-use shared::store::{Counter, CredentialStore, DynamoStore, SqliteStore, Swap};
+use shared::store::{Counter, CredentialStore, DynamoStore, SessionStore, SqliteStore, Swap};
 use shared::throttle;
 use shared::wiring::Wiring;
 
@@ -779,7 +779,60 @@ on_both_backends!(
     unknown_names_exit_1_with_one_line,
     clients_are_added_listed_and_removed,
     bad_client_registrations_exit_1_with_one_line,
+    mfa_reset_turns_totp_off_and_ends_every_session,
 );
+
+/// A lost device: `mfa reset` turns the account's TOTP off (its recovery codes too) and ends
+/// its sessions; `show` says whether TOTP is on, and never prints the sealed secret.
+async fn mfa_reset_turns_totp_off_and_ends_every_session<S>(t: Target<S>)
+where
+    S: FullStore + TestSeam + AdminStore + 'static,
+{
+    use shared::store::MfaStore;
+    let (source, _) = t.tutorial_db("tutorial.db", &[("Emma", None)]);
+    t.admin(&["import", "--from", &from(&source)]).ok();
+    let emma = t.store.credentials("emma").await.unwrap().unwrap();
+    assert!(
+        t.admin(&["show", "emma"])
+            .ok()
+            .contains("totp:          off\n")
+    );
+    assert!(
+        t.store
+            .set_pending_totp(&emma, "a1.c2VhbGVk")
+            .await
+            .unwrap()
+    );
+    assert!(
+        t.admin(&["show", "emma"])
+            .ok()
+            .contains("totp:          pending (not confirmed)\n")
+    );
+    let codes = ["aGFzaA".to_string()];
+    assert!(
+        t.store
+            .enable_totp(&emma, "a1.c2VhbGVk", 9, &codes)
+            .await
+            .unwrap()
+    );
+    let limits = SessionLimits::default();
+    let now = shared::clock::now();
+    let grant = session::start(&t.store, &emma, &limits, now).await.unwrap();
+    let shown = t.admin(&["show", "emma"]).ok().to_string();
+    assert!(shown.contains("totp:          on\n"), "{shown}");
+    assert!(!shown.contains("c2VhbGVk"), "{shown}");
+    let out = t.admin(&["mfa", "reset", "EMMA"]).ok().to_string();
+    assert!(out.contains("turned TOTP off for Emma"), "{out}");
+    let after = t.store.credentials("emma").await.unwrap().unwrap();
+    assert!(!after.totp_enabled && after.totp_secret.is_none());
+    assert!(after.session_epoch > emma.session_epoch, "sessions ended");
+    let record = t.store.session(&grant.sid).await.unwrap();
+    assert!(record.is_none_or(|r| r.life.epoch < after.session_epoch));
+    assert!(!t.store.take_recovery_code(&after, "aGFzaA").await.unwrap());
+    let again = t.admin(&["mfa", "reset", "emma"]).ok().to_string();
+    assert!(again.contains("has no second factor"), "{again}");
+    t.admin(&["mfa", "reset", "nobody"]).fails(1);
+}
 
 #[test]
 fn an_unreachable_sqlite_store_exits_2_with_the_cause() {
