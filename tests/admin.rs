@@ -20,7 +20,7 @@ use shared::session::{self, SessionLimits};
 use shared::store::admin::{AdminStore, write_tutorial_db};
 use shared::store::contract::FullStore;
 use shared::store::testing::TestSeam;
-use shared::store::{Counter, CredentialStore, DynamoStore, SessionStore, SqliteStore, Swap};
+use shared::store::{Counter, CredentialStore, DynamoStore, SqliteStore, Swap};
 use shared::throttle;
 use shared::wiring::Wiring;
 
@@ -788,7 +788,6 @@ async fn mfa_reset_turns_totp_off_and_ends_every_session<S>(t: Target<S>)
 where
     S: FullStore + TestSeam + AdminStore + 'static,
 {
-    use shared::store::MfaStore;
     let (source, _) = t.tutorial_db("tutorial.db", &[("Emma", None)]);
     t.admin(&["import", "--from", &from(&source)]).ok();
     let emma = t.store.credentials("emma").await.unwrap().unwrap();

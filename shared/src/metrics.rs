@@ -35,6 +35,8 @@ pub enum Outcome {
     EmailVerified,
     /// A password was reset from a mailed link.
     PasswordReset,
+    /// A second factor passed (after the right password, counted as `LoginSucceeded`).
+    SecondFactorPassed,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             Outcome::MailFailed => "MailFailed",
             Outcome::EmailVerified => "EmailVerified",
             Outcome::PasswordReset => "PasswordReset",
+            Outcome::SecondFactorPassed => "SecondFactorPassed",
         }
     }
 }

@@ -26,7 +26,7 @@ pub enum SealError {
 /// The key secrets are sealed under.
 pub enum DataKey {
     /// A local AES-256-GCM key.
-    Local(LessSafeKey),
+    Local(Box<LessSafeKey>),
     /// A symmetric KMS key.
     Kms {
         /// The KMS client.
@@ -56,7 +56,7 @@ impl DataKey {
             std::fs::read(path).map_err(|e| SealError::Key(format!("{}: {e}", path.display())))?;
         let key = UnboundKey::new(&AES_256_GCM, &bytes)
             .map_err(|_| SealError::Key(format!("{}: expected 32 bytes", path.display())))?;
-        Ok(DataKey::Local(LessSafeKey::new(key)))
+        Ok(DataKey::Local(Box::new(LessSafeKey::new(key))))
     }
 
     /// `plaintext`, sealed for `user_id`.

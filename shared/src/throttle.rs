@@ -66,7 +66,7 @@ pub enum Attempt {
     /// Wait this many more seconds: answer 429 without checking the password.
     Wait(u64),
     /// Claimed: check the password against these credentials (read before the claim).
-    Check(Credentials, Claim),
+    Check(Box<Credentials>, Claim),
     /// Not the account that was expected (a re-authentication whose account is gone or was
     /// replaced): nothing was claimed or written.
     NotTheAccount,
@@ -235,7 +235,7 @@ pub async fn claim_for<C: CredentialStore + CounterStore>(
     let id = user.as_ref().map_or("", |u| u.id.as_str());
     store.count_failure(username_key, id, now).await?;
     Ok(match user {
-        Some(user) => Attempt::Check(user, claim),
+        Some(user) => Attempt::Check(Box::new(user), claim),
         None => Attempt::UnknownUser,
     })
 }

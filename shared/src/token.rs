@@ -52,6 +52,21 @@ pub struct Claims {
     pub amr: Vec<String>,
 }
 
+/// Whom an access token is for: the account, its session, and how it was issued.
+#[derive(Debug, Clone, Copy)]
+pub struct Subject<'a> {
+    /// `sub`.
+    pub user_id: &'a str,
+    /// `preferred_username`.
+    pub username: &'a str,
+    /// `sid`.
+    pub sid: &'a str,
+    /// The OAuth client and scopes (`client_id`, `scope`) of a code grant's session.
+    pub client: Option<(&'a str, &'a str)>,
+    /// Whether the session's sign-in passed a second factor (`amr`).
+    pub mfa: bool,
+}
+
 /// The `amr` of a sign-in (RFC 8176): a password, and with a second factor also a one-time
 /// password and multiple factors.
 pub fn amr(mfa: bool) -> Vec<String> {
@@ -190,34 +205,37 @@ impl<S: Signer> TokenIssuer<S> {
         sid: &str,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
-        self.issue_to(iss, user_id, username, sid, None, false, iat)
-            .await
+        let subject = Subject {
+            user_id,
+            username,
+            sid,
+            client: None,
+            mfa: false,
+        };
+        self.issue_to(iss, &subject, iat).await
     }
 
-    /// [`issue`](Self::issue), for the OAuth client and scopes `client` = (`client_id`,
-    /// `scope`) when the token is a code grant's (RFC 9068's claims).
+    /// [`issue`](Self::issue), for a [`Subject`] of a client (RFC 9068's claims) or of a
+    /// sign-in with a second factor.
     pub async fn issue_to(
         &self,
         iss: &str,
-        user_id: &str,
-        username: &str,
-        sid: &str,
-        client: Option<(&str, &str)>,
-        mfa: bool,
+        subject: &Subject<'_>,
         iat: u64,
     ) -> Result<IssuedToken, SignError> {
+        let client = subject.client;
         let claims = Claims {
             iss: iss.into(),
             aud: self.audience.clone(),
-            sub: user_id.into(),
+            sub: subject.user_id.into(),
             iat,
             exp: iat + self.ttl.as_secs(),
             jti: uuid::Uuid::new_v4().to_string(),
-            preferred_username: username.into(),
-            sid: sid.into(),
+            preferred_username: subject.username.into(),
+            sid: subject.sid.into(),
             client_id: client.map(|(id, _)| id.to_string()),
             scope: client.map(|(_, scope)| scope.to_string()),
-            amr: amr(mfa),
+            amr: amr(subject.mfa),
         };
         Ok(IssuedToken {
             access_token: self.sign(TOKEN_TYPE, &claims).await?,

@@ -213,5 +213,6 @@ where
     // Spent on success; a concurrent redemption that got here too lost the take.
     kill().await?.ok_or(ApiError::InvalidGrant)?;
     tracing::info!(user_id = %user.id, "second factor passed");
+    crate::metrics::record(crate::metrics::Outcome::SecondFactorPassed);
     Ok(user)
 }

@@ -92,7 +92,7 @@ pub async fn check<C: CredentialStore + CounterStore>(
             metrics::record(Outcome::LoginFailed);
             return Err(Refusal::WrongCredentials);
         }
-        Attempt::Check(user, claim) => (user, claim),
+        Attempt::Check(user, claim) => (*user, claim),
     };
     let what = if expected_id.is_some() {
         "re-authentication"

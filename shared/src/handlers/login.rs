@@ -123,7 +123,6 @@ async fn second_factor<C: stores::Login, S: Signer>(
         now,
     )
     .await?;
-    metrics::record(Outcome::LoginSucceeded);
     Ok(session::start_with_second_factor(&state.store, &user, &state.sessions, now).await?)
 }
 

@@ -23,7 +23,9 @@ use crate::oauth::code::CodeGrant;
 use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::store::{Holder, ProfileReader, ProfileWithSession};
-use crate::token::{Claims, INVALID_TOKEN, IdTokenClaims, TokenIssuer, TokenVerifier, at_hash};
+use crate::token::{
+    Claims, INVALID_TOKEN, IdTokenClaims, Subject, TokenIssuer, TokenVerifier, at_hash,
+};
 
 /// What an id_token is made from: the code's sign-in, and the account's full name.
 pub(crate) struct IdToken<'a> {
@@ -46,17 +48,14 @@ pub(crate) async fn token_response<S: Signer>(
         Holder::Client { client_id, scope } => Some((client_id.as_str(), scope.as_str())),
         _ => None,
     };
-    let token = tokens
-        .issue_to(
-            iss,
-            &grant.user_id,
-            &grant.username,
-            &grant.sid,
-            client,
-            grant.mfa,
-            now,
-        )
-        .await?;
+    let subject = Subject {
+        user_id: &grant.user_id,
+        username: &grant.username,
+        sid: &grant.sid,
+        client,
+        mfa: grant.mfa,
+    };
+    let token = tokens.issue_to(iss, &subject, now).await?;
     let mut body = json!({
         "access_token": token.access_token,
         "token_type": "bearer",
