@@ -201,3 +201,86 @@ pub(crate) async fn take<T: TicketStore, R: for<'de> Deserialize<'de>>(
 fn parse<R: for<'de> Deserialize<'de>>(record: &str) -> Result<R, StoreError> {
     serde_json::from_str(record).map_err(|e| StoreError::Fault(format!("ticket record: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MailConfig, MailerConfig};
+    use crate::mail::Mailer;
+    use crate::store::{SqliteStore, UserWriter};
+
+    /// `AUTH_VERIFY_URL` points the link at the team's own app, its own query kept.
+    #[tokio::test]
+    async fn a_verify_url_takes_the_token_and_the_token_verifies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("users.db")).unwrap();
+        let mail_dir = dir.path().join("mail");
+        let config = MailConfig {
+            mailer: MailerConfig::File(mail_dir.clone()),
+            from: "auth@example.test".into(),
+            smtp_credentials: None,
+            verify_url: Some("https://app.example/verify?lang=en".into()),
+            verify_ttl: 60,
+            reset_ttl: 60,
+            forgot_min: std::time::Duration::ZERO,
+            forgot_per_source_hour: 1,
+        };
+        let outbox = Outbox {
+            mailer: Mailer::new(&config, || async { unreachable!("no AWS for files") })
+                .await
+                .unwrap(),
+            app_name: "Acme".into(),
+            verify_url: config.verify_url.clone(),
+            verify_ttl: 60,
+            reset_ttl: 60,
+            forgot_min: std::time::Duration::ZERO,
+            forgot_per_source_hour: 1,
+        };
+        let user = crate::store::NewUser {
+            id: "id-ada".into(),
+            username: "ada".into(),
+            username_key: "ada".into(),
+            password_hash: "$2b$04$x".into(),
+            full_name: None,
+            email: Some("ada@example.com".into()),
+        };
+        store.create(&user).await.unwrap();
+        let ada = crate::store::CredentialStore::credentials(&store, "ada")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            send_verification(
+                &store,
+                &outbox,
+                "https://auth.example",
+                &ada,
+                "ada@example.com",
+                1_000
+            )
+            .await
+        );
+        let file = std::fs::read_dir(&mail_dir)
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        let raw = std::fs::read_to_string(file).unwrap().replace("=\r\n", "");
+        let at = raw
+            .find("https://app.example/verify?lang=3Den&token=3D")
+            .expect(&raw);
+        let token: String = raw[at + "https://app.example/verify?lang=3Den&token=3D".len()..]
+            .chars()
+            .take(43)
+            .collect();
+        assert_eq!(
+            verify(&store, &token, 1_001).await.unwrap(),
+            "ada@example.com"
+        );
+        assert!(matches!(
+            verify(&store, &token, 1_002).await,
+            Err(ApiError::InvalidLink)
+        ));
+    }
+}
