@@ -316,6 +316,21 @@ def mfa_otp_event(previous):
                          % (MFA_OTP, token, totp_code(TOTP_SECRET, time.time())))
 
 
+def forgot_event(body):
+    return http_api_event("POST", "/password/forgot", {"content-type": "application/json"},
+                          json.dumps(body))
+
+
+def verify_emails(env, users):
+    """Gives `users` verified addresses behind the service's back (SQLite only)."""
+    db = sqlite3.connect(env["AUTH_STORE"][len("sqlite:"):])
+    for user in users:
+        db.execute("UPDATE users SET email = ?, email_verified = 1 WHERE username_key = ?",
+                   ("%s@bench.example" % user, user))
+    db.commit()
+    db.close()
+
+
 def enable_totp(env, users):
     """Turns TOTP on for `users` behind the service's back (as confirming an enrolment would):
     the secret sealed as the service seals it, under the functions' AUTH_DATA_KEY."""
@@ -687,6 +702,15 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
             status = [[[200, 401, 200][i % 3] for i in range(3 * a.invocations)]]
         elif name == "jwks":
             batches, status = [[jwks_event() for _ in range(a.invocations)]], [200]
+        elif name == "account":
+            # POST /password/forgot: an account with a verified address (a reset link is
+            # stored and mailed) alternating with a name that is no account (nothing is): the
+            # answers must take the same time (AUTH_FORGOT_MIN_MS holds both).
+            verify_emails(env, users[1:])
+            series = [e for i, u in enumerate(users[1:])
+                      for e in (forgot_event({"username": u}),
+                                forgot_event({"username": "nobody-%d" % i}))]
+            batches, status = [series], [202]
         else:
             raise SystemExit("unknown function %r" % name)
         inits, results, rss = run_function(name, binary, env, batches, status,
@@ -700,6 +724,13 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
         figures.update({"binary_bytes": binary.stat().st_size, "zip_bytes": zipped})
         summary["functions"][name] = figures
         rows.append((name, figures))
+        if name == "account":
+            series = results[0][0]
+            for label, durations in (("forgot (mailed)", series[0::2]),
+                                     ("forgot (no account)", series[1::2])):
+                forgot = summarize(durations, first_is_cold=False)
+                summary["functions"][label] = forgot
+                rows.append((label, forgot))
         if name == "authorize":
             codes = [code_of(p) for p in results[2][1]]
             for label, (durations, _) in (("authorize (sign-in)", results[1]),
@@ -735,7 +766,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--target-dir", default=str(ROOT / "target" / "release"),
                     help="where the release binaries are (default: target/release)")
-    ap.add_argument("--functions", default="register,authorize,login,me,jwks",
+    ap.add_argument("--functions", default=None,
                     help="comma-separated, in order (me needs login, login and authorize need "
                          "register; login exchanges the codes authorize issued)")
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "aws"],
@@ -760,7 +791,9 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (keys, db, logs)")
     ap.add_argument("--json-out", help="also write the JSON summary to this file")
     a = ap.parse_args()
-    functions = [f for f in a.functions.split(",") if f]
+    # The account function (forgot-password's timing) reads addresses set in SQLite.
+    default = "register,authorize,login,me,jwks" + (",account" if a.backend == "sqlite" else "")
+    functions = [f for f in (a.functions or default).split(",") if f]
     target = pathlib.Path(a.target_dir)
     binaries = {name: target / name for name in functions}
     missing = [str(b) for b in binaries.values() if not b.exists()]
@@ -797,6 +830,9 @@ def main():
             "AUTH_SIGNING_KEY": "file:%s" % (tmp / "keys" / "signing-key.pem"),
             "AUTH_PUBLIC_KEY": "file:%s" % (tmp / "keys" / "signing-key.pub.pem"),
             "AUTH_DATA_KEY": "file:%s" % (tmp / "keys" / "data-key"),
+            "AUTH_MAILER": "file:%s" % (tmp / "mail"),
+            # Every bench request comes from one address.
+            "AUTH_FORGOT_PER_SOURCE_HOUR": "1000",
         })
     log_path = tmp / "functions.log"
     rows, summary = [], {"machine": machine(), "backend": a.backend, "bcrypt_cost": a.bcrypt_cost,
@@ -888,6 +924,12 @@ def print_table(rows, summary, a):
         print("code exchange p50 %.3f ms vs refresh p50 %.3f ms (%+.3f ms; target at most "
               "+0.5 ms; it signs two tokens, the access token and the id_token)"
               % (exchange["p50_ms"], refresh["p50_ms"], exchange["p50_ms"] - refresh["p50_ms"]))
+    mailed = summary["functions"].get("forgot (mailed)")
+    nobody = summary["functions"].get("forgot (no account)")
+    if mailed and nobody:
+        print("forgot: a mailed reset p50 %.1f ms vs no account p50 %.1f ms (%+.1f ms; both held "
+              "to AUTH_FORGOT_MIN_MS)" % (mailed["p50_ms"], nobody["p50_ms"],
+                                          mailed["p50_ms"] - nobody["p50_ms"]))
     mfa_otp = summary["functions"].get("login (mfa-otp)")
     if mfa_otp and refresh:
         print("mfa-otp grant p50 %.3f ms vs refresh p50 %.3f ms (%+.3f ms; target at most +1 ms; "
