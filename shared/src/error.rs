@@ -104,6 +104,10 @@ pub enum ApiError {
     /// client or redirect URI, or whose verifier is wrong; one answer for every cause.
     #[error("The authorization code is invalid, expired or spent")]
     InvalidCode,
+    /// 400 `invalid_grant`: an `mfa_token` that is unknown, spent, expired, dead after too many
+    /// wrong codes or of another login, or a wrong code; one answer for every cause.
+    #[error("The mfa_token or the code is invalid, expired or spent")]
+    InvalidSecondFactor,
     /// 400: a mailed link (verification, reset) that is unknown, spent, expired or no longer
     /// the account's; one answer for every cause.
     #[error("The link is invalid or has expired")]
@@ -151,6 +155,7 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::InvalidGrant
             | ApiError::InvalidCode
+            | ApiError::InvalidSecondFactor
             | ApiError::InvalidLink
             | ApiError::InvalidScope(_)
             | ApiError::UnsupportedResponseType
@@ -197,9 +202,10 @@ impl ApiError {
             | ApiError::PayloadTooLarge(_)
             | ApiError::UnsupportedMediaType(_)
             | ApiError::Validation { .. } => Some("invalid_request"),
-            ApiError::InvalidCredentials | ApiError::InvalidGrant | ApiError::InvalidCode => {
-                Some("invalid_grant")
-            }
+            ApiError::InvalidCredentials
+            | ApiError::InvalidGrant
+            | ApiError::InvalidCode
+            | ApiError::InvalidSecondFactor => Some("invalid_grant"),
             ApiError::InvalidToken(_) => Some("invalid_token"),
             ApiError::InsufficientScope(_) => Some("insufficient_scope"),
             _ => None,

@@ -21,6 +21,29 @@ pub enum SealError {
     /// A sealed value does not open (another account's, or damaged).
     #[error("a sealed value does not open")]
     Corrupt,
+    /// KMS refused the request (access denied, a disabled key): a 500, with its cause logged.
+    #[error("KMS refused: {0}")]
+    Refused(String),
+}
+
+/// A KMS failure: a ciphertext it cannot open is [`SealError::Corrupt`], a transient failure
+/// [`SealError::Unavailable`], any other refusal [`SealError::Refused`].
+fn kms_error<E, R>(err: &aws_sdk_kms::error::SdkError<E, R>) -> SealError
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let code = err.as_service_error().and_then(|e| e.code());
+    if matches!(
+        code,
+        Some("InvalidCiphertextException" | "IncorrectKeyException")
+    ) {
+        SealError::Corrupt
+    } else if crate::aws::is_transient(err) {
+        SealError::Unavailable(crate::aws::describe(err))
+    } else {
+        SealError::Refused(crate::aws::describe(err))
+    }
 }
 
 /// The key secrets are sealed under.
@@ -86,7 +109,7 @@ impl DataKey {
                     .encryption_context(CONTEXT, user_id)
                     .send()
                     .await
-                    .map_err(|e| SealError::Unavailable(crate::aws::describe(&e)))?;
+                    .map_err(|e| kms_error(&e))?;
                 let blob = out.ciphertext_blob.ok_or(SealError::Corrupt)?;
                 Ok(format!("{KMS}{}", STANDARD.encode(blob.as_ref())))
             }
@@ -123,10 +146,7 @@ impl DataKey {
                     .encryption_context(CONTEXT, user_id)
                     .send()
                     .await
-                    .map_err(|e| match e.as_service_error() {
-                        Some(_) => SealError::Corrupt,
-                        None => SealError::Unavailable(crate::aws::describe(&e)),
-                    })?;
+                    .map_err(|e| kms_error(&e))?;
                 Ok(out.plaintext.ok_or(SealError::Corrupt)?.into_inner())
             }
         }

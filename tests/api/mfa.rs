@@ -21,7 +21,39 @@ on_both_backends!(
     removing_totp_needs_the_password_and_a_code,
     a_password_change_needs_the_code_and_a_reset_does_not_skip_it,
     of_two_logins_with_one_code_exactly_one_wins,
+    concurrent_wrong_codes_cannot_exceed_an_mfa_tokens_five,
 );
+
+/// Twelve wrong codes at once on one token: at most five are checked (each claims a place
+/// first), the token is dead, and exactly that many count in the account's hourly window.
+async fn concurrent_wrong_codes_cannot_exceed_an_mfa_tokens_five<S: AppStore>(app: TestApp<S>) {
+    let (secret, _) = app.with_totp("emma").await;
+    let token = app.mfa_token("emma").await;
+    let app = std::sync::Arc::new(app);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(12));
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..12 {
+        let (app, token, barrier) = (app.clone(), token.clone(), barrier.clone());
+        tasks.spawn(async move {
+            barrier.wait().await;
+            let wrong = format!("{:06}", 100_000 + i);
+            app.second_step(OTP, &token, "otp", &wrong).await.status
+        });
+    }
+    assert!(tasks.join_all().await.iter().all(|s| *s == 400));
+    let code = app.next_code(&secret);
+    let reply = app.second_step(OTP, &token, "otp", &code).await;
+    assert_eq!(reply.body["error"], "invalid_grant", "dead");
+    let emma = app.store.credentials("emma").await.unwrap().unwrap();
+    let subject = shared::throttle::subject(Some(&emma), "emma");
+    let window = app
+        .store
+        .counters(&[&shared::throttle::account_key(&subject)], app.now())
+        .await
+        .unwrap()[0]
+        .expect("the account's window");
+    assert!(window.failures <= 5, "{window:?}");
+}
 
 fn claims(access_token: &str) -> Value {
     use base64::Engine;

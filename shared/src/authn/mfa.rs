@@ -55,10 +55,22 @@ impl From<SealError> for ApiError {
     }
 }
 
-/// The data key, or the 503 of a deployment without one.
+impl From<Failed> for ApiError {
+    /// At a route that takes a code with the password: a wrong code names the field, a full
+    /// window is the login throttle's 429.
+    fn from(e: Failed) -> Self {
+        match e {
+            Failed::Wrong => ApiError::validation("code", "is not a valid code of this account"),
+            Failed::Throttled(retry_after) => ApiError::TooManyAttempts { retry_after },
+        }
+    }
+}
+
+/// The data key, or the 500 of a deployment without one (a retry changes nothing: the
+/// operator must set `AUTH_DATA_KEY`).
 pub fn data_key(key: Option<&DataKey>) -> Result<&DataKey, ApiError> {
     key.ok_or_else(|| {
-        ApiError::Unavailable("second factors are not configured (AUTH_DATA_KEY)".into())
+        ApiError::Internal("second factors are not configured: AUTH_DATA_KEY is not set".into())
     })
 }
 
@@ -117,6 +129,9 @@ pub enum Continues {
 struct MfaRecord {
     user_id: String,
     username_key: String,
+    /// The name as registered, for the code's page.
+    #[serde(default)]
+    username: String,
     continues: Continues,
 }
 
@@ -130,31 +145,67 @@ pub async fn challenge<T: TicketStore>(
     let record = MfaRecord {
         user_id: user.id.clone(),
         username_key: user.username_key.clone(),
+        username: user.username.clone(),
         continues,
     };
     issue(store, TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now).await
-}
-
-/// Whether `token` is a live `mfa_token` (read, not taken).
-pub async fn is_alive<T: TicketStore>(
-    store: &T,
-    token: &str,
-    now: u64,
-) -> Result<bool, StoreError> {
-    Ok(
-        peek::<_, MfaRecord>(store, TicketKind::MfaToken, token, now)
-            .await?
-            .is_some(),
-    )
 }
 
 fn failures_key(token: &str) -> String {
     format!("mfa token {}", secret_hash(token))
 }
 
+/// Why a counted check of a second factor did not pass.
+#[derive(Debug)]
+pub enum Failed {
+    /// The code was wrong (it counted).
+    Wrong,
+    /// The account's hourly failure window is full: no code is checked until it ends.
+    Throttled(u64),
+}
+
+/// [`verify`], counted as a login of the account: a place in the account's hourly failure
+/// window is claimed before the code is checked (one atomic add, so concurrent guesses cannot
+/// exceed the ceiling) and given back when the code is right. Every route that takes a code
+/// checks it this way.
+pub async fn verify_counted<S: MfaStore + CounterStore>(
+    store: &S,
+    key: &DataKey,
+    limits: &ThrottleLimits,
+    user: &Credentials,
+    proof: Proof<'_>,
+    now: u64,
+) -> Result<Result<(), Failed>, ApiError> {
+    let subject = throttle::subject(Some(user), &user.username_key);
+    let window = throttle::account_key(&subject);
+    let Some(since) = store
+        .add_in_window(
+            &window,
+            limits.account_per_hour,
+            policy::WINDOW_SECONDS,
+            now,
+        )
+        .await?
+    else {
+        let wait = throttle::account_wait(store, &subject, limits, now)
+            .await?
+            .unwrap_or(1);
+        return Ok(Err(Failed::Throttled(wait)));
+    };
+    if verify(store, key, user, proof, now).await? {
+        store.give_back(&window, since).await?;
+        return Ok(Ok(()));
+    }
+    tracing::info!(user_id = %user.id, "second factor failed");
+    crate::metrics::record(crate::metrics::Outcome::LoginFailed);
+    Ok(Err(Failed::Wrong))
+}
+
 /// Redeems `token` with `proof` for the login `continues`: the account, whose second factor
-/// passed (the token is spent), or `invalid_grant` for a wrong code, a spent, expired, dead or
-/// foreign token.
+/// passed (the token is spent), or one `invalid_grant` for a wrong code, a spent, expired, dead
+/// or foreign token. Each attempt claims one of the token's [`MFA_TOKEN_FAILURES`] places first
+/// (atomically: concurrent attempts cannot check more codes than that), and its check is
+/// counted in the account's window ([`verify_counted`]).
 pub async fn redeem<S>(
     store: &S,
     key: &DataKey,
@@ -169,9 +220,9 @@ where
 {
     let record: MfaRecord = peek(store, TicketKind::MfaToken, token, now)
         .await?
-        .ok_or(ApiError::InvalidGrant)?;
+        .ok_or(ApiError::InvalidSecondFactor)?;
     if record.continues != *continues {
-        return Err(ApiError::InvalidGrant);
+        return Err(ApiError::InvalidSecondFactor);
     }
     let kill = async || take::<_, MfaRecord>(store, TicketKind::MfaToken, token, now).await;
     let user = store
@@ -180,39 +231,45 @@ where
         .filter(|u| u.id == record.user_id && u.totp_enabled);
     let Some(user) = user else {
         kill().await?;
-        return Err(ApiError::InvalidGrant);
+        return Err(ApiError::InvalidSecondFactor);
     };
-    let failures = store.counters(&[&failures_key(token)], now).await?[0];
-    if failures.is_some_and(|c| c.failures >= MFA_TOKEN_FAILURES) {
+    let place = store
+        .add_in_window(
+            &failures_key(token),
+            MFA_TOKEN_FAILURES,
+            MFA_TOKEN_SECONDS,
+            now,
+        )
+        .await?;
+    if place.is_none() {
+        // Every place went to a wrong code: the token is dead.
         kill().await?;
-        return Err(ApiError::InvalidGrant);
+        return Err(ApiError::InvalidSecondFactor);
     }
-    if !verify(store, key, &user, proof, now).await? {
-        store
-            .add_in_window(
-                &failures_key(token),
-                MFA_TOKEN_FAILURES,
-                MFA_TOKEN_SECONDS,
-                now,
-            )
-            .await?;
-        // A wrong code is a failed login of the account, in its hourly window.
-        let subject = throttle::subject(Some(&user), &user.username_key);
-        store
-            .add_in_window(
-                &throttle::account_key(&subject),
-                limits.account_per_hour,
-                policy::WINDOW_SECONDS,
-                now,
-            )
-            .await?;
-        tracing::info!(user_id = %user.id, "second factor failed");
-        crate::metrics::record(crate::metrics::Outcome::LoginFailed);
-        return Err(ApiError::InvalidGrant);
+    if verify_counted(store, key, limits, &user, proof, now)
+        .await?
+        .is_err()
+    {
+        return Err(ApiError::InvalidSecondFactor);
     }
     // Spent on success; a concurrent redemption that got here too lost the take.
-    kill().await?.ok_or(ApiError::InvalidGrant)?;
+    kill().await?.ok_or(ApiError::InvalidSecondFactor)?;
     tracing::info!(user_id = %user.id, "second factor passed");
     crate::metrics::record(crate::metrics::Outcome::SecondFactorPassed);
     Ok(user)
+}
+
+/// Whether `token` can still take a code: alive, and not out of places for wrong ones.
+pub async fn is_usable<S: TicketStore + CounterStore>(
+    store: &S,
+    token: &str,
+    now: u64,
+) -> Result<Option<String>, StoreError> {
+    let Some(record) = peek::<_, MfaRecord>(store, TicketKind::MfaToken, token, now).await? else {
+        return Ok(None);
+    };
+    let used = store.counters(&[&failures_key(token)], now).await?[0];
+    Ok(used
+        .is_none_or(|c| c.failures < MFA_TOKEN_FAILURES)
+        .then_some(record.username))
 }

@@ -102,16 +102,16 @@ async fn change_password<A: stores::Account, S: Signer>(
         "password-changed",
     )
     .await;
-    let grant = session::start(
-        &state.store,
-        &Credentials {
-            session_epoch: epoch,
-            ..user
-        },
-        &state.sessions,
-        now,
-    )
-    .await?;
+    // The caller's new session: a second factor was just checked when the account has one.
+    let changed = Credentials {
+        session_epoch: epoch,
+        ..user
+    };
+    let grant = if changed.totp_enabled {
+        session::start_with_second_factor(&state.store, &changed, &state.sessions, now).await?
+    } else {
+        session::start(&state.store, &changed, &state.sessions, now).await?
+    };
     let iss = http::issuer(&state.issuer, &req)?;
     super::token_response(&state.tokens, &iss, &grant, None, (state.clock)()).await
 }

@@ -337,9 +337,10 @@ async fn submit<C: stores::Authorize>(
                     second_factor = true;
                     user
                 }
-                Err(ApiError::InvalidGrant) => {
-                    return Ok(if mfa::is_alive(&state.store, token, now).await? {
-                        otp_form(page, req, &request, token, "", Some(WRONG_CODE))
+                Err(ApiError::InvalidSecondFactor) => {
+                    let usable = mfa::is_usable(&state.store, token, now).await?;
+                    return Ok(if let Some(username) = usable {
+                        otp_form(page, req, &request, token, &username, Some(WRONG_CODE))
                     } else {
                         let typed = Typed {
                             username: "",

@@ -20,6 +20,7 @@ use crate::signer::Signer;
 use crate::state::AccountState;
 use crate::state::stores;
 use crate::store::Credentials;
+use crate::throttle;
 use crate::token::INVALID_TOKEN;
 
 /// The routes of this module, or `None` for a path that is not one of them.
@@ -103,8 +104,8 @@ async fn enrol<A: stores::Account, S: Signer>(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let now = (state.clock)();
-    let key = mfa::data_key(state.data_key.as_ref())?;
     let (user, _) = reauthenticated(state, req, now).await?;
+    let key = mfa::data_key(state.data_key.as_ref())?;
     if user.totp_enabled {
         return Err(already_on());
     }
@@ -128,8 +129,8 @@ async fn confirm<A: stores::Account, S: Signer>(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let now = (state.clock)();
-    let key = mfa::data_key(state.data_key.as_ref())?;
     let user = bearer_account(state, req, now).await?;
+    let key = mfa::data_key(state.data_key.as_ref())?;
     let fields = http::read_fields(req, &[BodyFormat::Json])?;
     let code = fields.string("code")?;
     if user.totp_enabled {
@@ -141,7 +142,24 @@ async fn confirm<A: stores::Account, S: Signer>(
         ));
     };
     let secret = key.open(&user.id, &sealed).await?;
+    // Counted as a login's failure when wrong, as every code check is.
+    let subject = throttle::subject(Some(&user), &user.username_key);
+    let window = throttle::account_key(&subject);
+    let limits = &state.throttle;
+    let Some(since) = state
+        .store
+        .add_in_window(
+            &window,
+            limits.account_per_hour,
+            policy::WINDOW_SECONDS,
+            now,
+        )
+        .await?
+    else {
+        return Err(mfa::Failed::Throttled(60).into());
+    };
     let step = totp::matching_step(&secret, code, now).ok_or_else(wrong_code)?;
+    state.store.give_back(&window, since).await?;
     let (codes, hashes) = recovery_codes();
     if !state
         .store
@@ -168,10 +186,8 @@ async fn second_factor<A: stores::Account, S: Signer>(
 ) -> Result<(), ApiError> {
     let key = mfa::data_key(state.data_key.as_ref())?;
     let code = fields.string("code")?;
-    match mfa::verify(&state.store, key, user, Proof::either(code), now).await? {
-        true => Ok(()),
-        false => Err(wrong_code()),
-    }
+    let proof = Proof::either(code);
+    Ok(mfa::verify_counted(&state.store, key, &state.throttle, user, proof, now).await??)
 }
 
 async fn disable<A: stores::Account, S: Signer>(

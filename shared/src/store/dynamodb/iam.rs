@@ -51,6 +51,8 @@ enum Keys {
     Clients,
     /// Verified addresses' claims.
     Emails,
+    /// The second step's tickets (`mfa_token`s) only.
+    MfaTickets,
 }
 
 impl Keys {
@@ -68,6 +70,13 @@ impl Keys {
             Keys::Tickets => ("ForAllValues:StringLike", vec![pattern(TICKET_PREFIX)]),
             Keys::Clients => ("ForAllValues:StringLike", vec![pattern(CLIENT_PREFIX)]),
             Keys::Emails => ("ForAllValues:StringLike", vec![pattern(EMAIL_PREFIX)]),
+            Keys::MfaTickets => (
+                "ForAllValues:StringLike",
+                vec![format!(
+                    "{TICKET_PREFIX}{} *",
+                    TicketKind::MfaToken.as_str()
+                )],
+            ),
         }
     }
 }
@@ -215,7 +224,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "IssueMfaTokens",
                     actions: PUT,
-                    keys: Keys::Tickets,
+                    keys: Keys::MfaTickets,
                     attributes: Some(&[TICKET_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
@@ -261,7 +270,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "TakeMfaTokens",
                     actions: DELETE,
-                    keys: Keys::Tickets,
+                    keys: Keys::MfaTickets,
                     attributes: None,
                     return_values: Some(&["ALL_OLD"]),
                 },
@@ -292,7 +301,11 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     sid: "StartSessions",
                     actions: PUT,
                     keys: Keys::Sessions,
-                    attributes: Some(&[SESSION_ATTRIBUTES, PREVIOUS_GENERATION_ATTRIBUTES]),
+                    attributes: Some(&[
+                        SESSION_ATTRIBUTES,
+                        PREVIOUS_GENERATION_ATTRIBUTES,
+                        MFA_SESSION_ATTRIBUTES,
+                    ]),
                     return_values: Some(&["NONE"]),
                 },
                 Expected {
@@ -833,9 +846,13 @@ async fn account(store: &DynamoStore) {
         .await
         .unwrap();
     throttle(store, None).await;
-    // PUT /me/password: the change, then a new session.
+    // PUT /me/password: the change, then a new session (one that passed a second factor, too).
     store.change_password(&user(), "$2b$12$new").await.unwrap();
     start_sessions(store).await;
+    let mut second = session(0, false);
+    second.holder = Holder::Password;
+    second.mfa = true;
+    store.create_session(&second, NOW).await.unwrap();
     // Addresses: a change (releasing a verified old one), the verification link, its page and
     // its use; the reset request's lookup by address, its link, and the page and use of it.
     let verified = Credentials {
