@@ -22,7 +22,89 @@ on_both_backends!(
     a_password_change_needs_the_code_and_a_reset_does_not_skip_it,
     of_two_logins_with_one_code_exactly_one_wins,
     concurrent_wrong_codes_cannot_exceed_an_mfa_tokens_five,
+    a_session_from_before_totp_refreshes_nothing,
+    wrong_codes_fill_a_window_a_reset_does_not_clear,
+    an_mfa_token_dies_when_the_password_changes,
 );
+
+async fn a_session_from_before_totp_refreshes_nothing<S: AppStore>(app: TestApp<S>) {
+    app.register("emma", GOOD_PASSWORD).await;
+    let (_, before) = app.tokens("emma", GOOD_PASSWORD).await;
+    let bearer = app.token("emma", GOOD_PASSWORD).await;
+    let reply = app
+        .mfa(
+            Method::POST,
+            "/me/mfa/totp",
+            &bearer,
+            json!({"password": GOOD_PASSWORD}),
+        )
+        .await;
+    let secret = base32_decode(reply.body["secret"].as_str().unwrap());
+    let code = totp::code_at(&secret, app.now());
+    let reply = app
+        .mfa(
+            Method::POST,
+            "/me/mfa/totp/confirm",
+            &bearer,
+            json!({"code": code}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    // The single-factor session's refresh token is refused from now on.
+    let reply = app.refresh(&before).await;
+    assert_eq!(
+        (reply.status, &reply.body["error"]),
+        (400, &json!("invalid_grant"))
+    );
+}
+
+async fn wrong_codes_fill_a_window_a_reset_does_not_clear<S: AppStore>(mut app: TestApp<S>) {
+    app.set_throttle_limits(shared::throttle::ThrottleLimits {
+        account_per_hour: 3,
+        source_per_hour: 100,
+    });
+    let (secret, _) = app.with_totp("emma").await;
+    for _ in 0..3 {
+        let token = app.mfa_token("emma").await;
+        let reply = app.second_step(OTP, &token, "otp", "000000").await;
+        assert_eq!(reply.body["error"], "invalid_grant");
+    }
+    // The password grant waits now (the account's window saw the wrong codes)...
+    app.login("emma", GOOD_PASSWORD).await.problem(429);
+    // ...and once that window is cleared (as a reset by mail clears it), the second factor's own
+    // window still refuses codes: a reset buys no fresh guesses.
+    let emma = app.store.credentials("emma").await.unwrap().unwrap();
+    let subject = shared::throttle::subject(Some(&emma), "emma");
+    app.store
+        .reset_counter(&shared::throttle::account_key(&subject))
+        .await
+        .unwrap();
+    let token = app.mfa_token("emma").await;
+    let code = app.next_code(&secret);
+    let reply = app.second_step(OTP, &token, "otp", &code).await;
+    assert_eq!(reply.body["error"], "invalid_grant", "{}", reply.raw);
+}
+
+async fn an_mfa_token_dies_when_the_password_changes<S: AppStore>(app: TestApp<S>) {
+    let (secret, _) = app.with_totp("emma").await;
+    let stale = app.mfa_token("emma").await;
+    let bearer = app.token_after_mfa("emma", &secret).await;
+    let code = app.next_code(&secret);
+    let reply = app
+        .account(
+            Method::PUT,
+            "/me/password",
+            Some(&bearer),
+            json!({"current_password": GOOD_PASSWORD, "new_password": NEW_PASSWORD, "code": code}),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    let (access, _) = reply.token_pair();
+    assert_eq!(claims(&access)["amr"], json!(["pwd", "otp", "mfa"]));
+    let code = app.next_code(&secret);
+    let reply = app.second_step(OTP, &stale, "otp", &code).await;
+    assert_eq!(reply.body["error"], "invalid_grant", "{}", reply.raw);
+}
 
 /// Twelve wrong codes at once on one token: at most five are checked (each claims a place
 /// first), the token is dead, and exactly that many count in the account's hourly window.

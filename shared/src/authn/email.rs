@@ -115,42 +115,62 @@ pub async fn link_alive<T: TicketStore>(
 /// The neutral answer when another account has the address verified.
 pub const UNVERIFIABLE: &str = "This address cannot be verified for this account";
 
+/// A mail's place in an account's windows (one a minute, five an hour), to give back when
+/// the mail could not be sent.
+#[derive(Debug)]
+pub struct MailClaim {
+    places: Vec<(String, u64)>,
+}
+
+impl MailClaim {
+    /// Gives the places back (the mail was not sent: a retry must not wait for it).
+    pub async fn give_back<C: CounterStore>(self, store: &C) -> Result<(), StoreError> {
+        for (key, since) in self.places {
+            store.give_back(&key, since).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Claims one mail to `user_id` in its windows (one a minute, five an hour): `Err(wait)` when
 /// one is full (nothing is sent then).
 pub async fn claim_mail<C: CounterStore>(
     store: &C,
     user_id: &str,
     now: u64,
-) -> Result<Result<(), u64>, StoreError> {
+) -> Result<Result<MailClaim, u64>, StoreError> {
     use crate::policy::{MAILS_PER_HOUR, MAILS_PER_MINUTE};
-    let minute = store
-        .add_in_window(
-            &format!("mail minute id {user_id}"),
-            MAILS_PER_MINUTE,
-            60,
-            now,
-        )
-        .await?;
-    if minute.is_none() {
-        return Ok(Err(60));
+    let mut claim = MailClaim { places: Vec::new() };
+    for (window, ceiling, seconds) in [
+        ("minute", MAILS_PER_MINUTE, 60),
+        ("hour", MAILS_PER_HOUR, 3600),
+    ] {
+        let key = format!("mail {window} id {user_id}");
+        match store.add_in_window(&key, ceiling, seconds, now).await? {
+            Some(since) => claim.places.push((key, since)),
+            None => {
+                claim.give_back(store).await?;
+                return Ok(Err(seconds));
+            }
+        }
     }
-    let hour = store
-        .add_in_window(
-            &format!("mail hour id {user_id}"),
-            MAILS_PER_HOUR,
-            3600,
-            now,
-        )
-        .await?;
-    Ok(if hour.is_none() { Err(3600) } else { Ok(()) })
+    Ok(Ok(claim))
 }
 
-/// Sends a notice to `user`'s verified address, if it has one.
-pub async fn notify(outbox: &Outbox, user: &Credentials, letter: Letter<'_>, what: &'static str) {
-    if let Some(to) = user.email.as_deref().filter(|_| user.email_verified) {
-        outbox
-            .post(&user.id, &user.username, to, letter, what)
-            .await;
+/// Sends a notice to `user`'s verified address, if it has one: whether it was sent.
+pub async fn notify(
+    outbox: &Outbox,
+    user: &Credentials,
+    letter: Letter<'_>,
+    what: &'static str,
+) -> bool {
+    match user.email.as_deref().filter(|_| user.email_verified) {
+        Some(to) => {
+            outbox
+                .post(&user.id, &user.username, to, letter, what)
+                .await
+        }
+        None => false,
     }
 }
 

@@ -8,7 +8,10 @@
 //! token's own window (dead after [`MFA_TOKEN_FAILURES`]) and in the account's hourly failure
 //! window, so knowing the password buys no unlimited guesses across tokens. Success spends it.
 
+use std::future::Future;
+
 use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
 
 use super::email::{issue, peek, take};
 use super::totp;
@@ -66,11 +69,10 @@ impl From<Failed> for ApiError {
     }
 }
 
-/// The data key, or the 500 of a deployment without one (a retry changes nothing: the
-/// operator must set `AUTH_DATA_KEY`).
+/// The data key, or the 503 of a deployment without one (the operator sets `AUTH_DATA_KEY`).
 pub fn data_key(key: Option<&DataKey>) -> Result<&DataKey, ApiError> {
     key.ok_or_else(|| {
-        ApiError::Internal("second factors are not configured: AUTH_DATA_KEY is not set".into())
+        ApiError::Unavailable("second factors are not configured: AUTH_DATA_KEY is not set".into())
     })
 }
 
@@ -132,6 +134,9 @@ struct MfaRecord {
     /// The name as registered, for the code's page.
     #[serde(default)]
     username: String,
+    /// The password's tag when it was right: a change of password kills the token.
+    #[serde(default)]
+    password_tag: String,
     continues: Continues,
 }
 
@@ -146,6 +151,7 @@ pub async fn challenge<T: TicketStore>(
         user_id: user.id.clone(),
         username_key: user.username_key.clone(),
         username: user.username.clone(),
+        password_tag: user.password_tag(),
         continues,
     };
     issue(store, TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now).await
@@ -164,10 +170,59 @@ pub enum Failed {
     Throttled(u64),
 }
 
-/// [`verify`], counted as a login of the account: a place in the account's hourly failure
-/// window is claimed before the code is checked (one atomic add, so concurrent guesses cannot
-/// exceed the ceiling) and given back when the code is right. Every route that takes a code
-/// checks it this way.
+/// The window of an account's wrong second factors: beside the account's own window, which a
+/// reset by mail clears, this one is not, so a reset buys no fresh guesses.
+fn second_factor_key(user: &Credentials) -> String {
+    format!("second factor id {}", user.id)
+}
+
+/// Runs `check` (a code's check) counted as a login of the account: a place in the account's
+/// second-factor window is claimed first (one atomic add, so concurrent guesses cannot exceed
+/// `AUTH_ACCOUNT_FAILURES_PER_HOUR`), a wrong code also counts in the account's login window,
+/// and a right one gives both back. Every route that takes a code checks it this way.
+pub async fn counted<S, T>(
+    store: &S,
+    limits: &ThrottleLimits,
+    user: &Credentials,
+    now: u64,
+    check: impl Future<Output = Result<Option<T>, ApiError>>,
+) -> Result<Result<T, Failed>, ApiError>
+where
+    S: CounterStore,
+{
+    let ceiling = limits.account_per_hour;
+    let key = second_factor_key(user);
+    let Some(since) = store
+        .add_in_window(&key, ceiling, policy::WINDOW_SECONDS, now)
+        .await?
+    else {
+        let window = store.counters(&[&key], now).await?[0];
+        let wait = window.map_or(1, |w| {
+            (w.since + policy::WINDOW_SECONDS)
+                .saturating_sub(now)
+                .max(1)
+        });
+        return Ok(Err(Failed::Throttled(wait)));
+    };
+    // The account's login window sees the attempt too (a password login waits once it is full).
+    let subject = throttle::subject(Some(user), &user.username_key);
+    let login_window = throttle::account_key(&subject);
+    let login_since = store
+        .add_in_window(&login_window, ceiling, policy::WINDOW_SECONDS, now)
+        .await?;
+    if let Some(found) = check.await? {
+        store.give_back(&key, since).await?;
+        if let Some(login_since) = login_since {
+            store.give_back(&login_window, login_since).await?;
+        }
+        return Ok(Ok(found));
+    }
+    tracing::info!(user_id = %user.id, "second factor failed");
+    crate::metrics::record(crate::metrics::Outcome::LoginFailed);
+    Ok(Err(Failed::Wrong))
+}
+
+/// [`verify`], [`counted`].
 pub async fn verify_counted<S: MfaStore + CounterStore>(
     store: &S,
     key: &DataKey,
@@ -176,29 +231,8 @@ pub async fn verify_counted<S: MfaStore + CounterStore>(
     proof: Proof<'_>,
     now: u64,
 ) -> Result<Result<(), Failed>, ApiError> {
-    let subject = throttle::subject(Some(user), &user.username_key);
-    let window = throttle::account_key(&subject);
-    let Some(since) = store
-        .add_in_window(
-            &window,
-            limits.account_per_hour,
-            policy::WINDOW_SECONDS,
-            now,
-        )
-        .await?
-    else {
-        let wait = throttle::account_wait(store, &subject, limits, now)
-            .await?
-            .unwrap_or(1);
-        return Ok(Err(Failed::Throttled(wait)));
-    };
-    if verify(store, key, user, proof, now).await? {
-        store.give_back(&window, since).await?;
-        return Ok(Ok(()));
-    }
-    tracing::info!(user_id = %user.id, "second factor failed");
-    crate::metrics::record(crate::metrics::Outcome::LoginFailed);
-    Ok(Err(Failed::Wrong))
+    let check = async { Ok(verify(store, key, user, proof, now).await?.then_some(())) };
+    counted(store, limits, user, now, check).await
 }
 
 /// Redeems `token` with `proof` for the login `continues`: the account, whose second factor
@@ -228,7 +262,14 @@ where
     let user = store
         .credentials(&record.username_key)
         .await?
-        .filter(|u| u.id == record.user_id && u.totp_enabled);
+        .filter(|u| u.id == record.user_id && u.totp_enabled)
+        .filter(|u| {
+            bool::from(
+                u.password_tag()
+                    .as_bytes()
+                    .ct_eq(record.password_tag.as_bytes()),
+            )
+        });
     let Some(user) = user else {
         kill().await?;
         return Err(ApiError::InvalidSecondFactor);

@@ -22,7 +22,6 @@ use crate::mail::{Letter, Outbox};
 use crate::metrics::{self, Outcome};
 use crate::password::PasswordHasher;
 use crate::policy::{self, Username};
-use crate::store::tickets::secret_hash;
 use crate::store::{
     AccountStore, CounterStore, CredentialStore, Credentials, EmailStore, StoreError, TicketKind,
     TicketStore,
@@ -50,10 +49,6 @@ struct ResetRecord {
     user_id: String,
     username_key: String,
     password_tag: String,
-}
-
-fn password_tag(user: &Credentials) -> String {
-    secret_hash(&user.password_hash)
 }
 
 /// The account of a forgot-password request and its verified address, if both exist.
@@ -98,14 +93,34 @@ where
         tracing::info!(source_ip = %source, "forgot-password: nothing to send");
         return Ok(());
     };
-    if let Err(wait) = claim_mail(store, &user.id, now).await? {
-        tracing::info!(user_id = %user.id, wait, "forgot-password throttled for the account");
-        return Ok(());
+    // From here on the work is the matching path's alone: a failure is logged and counted,
+    // never answered, so the answer stays the same.
+    if let Err(e) = send_reset(store, outbox, iss, &user, now).await {
+        tracing::warn!(user_id = %user.id, error = %e, "reset link not sent");
+        metrics::record(Outcome::MailFailed);
     }
+    Ok(())
+}
+
+/// Claims a mail in the account's windows, stores a reset link and mails it.
+async fn send_reset<S: CounterStore + TicketStore>(
+    store: &S,
+    outbox: &Outbox,
+    iss: &str,
+    user: &Credentials,
+    now: u64,
+) -> Result<(), StoreError> {
+    let claim = match claim_mail(store, &user.id, now).await? {
+        Ok(claim) => claim,
+        Err(wait) => {
+            tracing::info!(user_id = %user.id, wait, "forgot-password throttled for the account");
+            return Ok(());
+        }
+    };
     let record = ResetRecord {
         user_id: user.id.clone(),
         username_key: user.username_key.clone(),
-        password_tag: password_tag(&user),
+        password_tag: user.password_tag(),
     };
     let token = issue(
         store,
@@ -120,7 +135,9 @@ where
         link: &link,
         seconds: outbox.reset_ttl,
     };
-    notify(outbox, &user, letter, "reset").await;
+    if !notify(outbox, user, letter, "reset").await {
+        claim.give_back(store).await?;
+    }
     Ok(())
 }
 
@@ -138,7 +155,7 @@ pub async fn link_account<S: CredentialStore + TicketStore>(
     Ok(user.filter(|u| {
         u.id == record.user_id
             && bool::from(
-                password_tag(u)
+                u.password_tag()
                     .as_bytes()
                     .ct_eq(record.password_tag.as_bytes()),
             )

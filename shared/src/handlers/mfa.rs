@@ -20,7 +20,6 @@ use crate::signer::Signer;
 use crate::state::AccountState;
 use crate::state::stores;
 use crate::store::Credentials;
-use crate::throttle;
 use crate::token::INVALID_TOKEN;
 
 /// The routes of this module, or `None` for a path that is not one of them.
@@ -56,10 +55,6 @@ fn already_on() -> ApiError {
 
 fn not_on() -> ApiError {
     ApiError::Conflict("TOTP is not on for this account".into())
-}
-
-fn wrong_code() -> ApiError {
-    ApiError::validation("code", "is not a valid code of this account")
 }
 
 /// The new recovery codes, and their hashes for the store.
@@ -142,24 +137,9 @@ async fn confirm<A: stores::Account, S: Signer>(
         ));
     };
     let secret = key.open(&user.id, &sealed).await?;
-    // Counted as a login's failure when wrong, as every code check is.
-    let subject = throttle::subject(Some(&user), &user.username_key);
-    let window = throttle::account_key(&subject);
-    let limits = &state.throttle;
-    let Some(since) = state
-        .store
-        .add_in_window(
-            &window,
-            limits.account_per_hour,
-            policy::WINDOW_SECONDS,
-            now,
-        )
-        .await?
-    else {
-        return Err(mfa::Failed::Throttled(60).into());
-    };
-    let step = totp::matching_step(&secret, code, now).ok_or_else(wrong_code)?;
-    state.store.give_back(&window, since).await?;
+    // Counted as every code check is.
+    let check = async { Ok(totp::matching_step(&secret, code, now)) };
+    let step = mfa::counted(&state.store, &state.throttle, &user, now, check).await??;
     let (codes, hashes) = recovery_codes();
     if !state
         .store

@@ -83,11 +83,14 @@ async fn resend<A: stores::Account, S: Signer>(
     if user.email_verified {
         return Err(ApiError::Conflict("The address is already verified".into()));
     }
-    if let Err(retry_after) = claim_mail(&state.store, &user.id, now).await? {
-        return Err(ApiError::TooManyMessages { retry_after });
-    }
+    let claim = match claim_mail(&state.store, &user.id, now).await? {
+        Ok(claim) => claim,
+        Err(retry_after) => return Err(ApiError::TooManyMessages { retry_after }),
+    };
     let iss = http::issuer(&state.issuer, req)?;
     if !email::send_verification(&state.store, &state.outbox, &iss, &user, &address, now).await {
+        // Not sent: the places go back, so a retry does not wait for a mail that never went.
+        claim.give_back(&state.store).await?;
         return Err(ApiError::Unavailable("the mailer failed".into()));
     }
     Ok(http::json(

@@ -372,7 +372,8 @@ fn issued_for(token: &RefreshToken, record: &SessionRecord) -> bool {
         .is_ok_and(|key| token.is_genuine(&key))
 }
 
-/// The account of `record`, if it still exists under the same id and the session's epoch.
+/// The account of `record`, if it still exists under the same id and the session's epoch, and
+/// the session passed the second factor the account has, if any.
 async fn open_account<S: CredentialStore>(
     store: &S,
     record: &SessionRecord,
@@ -381,6 +382,9 @@ async fn open_account<S: CredentialStore>(
         .credentials(&record.username_key)
         .await?
         .filter(|u| u.id == record.life.user_id && u.session_epoch == record.life.epoch)
+        // A session whose sign-in passed no second factor ends once the account has one: it
+        // refreshes nothing and answers no single sign-on.
+        .filter(|u| record.mfa || !u.totp_enabled)
         .ok_or(SessionError::Invalid)
 }
 

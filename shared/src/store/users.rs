@@ -63,6 +63,14 @@ pub struct Credentials {
     pub totp_last_step: u64,
 }
 
+impl Credentials {
+    /// A digest of the password hash: a link or token bound to it dies when the password
+    /// changes (compare it in constant time).
+    pub fn password_tag(&self) -> String {
+        super::tickets::secret_hash(&self.password_hash)
+    }
+}
+
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credentials")

@@ -45,14 +45,12 @@ enum Keys {
     Counters,
     /// Accounts and sessions (a bearer check reads both in one batch), and clients.
     AllButCounters,
-    /// Single-use tickets (authorization codes).
-    Tickets,
+    /// Single-use tickets of these kinds only.
+    Tickets(&'static [TicketKind]),
     /// OAuth clients.
     Clients,
     /// Verified addresses' claims.
     Emails,
-    /// The second step's tickets (`mfa_token`s) only.
-    MfaTickets,
 }
 
 impl Keys {
@@ -67,16 +65,15 @@ impl Keys {
             Keys::Sessions => ("ForAllValues:StringLike", vec![pattern(SESSION_PREFIX)]),
             Keys::Counters => ("ForAllValues:StringLike", vec![pattern(COUNTER_PREFIX)]),
             Keys::AllButCounters => ("ForAllValues:StringNotLike", vec![pattern(COUNTER_PREFIX)]),
-            Keys::Tickets => ("ForAllValues:StringLike", vec![pattern(TICKET_PREFIX)]),
+            Keys::Tickets(kinds) => (
+                "ForAllValues:StringLike",
+                kinds
+                    .iter()
+                    .map(|k| format!("{TICKET_PREFIX}{} *", k.as_str()))
+                    .collect(),
+            ),
             Keys::Clients => ("ForAllValues:StringLike", vec![pattern(CLIENT_PREFIX)]),
             Keys::Emails => ("ForAllValues:StringLike", vec![pattern(EMAIL_PREFIX)]),
-            Keys::MfaTickets => (
-                "ForAllValues:StringLike",
-                vec![format!(
-                    "{TICKET_PREFIX}{} *",
-                    TicketKind::MfaToken.as_str()
-                )],
-            ),
         }
     }
 }
@@ -125,11 +122,16 @@ fn write_counters() -> Expected {
     }
 }
 
-fn issue_links() -> Expected {
+const MFA_TOKENS: &[TicketKind] = &[TicketKind::MfaToken];
+const CODES_AND_MFA_TOKENS: &[TicketKind] = &[TicketKind::AuthorizationCode, TicketKind::MfaToken];
+const VERIFICATION_LINKS: &[TicketKind] = &[TicketKind::EmailVerification];
+const MAILED_LINKS: &[TicketKind] = &[TicketKind::EmailVerification, TicketKind::PasswordReset];
+
+fn issue_links(kinds: &'static [TicketKind]) -> Expected {
     Expected {
         sid: "IssueLinks",
         actions: PUT,
-        keys: Keys::Tickets,
+        keys: Keys::Tickets(kinds),
         attributes: Some(&[TICKET_ATTRIBUTES]),
         return_values: Some(&["NONE"]),
     }
@@ -158,7 +160,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     attributes: Some(&[NEW_ACCOUNT_ATTRIBUTES, NEW_ACCOUNT_EMAIL_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
-                issue_links(),
+                issue_links(VERIFICATION_LINKS),
             ],
         ),
         (
@@ -196,7 +198,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "RedeemCodes",
                     actions: DELETE,
-                    keys: Keys::Tickets,
+                    keys: Keys::Tickets(CODES_AND_MFA_TOKENS),
                     attributes: None,
                     return_values: Some(&["ALL_OLD"]),
                 },
@@ -224,7 +226,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "IssueMfaTokens",
                     actions: PUT,
-                    keys: Keys::MfaTickets,
+                    keys: Keys::Tickets(MFA_TOKENS),
                     attributes: Some(&[TICKET_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
@@ -270,14 +272,14 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "TakeMfaTokens",
                     actions: DELETE,
-                    keys: Keys::MfaTickets,
+                    keys: Keys::Tickets(MFA_TOKENS),
                     attributes: None,
                     return_values: Some(&["ALL_OLD"]),
                 },
                 Expected {
                     sid: "IssueCodes",
                     actions: PUT,
-                    keys: Keys::Tickets,
+                    keys: Keys::Tickets(CODES_AND_MFA_TOKENS),
                     attributes: Some(&[TICKET_ATTRIBUTES]),
                     return_values: Some(&["NONE"]),
                 },
@@ -323,15 +325,15 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                 Expected {
                     sid: "ReadLinks",
                     actions: GET,
-                    keys: Keys::Tickets,
+                    keys: Keys::Tickets(MAILED_LINKS),
                     attributes: None,
                     return_values: None,
                 },
-                issue_links(),
+                issue_links(MAILED_LINKS),
                 Expected {
                     sid: "TakeLinks",
                     actions: DELETE,
-                    keys: Keys::Tickets,
+                    keys: Keys::Tickets(MAILED_LINKS),
                     attributes: None,
                     return_values: Some(&["ALL_OLD"]),
                 },
