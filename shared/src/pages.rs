@@ -12,7 +12,6 @@
 use askama::Template;
 use lambda_http::http::{Method, StatusCode, header};
 use lambda_http::{Body, Request, Response};
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 use url::Url;
 
@@ -80,23 +79,94 @@ pub fn cookie<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
     found.next().is_none().then_some(first)
 }
 
-/// A new CSRF token: 256 random bits, base64url.
+/// A new CSRF token: 256 random bits, base64url (a ticket's kind of secret).
 pub fn new_csrf_token() -> String {
-    use base64::Engine;
-    let mut bytes = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut bytes)
-        .expect("the OS random number generator is available");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    crate::store::tickets::new_secret().expect("the OS random number generator is available")
 }
 
 /// Whether a CSRF token has the shape [`new_csrf_token`] gives (nothing else is echoed into a
 /// page or compared).
 pub fn is_csrf_token(value: &str) -> bool {
-    value.len() == 43
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+    crate::store::tickets::is_secret(value)
+}
+
+/// What every page of one request shares: the issuer, the pages' frame (name, stylesheet), where
+/// its form posts, and the cookies' names for that issuer.
+pub struct Frame<'a> {
+    /// The issuer the request arrived for.
+    pub iss: &'a str,
+    /// `AUTH_APP_NAME`.
+    pub app_name: &'a str,
+    /// The stylesheet's URL.
+    pub stylesheet: String,
+    /// Where the page's form posts: `path` under the issuer.
+    pub action: String,
+    /// The cookies' names.
+    pub cookies: Cookies,
+}
+
+impl<'a> Frame<'a> {
+    /// The frame of a page at `path` under `iss`.
+    pub fn new(iss: &'a str, app_name: &'a str, path: &str) -> Self {
+        Frame {
+            iss,
+            app_name,
+            stylesheet: format!("{iss}{STYLESHEET_PATH}"),
+            action: format!("{iss}{path}"),
+            cookies: Cookies::for_issuer(iss),
+        }
+    }
+
+    /// What an error page shows around its message.
+    pub fn context(&self) -> crate::error::PageContext<'_> {
+        crate::error::PageContext {
+            app_name: self.app_name,
+            stylesheet: &self.stylesheet,
+        }
+    }
+
+    /// A page with a title and one sentence, setting `cookies`.
+    pub fn message(
+        &self,
+        status: StatusCode,
+        title: &str,
+        detail: &str,
+        cookies: &[String],
+    ) -> Response<Body> {
+        let html = render(&MessagePage {
+            app_name: self.app_name,
+            stylesheet: &self.stylesheet,
+            title,
+            detail,
+        });
+        respond(status, html, &csp(None), cookies)
+    }
+
+    /// The parameters of a form this page's browser posted: refused (403, nothing done) unless
+    /// its `csrf` field is the browser's CSRF cookie.
+    pub fn checked_form(&self, req: &Request) -> Result<Vec<(String, String)>, ApiError> {
+        let params = parameters(req)?;
+        if !csrf_holds(self.cookies, req, &params) {
+            return Err(ApiError::AccessDenied(
+                "This form has expired or was not sent from this site; go back and try again"
+                    .into(),
+            ));
+        }
+        Ok(params)
+    }
+
+    /// `page`'s HTML under the pages' headers, with the browser's CSRF token set if it has
+    /// none; `redirect_uri` widens the CSP's `form-action` for a form that ends at a client.
+    pub fn form_page(
+        &self,
+        req: &Request,
+        status: StatusCode,
+        redirect_uri: Option<&str>,
+        page: impl FnOnce(&str) -> String,
+    ) -> Response<Body> {
+        let (csrf, cookies) = csrf_token(self.cookies, req);
+        respond(status, page(&csrf), &csp(redirect_uri), &cookies)
+    }
 }
 
 /// The browser's CSRF token, or a new one and the cookie that sets it.

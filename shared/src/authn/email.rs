@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ApiError, with_query};
 use crate::mail::{Letter, Outbox};
 use crate::metrics::{self, Outcome};
-use crate::store::tickets::{is_secret, new_secret, secret_hash};
+pub(crate) use crate::store::tickets::{issue, peek, take};
 use crate::store::{
     CounterStore, Credentials, EmailStore, StoreError, TicketKind, TicketStore, Verified,
 };
@@ -172,54 +172,6 @@ pub async fn notify(
         }
         None => false,
     }
-}
-
-/// Stores `record` as a ticket of `kind` living `ttl` seconds: the secret for the link.
-pub(crate) async fn issue<T: TicketStore>(
-    store: &T,
-    kind: TicketKind,
-    record: &impl Serialize,
-    ttl: u64,
-    now: u64,
-) -> Result<String, StoreError> {
-    let token = new_secret()?;
-    let record = serde_json::to_string(record).map_err(|e| StoreError::Fault(e.to_string()))?;
-    store
-        .put_ticket(kind, &secret_hash(&token), &record, now + ttl, now)
-        .await?;
-    Ok(token)
-}
-
-/// The record of a live ticket of `kind` for `token`, left in place.
-pub(crate) async fn peek<T: TicketStore, R: for<'de> Deserialize<'de>>(
-    store: &T,
-    kind: TicketKind,
-    token: &str,
-    now: u64,
-) -> Result<Option<R>, StoreError> {
-    if !is_secret(token) {
-        return Ok(None);
-    }
-    let record = store.peek_ticket(kind, &secret_hash(token), now).await?;
-    record.map(|r| parse(&r)).transpose()
-}
-
-/// The record of a live ticket of `kind` for `token`, taken (of concurrent takes one wins).
-pub(crate) async fn take<T: TicketStore, R: for<'de> Deserialize<'de>>(
-    store: &T,
-    kind: TicketKind,
-    token: &str,
-    now: u64,
-) -> Result<Option<R>, StoreError> {
-    if !is_secret(token) {
-        return Ok(None);
-    }
-    let record = store.take_ticket(kind, &secret_hash(token), now).await?;
-    record.map(|r| parse(&r)).transpose()
-}
-
-fn parse<R: for<'de> Deserialize<'de>>(record: &str) -> Result<R, StoreError> {
-    serde_json::from_str(record).map_err(|e| StoreError::Fault(format!("ticket record: {e}")))
 }
 
 #[cfg(test)]

@@ -3,9 +3,7 @@
 //! it, so no step is accepted twice. Also the recovery codes: ten single-use codes of 80 random
 //! bits, stored only as hashes.
 
-use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use sha2::{Digest, Sha256};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 
 /// Digits of a code.
@@ -112,7 +110,7 @@ pub fn recovery_hash(code: &str) -> String {
         .filter(|c| c.is_ascii_alphanumeric())
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(normal.as_bytes()))
+    crate::store::tickets::secret_hash(&normal)
 }
 
 /// Whether `code` has the shape of a recovery code (16 base32 characters, separators aside).

@@ -17,11 +17,11 @@ use lambda_http::{Body, Request, Response};
 use crate::authn::mfa::{self, Continues, Proof};
 use crate::authn::password::{self, Checker, Purpose, Refusal};
 use crate::authn::registration::{self, Application};
-use crate::error::{ApiError, BAD_CREDENTIALS, PageContext, RedirectTarget, Render, with_query};
+use crate::error::{ApiError, BAD_CREDENTIALS, RedirectTarget, Render, with_query};
 use crate::http;
 use crate::oauth::authorize::{self, AuthorizationRequest, Prompt, Refused};
 use crate::oauth::code::{self, CodeGrant};
-use crate::pages::{self, ContinuePage, Cookies, LoginPage, MessagePage, OtpPage, RegisterPage};
+use crate::pages::{self, ContinuePage, LoginPage, OtpPage, RegisterPage};
 use crate::session::{self, BrowserSession};
 use crate::state::AuthorizeState;
 use crate::state::stores;
@@ -37,7 +37,7 @@ pub async fn handle<C: stores::Authorize>(
         Ok(iss) => iss,
         Err(e) => return e.into_response(),
     };
-    let page = Page::new(state, &iss);
+    let page = frame(state, &iss);
     let path = http::path(&req);
     let result = if path.ends_with(pages::STYLESHEET_PATH) {
         http::require_method(&req, "GET").map(|_| pages::stylesheet())
@@ -55,48 +55,11 @@ pub async fn handle<C: stores::Authorize>(
     result.unwrap_or_else(|e| e.render(Render::Page(page.context())))
 }
 
-/// What every page of one request shares: the issuer, its cookies and the pages' frame.
-struct Page<'a> {
-    iss: &'a str,
-    app_name: &'a str,
-    stylesheet: String,
-    action: String,
-    cookies: Cookies,
-}
+/// The frame of the authorization endpoint's pages.
+type Page<'a> = pages::Frame<'a>;
 
-impl<'a> Page<'a> {
-    fn new<C>(state: &'a AuthorizeState<C>, iss: &'a str) -> Self {
-        Page {
-            iss,
-            app_name: &state.app_name,
-            stylesheet: format!("{iss}{}", pages::STYLESHEET_PATH),
-            action: format!("{iss}/authorize"),
-            cookies: Cookies::for_issuer(iss),
-        }
-    }
-
-    fn context(&self) -> PageContext<'_> {
-        PageContext {
-            app_name: self.app_name,
-            stylesheet: &self.stylesheet,
-        }
-    }
-
-    fn message(
-        &self,
-        status: StatusCode,
-        title: &str,
-        detail: &str,
-        cookies: &[String],
-    ) -> Response<Body> {
-        let html = pages::render(&MessagePage {
-            app_name: self.app_name,
-            stylesheet: &self.stylesheet,
-            title,
-            detail,
-        });
-        pages::respond(status, html, &pages::csp(None), cookies)
-    }
+fn frame<'a, C>(state: &'a AuthorizeState<C>, iss: &'a str) -> Page<'a> {
+    pages::Frame::new(iss, &state.app_name, "/authorize")
 }
 
 /// Checks the authorization request, or answers its error where it may go.
@@ -204,7 +167,6 @@ fn form(
     status: StatusCode,
 ) -> Response<Body> {
     let typed = typed.unwrap_or_default();
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
     let fields = request.form_fields();
     let link = |prompt: Option<&str>| {
         let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
@@ -218,37 +180,37 @@ fn form(
     } else {
         typed.username
     };
-    let html = match which {
-        Form::Login => pages::render(&LoginPage {
-            app_name: page.app_name,
-            stylesheet: &page.stylesheet,
-            client_id: &request.client_id,
-            action: &page.action,
-            fields: &fields,
-            csrf: &csrf,
-            username,
-            error: typed.error,
-            create_link: &link(Some("create")),
-            forgot_link: &format!("{}{}", page.iss, crate::authn::recovery::FORGOT_PAGE),
-        }),
-        Form::Register => pages::render(&RegisterPage {
-            app_name: page.app_name,
-            stylesheet: &page.stylesheet,
-            client_id: &request.client_id,
-            action: &page.action,
-            fields: &fields,
-            csrf: &csrf,
-            username: typed.username,
-            full_name: typed.full_name,
-            error: typed.error,
-            login_link: &link(Some("login")),
-        }),
-    };
-    pages::respond(
+    let forgot_link = format!("{}{}", page.iss, crate::authn::recovery::FORGOT_PAGE);
+    page.form_page(
+        req,
         status,
-        html,
-        &pages::csp(Some(&request.redirect_uri)),
-        &cookies,
+        Some(&request.redirect_uri),
+        |csrf| match which {
+            Form::Login => pages::render(&LoginPage {
+                app_name: page.app_name,
+                stylesheet: &page.stylesheet,
+                client_id: &request.client_id,
+                action: &page.action,
+                fields: &fields,
+                csrf,
+                username,
+                error: typed.error,
+                create_link: &link(Some("create")),
+                forgot_link: &forgot_link,
+            }),
+            Form::Register => pages::render(&RegisterPage {
+                app_name: page.app_name,
+                stylesheet: &page.stylesheet,
+                client_id: &request.client_id,
+                action: &page.action,
+                fields: &fields,
+                csrf,
+                username: typed.username,
+                full_name: typed.full_name,
+                error: typed.error,
+                login_link: &link(Some("login")),
+            }),
+        },
     )
 }
 
@@ -260,26 +222,22 @@ fn confirm(
     request: &AuthorizationRequest,
     browser: &BrowserSession,
 ) -> Response<Body> {
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
     let fields = request.form_fields();
     let mut query: Vec<(&str, &str)> = fields.iter().map(|(n, v)| (*n, v.as_str())).collect();
     query.push(("prompt", "login"));
-    let html = pages::render(&ContinuePage {
-        app_name: page.app_name,
-        stylesheet: &page.stylesheet,
-        client_id: &request.client_id,
-        username: &browser.user.username,
-        action: &page.action,
-        fields: &fields,
-        csrf: &csrf,
-        login_link: &with_query(&page.action, &query),
-    });
-    pages::respond(
-        StatusCode::OK,
-        html,
-        &pages::csp(Some(&request.redirect_uri)),
-        &cookies,
-    )
+    let login_link = with_query(&page.action, &query);
+    page.form_page(req, StatusCode::OK, Some(&request.redirect_uri), |csrf| {
+        pages::render(&ContinuePage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            client_id: &request.client_id,
+            username: &browser.user.username,
+            action: &page.action,
+            fields: &fields,
+            csrf,
+            login_link: &login_link,
+        })
+    })
 }
 
 /// `POST /authorize`: a hosted form.
@@ -288,14 +246,9 @@ async fn submit<C: stores::Authorize>(
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = pages::parameters(req)?;
     // Before anything else, and before the request is even looked at: a post the browser's own
     // page did not make changes nothing.
-    if !pages::csrf_holds(page.cookies, req, &params) {
-        return Err(ApiError::AccessDenied(
-            "This form has expired or was not sent from this site; go back and try again".into(),
-        ));
-    }
+    let params = page.checked_form(req)?;
     let request = match check_request(&state.store, page, &params).await {
         Ok(request) => request,
         Err(response) => return Ok(response),
@@ -447,29 +400,24 @@ fn otp_form(
     username: &str,
     error: Option<&str>,
 ) -> Response<Body> {
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
     let fields = request.form_fields();
-    let html = pages::render(&OtpPage {
-        app_name: page.app_name,
-        stylesheet: &page.stylesheet,
-        username,
-        action: &page.action,
-        fields: &fields,
-        csrf: &csrf,
-        mfa_token,
-        error,
-    });
     let status = if error.is_some() {
         StatusCode::UNAUTHORIZED
     } else {
         StatusCode::OK
     };
-    pages::respond(
-        status,
-        html,
-        &pages::csp(Some(&request.redirect_uri)),
-        &cookies,
-    )
+    page.form_page(req, status, Some(&request.redirect_uri), |csrf| {
+        pages::render(&OtpPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            username,
+            action: &page.action,
+            fields: &fields,
+            csrf,
+            mfa_token,
+            error,
+        })
+    })
 }
 
 /// The sign-in page again after a refused password: one generic message for unknown names and

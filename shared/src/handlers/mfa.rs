@@ -15,12 +15,10 @@ use crate::authn::mfa::{self, Proof};
 use crate::authn::totp;
 use crate::error::ApiError;
 use crate::http::{self, BodyFormat};
-use crate::policy;
 use crate::signer::Signer;
 use crate::state::AccountState;
 use crate::state::stores;
 use crate::store::Credentials;
-use crate::token::INVALID_TOKEN;
 
 /// The routes of this module, or `None` for a path that is not one of them.
 pub(super) async fn route<A: stores::Account, S: Signer>(
@@ -70,14 +68,9 @@ async fn bearer_account<A: stores::Account, S: Signer>(
     req: &Request,
     now: u64,
 ) -> Result<Credentials, ApiError> {
-    let (claims, _) =
-        super::authenticate(&state.verifier, &state.issuer, &state.store, now, req).await?;
-    state
-        .store
-        .credentials(&policy::login_key(&claims.preferred_username))
-        .await?
-        .filter(|u| u.id == claims.sub)
-        .ok_or(ApiError::InvalidToken(INVALID_TOKEN))
+    let (_, user) =
+        super::bearer_credentials(&state.verifier, &state.issuer, &state.store, now, req).await?;
+    Ok(user)
 }
 
 /// The bearer's account, re-authenticated with the body's `password`, and the body.

@@ -90,6 +90,24 @@ pub(crate) async fn token_response<S: Signer>(
     Ok(http::json(StatusCode::OK, &body))
 }
 
+/// The bearer's claims and credentials, read afresh ([`authenticate`], then the account's own
+/// record): for routes that act on the account's secrets (its address, its second factor).
+pub(crate) async fn bearer_credentials<P: ProfileReader + crate::store::CredentialStore>(
+    verifier: &TokenVerifier,
+    issuer: &Issuer,
+    store: &P,
+    now: u64,
+    req: &Request,
+) -> Result<(Claims, crate::store::Credentials), ApiError> {
+    let (claims, _) = authenticate(verifier, issuer, store, now, req).await?;
+    let user = store
+        .credentials(&crate::policy::login_key(&claims.preferred_username))
+        .await?
+        .filter(|u| u.id == claims.sub)
+        .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
+    Ok((claims, user))
+}
+
 /// The bearer's claims and account, if its token verifies, its account still exists and its
 /// session is open at `now`: the check of every protected route, in one store round trip.
 pub(crate) async fn authenticate<P: ProfileReader>(

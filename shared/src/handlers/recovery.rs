@@ -15,14 +15,13 @@ use serde_json::json;
 
 use crate::authn::email::{self, claim_mail};
 use crate::authn::recovery::{self, FORGOT_PAGE, RESET_PAGE, Reset, Who};
-use crate::error::{ApiError, PageContext, Render};
+use crate::error::{ApiError, Render};
 use crate::http::{self, BodyFormat};
-use crate::pages::{self, Cookies, ForgotPage, MessagePage, ResetPage, VerifyPage};
+use crate::pages::{self, ForgotPage, ResetPage, VerifyPage};
 use crate::policy;
 use crate::signer::Signer;
 use crate::state::AccountState;
 use crate::state::stores;
-use crate::token::INVALID_TOKEN;
 
 /// What `POST /password/forgot` answers, always.
 pub const FORGOT_ANSWER: &str = "If the account has a verified address, a reset link is on its way";
@@ -67,14 +66,8 @@ async fn resend<A: stores::Account, S: Signer>(
 ) -> Result<Response<Body>, ApiError> {
     http::require_method(req, "POST")?;
     let now = (state.clock)();
-    let (claims, _) =
-        super::authenticate(&state.verifier, &state.issuer, &state.store, now, req).await?;
-    let user = state
-        .store
-        .credentials(&policy::login_key(&claims.preferred_username))
-        .await?
-        .filter(|u| u.id == claims.sub)
-        .ok_or(ApiError::InvalidToken(INVALID_TOKEN))?;
+    let (_, user) =
+        super::bearer_credentials(&state.verifier, &state.issuer, &state.store, now, req).await?;
     let Some(address) = user.email.clone() else {
         return Err(ApiError::Conflict(
             "The account has no address to verify".into(),
@@ -183,32 +176,7 @@ fn resetting<'a, A, S>(state: &'a AccountState<A, S>, req: &'a Request) -> Reset
 
 // The hosted pages.
 
-/// What every page of one request shares.
-struct Page<'a> {
-    app_name: &'a str,
-    stylesheet: String,
-    action: String,
-    cookies: Cookies,
-}
-
-impl Page<'_> {
-    fn context(&self) -> PageContext<'_> {
-        PageContext {
-            app_name: self.app_name,
-            stylesheet: &self.stylesheet,
-        }
-    }
-
-    fn message(&self, title: &str, detail: &str) -> Response<Body> {
-        let html = pages::render(&MessagePage {
-            app_name: self.app_name,
-            stylesheet: &self.stylesheet,
-            title,
-            detail,
-        });
-        pages::respond(StatusCode::OK, html, &pages::csp(None), &[])
-    }
-}
+type Page<'a> = pages::Frame<'a>;
 
 async fn page<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
@@ -222,12 +190,7 @@ async fn page<A: stores::Account, S: Signer>(
         Ok(iss) => iss,
         Err(e) => return Some(e.into_response()),
     };
-    let page = Page {
-        app_name: &state.outbox.app_name,
-        stylesheet: format!("{iss}{}", pages::STYLESHEET_PATH),
-        action: format!("{iss}{which}"),
-        cookies: Cookies::for_issuer(&iss),
-    };
+    let page = pages::Frame::new(&iss, &state.outbox.app_name, which);
     let result = match (which, req.method().clone()) {
         (FORGOT_PAGE, Method::GET) => Ok(forgot_form(&page, req, "", None, StatusCode::OK)),
         (FORGOT_PAGE, Method::POST) => forgot_submit(state, &page, req).await,
@@ -240,18 +203,6 @@ async fn page<A: stores::Account, S: Signer>(
     Some(result.unwrap_or_else(|e| e.render(Render::Page(page.context()))))
 }
 
-/// The form's parameters, once its CSRF field matched the browser's cookie (403 otherwise:
-/// nothing was done or counted).
-fn checked_form(page: &Page<'_>, req: &Request) -> Result<Vec<(String, String)>, ApiError> {
-    let params = pages::parameters(req)?;
-    if !pages::csrf_holds(page.cookies, req, &params) {
-        return Err(ApiError::AccessDenied(
-            "The form expired; open the page again".into(),
-        ));
-    }
-    Ok(params)
-}
-
 fn forgot_form(
     page: &Page<'_>,
     req: &Request,
@@ -259,16 +210,16 @@ fn forgot_form(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response<Body> {
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
-    let html = pages::render(&ForgotPage {
-        app_name: page.app_name,
-        stylesheet: &page.stylesheet,
-        action: &page.action,
-        csrf: &csrf,
-        login,
-        error,
-    });
-    pages::respond(status, html, &pages::csp(None), &cookies)
+    page.form_page(req, status, None, |csrf| {
+        pages::render(&ForgotPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            action: &page.action,
+            csrf,
+            login,
+            error,
+        })
+    })
 }
 
 async fn forgot_submit<A: stores::Account, S: Signer>(
@@ -276,7 +227,7 @@ async fn forgot_submit<A: stores::Account, S: Signer>(
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = checked_form(page, req)?;
+    let params = page.checked_form(req)?;
     let login = pages::first(&params, "login").unwrap_or("").trim();
     let who = match who(
         Some(login).filter(|l| l.contains('@')),
@@ -293,8 +244,10 @@ async fn forgot_submit<A: stores::Account, S: Signer>(
     };
     forgot_in_constant_time(state, req, &who).await?;
     Ok(page.message(
+        StatusCode::OK,
         "Check your mail",
         "If the account has a verified address, a link to choose a new password is on its way. It works once.",
+        &[],
     ))
 }
 
@@ -306,17 +259,17 @@ fn reset_page(
     error: Option<&str>,
     status: StatusCode,
 ) -> Response<Body> {
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
-    let html = pages::render(&ResetPage {
-        app_name: page.app_name,
-        stylesheet: &page.stylesheet,
-        action: &page.action,
-        csrf: &csrf,
-        token,
-        username,
-        error,
-    });
-    pages::respond(status, html, &pages::csp(None), &cookies)
+    page.form_page(req, status, None, |csrf| {
+        pages::render(&ResetPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            action: &page.action,
+            csrf,
+            token,
+            username,
+            error,
+        })
+    })
 }
 
 async fn reset_form<A: stores::Account, S: Signer>(
@@ -345,14 +298,16 @@ async fn reset_submit<A: stores::Account, S: Signer>(
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = checked_form(page, req)?;
+    let params = page.checked_form(req)?;
     let token = pages::first(&params, "token").unwrap_or("");
     let new_password = pages::first(&params, "new_password").unwrap_or("");
     let now = (state.clock)();
     match recovery::reset(&state.store, resetting(state, req), token, new_password, now).await {
         Ok(_) => Ok(page.message(
+            StatusCode::OK,
             "Password changed",
             "Your password has been reset and every session signed in before has ended. Sign in with the new password.",
+            &[],
         )),
         Err(e @ ApiError::Validation { .. }) => {
             let username = pages::first(&params, "username").unwrap_or("");
@@ -373,20 +328,15 @@ async fn verify_form<A: stores::Account, S: Signer>(
     if !email::link_alive(&state.store, token, (state.clock)()).await? {
         return Err(ApiError::InvalidLink);
     }
-    let (csrf, cookies) = pages::csrf_token(page.cookies, req);
-    let html = pages::render(&VerifyPage {
-        app_name: page.app_name,
-        stylesheet: &page.stylesheet,
-        action: &page.action,
-        csrf: &csrf,
-        token,
-    });
-    Ok(pages::respond(
-        StatusCode::OK,
-        html,
-        &pages::csp(None),
-        &cookies,
-    ))
+    Ok(page.form_page(req, StatusCode::OK, None, |csrf| {
+        pages::render(&VerifyPage {
+            app_name: page.app_name,
+            stylesheet: &page.stylesheet,
+            action: &page.action,
+            csrf,
+            token,
+        })
+    }))
 }
 
 async fn verify_submit<A: stores::Account, S: Signer>(
@@ -394,11 +344,13 @@ async fn verify_submit<A: stores::Account, S: Signer>(
     page: &Page<'_>,
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
-    let params = checked_form(page, req)?;
+    let params = page.checked_form(req)?;
     let token = pages::first(&params, "token").unwrap_or("");
     let address = email::verify(&state.store, token, (state.clock)()).await?;
     Ok(page.message(
+        StatusCode::OK,
         "Address verified",
         &format!("{address} is now the verified address of your account."),
+        &[],
     ))
 }

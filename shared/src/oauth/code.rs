@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::pkce;
-use crate::store::tickets::{new_secret, secret_hash as hash};
+use crate::store::tickets;
 use crate::store::{StoreError, TicketKind, TicketStore};
 
 /// How long a code may wait for its exchange (RFC 6749 §4.1.2 recommends at most 10 minutes;
@@ -57,18 +57,14 @@ pub async fn issue<T: TicketStore>(
     grant: &CodeGrant,
     now: u64,
 ) -> Result<String, StoreError> {
-    let code = new_secret()?;
-    let record = serde_json::to_string(grant).map_err(|e| StoreError::Fault(e.to_string()))?;
-    store
-        .put_ticket(
-            TicketKind::AuthorizationCode,
-            &hash(&code),
-            &record,
-            now + CODE_SECONDS,
-            now,
-        )
-        .await?;
-    Ok(code)
+    tickets::issue(
+        store,
+        TicketKind::AuthorizationCode,
+        grant,
+        CODE_SECONDS,
+        now,
+    )
+    .await
 }
 
 /// Redeems `code` for `client_id` at `redirect_uri` with the PKCE `verifier`: spent by the first
@@ -81,15 +77,9 @@ pub async fn redeem<T: TicketStore>(
     verifier: &str,
     now: u64,
 ) -> Result<CodeGrant, CodeError> {
-    if code.len() != 43 {
-        return Err(CodeError::Invalid);
-    }
-    let record = store
-        .take_ticket(TicketKind::AuthorizationCode, &hash(code), now)
+    let grant: CodeGrant = tickets::take(store, TicketKind::AuthorizationCode, code, now)
         .await?
         .ok_or(CodeError::Invalid)?;
-    let grant: CodeGrant =
-        serde_json::from_str(&record).map_err(|e| StoreError::Fault(e.to_string()))?;
     let bound = grant.client_id == client_id && grant.redirect_uri == redirect_uri;
     if !bound || !pkce::verifies(&grant.code_challenge, verifier) {
         return Err(CodeError::Invalid);

@@ -8,6 +8,7 @@ use std::future::Future;
 
 use aws_sdk_dynamodb::types::ReturnValue;
 use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::dynamodb::{
@@ -40,6 +41,54 @@ pub fn is_secret(value: &str) -> bool {
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
+}
+
+/// Stores `record` (serialised) as a ticket of `kind` living `ttl` seconds: the new secret.
+pub async fn issue<T: TicketStore>(
+    store: &T,
+    kind: TicketKind,
+    record: &impl Serialize,
+    ttl: u64,
+    now: u64,
+) -> Result<String, StoreError> {
+    let token = new_secret()?;
+    let record = serde_json::to_string(record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    store
+        .put_ticket(kind, &secret_hash(&token), &record, now + ttl, now)
+        .await?;
+    Ok(token)
+}
+
+/// The record of a live ticket of `kind` for `token`, left in place.
+pub async fn peek<T: TicketStore, R: for<'de> Deserialize<'de>>(
+    store: &T,
+    kind: TicketKind,
+    token: &str,
+    now: u64,
+) -> Result<Option<R>, StoreError> {
+    if !is_secret(token) {
+        return Ok(None);
+    }
+    let record = store.peek_ticket(kind, &secret_hash(token), now).await?;
+    record.map(|r| parse(&r)).transpose()
+}
+
+/// The record of a live ticket of `kind` for `token`, taken (of concurrent takes one wins).
+pub async fn take<T: TicketStore, R: for<'de> Deserialize<'de>>(
+    store: &T,
+    kind: TicketKind,
+    token: &str,
+    now: u64,
+) -> Result<Option<R>, StoreError> {
+    if !is_secret(token) {
+        return Ok(None);
+    }
+    let record = store.take_ticket(kind, &secret_hash(token), now).await?;
+    record.map(|r| parse(&r)).transpose()
+}
+
+fn parse<R: for<'de> Deserialize<'de>>(record: &str) -> Result<R, StoreError> {
+    serde_json::from_str(record).map_err(|e| StoreError::Fault(format!("ticket record: {e}")))
 }
 
 /// What a ticket is for; part of its key, so a secret of one kind never redeems as another.
