@@ -67,6 +67,8 @@ contract_suite!(
     clients_are_put_read_listed_and_removed,
     a_taken_client_id_is_refused,
     a_client_key_is_never_a_username,
+    a_verified_address_has_one_owner,
+    second_factors_accept_each_step_and_code_once,
 );
 
 const RACERS: usize = 12;
@@ -167,6 +169,62 @@ async fn dynamodb_concurrent_redemption_tasks_of_one_code_have_one_winner() {
     for _ in 0..TAKERS {
         let (store, code) = (store.clone(), code.clone());
         tasks.spawn(async move { contract::redeem_code_once(&store, &code).await });
+    }
+    let won = tasks.join_all().await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[test]
+fn sqlite_concurrent_verifications_of_one_address_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite_stores(&dir, TAKERS);
+    on_thread(contract::prepare_address_race(&stores[0], TAKERS));
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter().enumerate())
+            .map(|(i, store)| {
+                scope.spawn(move || on_thread(contract::verify_raced_address(store, i)))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_verification_tasks_of_one_address_have_one_winner() {
+    let store = dynamo().await;
+    contract::prepare_address_race(&store, TAKERS).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..TAKERS {
+        let store = store.clone();
+        tasks.spawn(async move { contract::verify_raced_address(&store, i).await });
+    }
+    let won = tasks.join_all().await;
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[test]
+fn sqlite_concurrent_uses_of_one_totp_step_have_one_winner() {
+    let dir = tempfile::tempdir().unwrap();
+    let stores = sqlite_stores(&dir, TAKERS);
+    on_thread(contract::prepare_step_race(&stores[0]));
+    let won: Vec<bool> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (stores.iter())
+            .map(|store| scope.spawn(move || on_thread(contract::accept_raced_step(store))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dynamodb_concurrent_use_tasks_of_one_totp_step_have_one_winner() {
+    let store = dynamo().await;
+    contract::prepare_step_race(&store).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..TAKERS {
+        let store = store.clone();
+        tasks.spawn(async move { contract::accept_raced_step(&store).await });
     }
     let won = tasks.join_all().await;
     assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");

@@ -1348,3 +1348,199 @@ pub async fn redeem_code_once(store: &impl FullStore, code: &str) -> bool {
     .await
     .is_ok()
 }
+
+/// A user of `username` with the address `email` (unverified), created: its credentials.
+async fn with_address(store: &impl FullStore, username: &str, email: &str) -> super::Credentials {
+    let user = NewUser {
+        email: Some(email.into()),
+        ..new_user(username, username)
+    };
+    store.create(&user).await.unwrap();
+    store
+        .credentials(&policy::username_key(username))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// A verified address belongs to one account: a second account's verification is refused and
+/// the first keeps it; a change of address or a deletion releases it; a link for an address the
+/// account no longer has is stale; the owner is found by the verified address alone.
+pub async fn a_verified_address_has_one_owner(store: &impl FullStore) {
+    use super::Verified;
+    let emma = with_address(store, "emma", "a@example.com").await;
+    let noah = with_address(store, "noah", "a@example.com").await;
+    assert_eq!(store.verified_owner("a@example.com").await.unwrap(), None);
+    let verify = async |u: &super::Credentials| {
+        store
+            .verify_email(&u.id, &u.username_key, "a@example.com")
+            .await
+    };
+    assert_eq!(verify(&emma).await.unwrap(), Verified::Yes);
+    assert_eq!(
+        verify(&emma).await.unwrap(),
+        Verified::Yes,
+        "again: still its own"
+    );
+    assert_eq!(verify(&noah).await.unwrap(), Verified::TakenElsewhere);
+    let owner = store
+        .verified_owner("a@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(owner.id, emma.id);
+    assert!(owner.email_verified);
+    // A change releases it (only from what was read: a stale read changes nothing).
+    assert!(
+        !store.set_email(&emma, "b@example.com").await.unwrap(),
+        "read unverified"
+    );
+    assert!(store.set_email(&owner, "b@example.com").await.unwrap());
+    assert_eq!(store.verified_owner("a@example.com").await.unwrap(), None);
+    assert_eq!(verify(&emma).await.unwrap(), Verified::Stale);
+    assert_eq!(verify(&noah).await.unwrap(), Verified::Yes);
+    // A deletion releases it too.
+    let noah = store.credentials("noah").await.unwrap().unwrap();
+    assert!(store.delete_account(&noah).await.unwrap());
+    assert_eq!(store.verified_owner("a@example.com").await.unwrap(), None);
+    let liam = with_address(store, "liam", "a@example.com").await;
+    assert_eq!(
+        store
+            .verify_email(&liam.id, &liam.username_key, "a@example.com")
+            .await
+            .unwrap(),
+        Verified::Yes
+    );
+}
+
+/// The address every racer of [`verify_raced_address`] verifies, on its own account.
+pub const RACED_ADDRESS: &str = "raced@example.com";
+
+/// Creates `n` accounts `racer0…` with [`RACED_ADDRESS`], unverified.
+pub async fn prepare_address_race(store: &impl FullStore, n: usize) {
+    for i in 0..n {
+        with_address(store, &format!("racer{i}"), RACED_ADDRESS).await;
+    }
+}
+
+/// Racer `i` verifies the address on its account: whether it got it.
+pub async fn verify_raced_address(store: &impl FullStore, i: usize) -> bool {
+    use super::Verified;
+    let user = store
+        .credentials(&format!("racer{i}"))
+        .await
+        .unwrap()
+        .unwrap();
+    let outcome = store
+        .verify_email(&user.id, &user.username_key, RACED_ADDRESS)
+        .await
+        .unwrap();
+    assert_ne!(outcome, Verified::Stale);
+    outcome == Verified::Yes
+}
+
+/// A second factor: pending until enabled (with its sealed secret still the stored one), each
+/// step accepted once and only a later one after it, each recovery code taken once, a new set
+/// voiding the old, and nothing accepted once it is off. A ticket is read without being taken.
+pub async fn second_factors_accept_each_step_and_code_once(store: &impl FullStore) {
+    use super::TicketKind;
+    let user = with_address(store, "emma", "e@example.com").await;
+    assert!(store.set_pending_totp(&user, "a1.first").await.unwrap());
+    assert!(
+        store.set_pending_totp(&user, "a1.second").await.unwrap(),
+        "replaced"
+    );
+    let codes = ["h1".to_string(), "h2".to_string()];
+    assert!(
+        !store
+            .enable_totp(&user, "a1.first", 5, &codes)
+            .await
+            .unwrap(),
+        "stale"
+    );
+    assert!(
+        store
+            .enable_totp(&user, "a1.second", 5, &codes)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.set_pending_totp(&user, "a1.third").await.unwrap(),
+        "on"
+    );
+    let on = store.credentials("emma").await.unwrap().unwrap();
+    assert!(on.totp_enabled && on.totp_last_step == 5);
+    assert_eq!(on.totp_secret.as_deref(), Some("a1.second"));
+    assert!(
+        !store.accept_step(&on, 5).await.unwrap(),
+        "the step confirmation used"
+    );
+    assert!(store.accept_step(&on, 7).await.unwrap());
+    assert!(
+        !store.accept_step(&on, 6).await.unwrap(),
+        "earlier than the last"
+    );
+    assert!(!store.accept_step(&on, 7).await.unwrap(), "replay");
+    assert!(store.take_recovery_code(&on, "h1").await.unwrap());
+    assert!(!store.take_recovery_code(&on, "h1").await.unwrap());
+    assert!(
+        store
+            .replace_recovery_codes(&on, &["h3".into()])
+            .await
+            .unwrap()
+    );
+    assert!(!store.take_recovery_code(&on, "h2").await.unwrap(), "void");
+    assert!(store.take_recovery_code(&on, "h3").await.unwrap());
+    assert!(store.disable_totp(&on).await.unwrap());
+    let off = store.credentials("emma").await.unwrap().unwrap();
+    assert!(!off.totp_enabled && off.totp_secret.is_none());
+    assert!(!store.accept_step(&off, 9).await.unwrap());
+    assert!(!store.disable_totp(&off).await.unwrap());
+    // Peeking leaves a ticket in place; taking does not.
+    store
+        .put_ticket(TicketKind::PasswordReset, "h", "rec", 2_000, 1_000)
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let seen = store
+            .peek_ticket(TicketKind::PasswordReset, "h", 1_001)
+            .await;
+        assert_eq!(seen.unwrap().as_deref(), Some("rec"));
+    }
+    assert_eq!(
+        store
+            .peek_ticket(TicketKind::PasswordReset, "h", 2_000)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    assert!(
+        store
+            .take_ticket(TicketKind::PasswordReset, "h", 1_002)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(
+        store
+            .peek_ticket(TicketKind::PasswordReset, "h", 1_003)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Turns TOTP on for `racer` (last step 10): the account every racer of [`accept_raced_step`]
+/// logs in to.
+pub async fn prepare_step_race(store: &impl FullStore) {
+    let user = with_address(store, "racer", "r@example.com").await;
+    store.set_pending_totp(&user, "a1.s").await.unwrap();
+    assert!(store.enable_totp(&user, "a1.s", 10, &[]).await.unwrap());
+}
+
+/// One racer accepts step 11: whether it won it.
+pub async fn accept_raced_step(store: &impl FullStore) -> bool {
+    let user = store.credentials("racer").await.unwrap().unwrap();
+    store.accept_step(&user, 11).await.unwrap()
+}
