@@ -34,7 +34,8 @@ def test_discovery_points_at_this_service(service, discovery):
     assert discovery["token_endpoint"] == service.url("/login")
     assert discovery["jwks_uri"] == service.url("/.well-known/jwks.json")
     assert set(discovery["grant_types_supported"]) == {
-        "authorization_code", "refresh_token", "password"}
+        "authorization_code", "refresh_token", "password",
+        "urn:jwt-auth:grant-type:mfa-otp", "urn:jwt-auth:grant-type:mfa-recovery-code"}
     assert discovery["revocation_endpoint"] == service.url("/logout")
     assert "none" in discovery["revocation_endpoint_auth_methods_supported"]
 
