@@ -163,16 +163,26 @@ async fn second_factor<A: stores::Account, S: Signer>(
     Ok(mfa::verify_counted(&state.store, key, &state.throttle, user, proof, now).await??)
 }
 
-async fn disable<A: stores::Account, S: Signer>(
+/// The bearer's account with TOTP on, after the body's `password` and then its `code`.
+async fn with_password_and_code<A: stores::Account, S: Signer>(
     state: &AccountState<A, S>,
     req: &Request,
-) -> Result<Response<Body>, ApiError> {
-    let now = (state.clock)();
+    now: u64,
+) -> Result<Credentials, ApiError> {
     let (user, fields) = reauthenticated(state, req, now).await?;
     if !user.totp_enabled {
         return Err(not_on());
     }
     second_factor(state, &user, &fields, now).await?;
+    Ok(user)
+}
+
+async fn disable<A: stores::Account, S: Signer>(
+    state: &AccountState<A, S>,
+    req: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let now = (state.clock)();
+    let user = with_password_and_code(state, req, now).await?;
     state.store.disable_totp(&user).await?;
     tracing::info!(user_id = %user.id, "TOTP off");
     Ok(http::no_content())
@@ -183,11 +193,7 @@ async fn regenerate<A: stores::Account, S: Signer>(
     req: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let now = (state.clock)();
-    let (user, fields) = reauthenticated(state, req, now).await?;
-    if !user.totp_enabled {
-        return Err(not_on());
-    }
-    second_factor(state, &user, &fields, now).await?;
+    let user = with_password_and_code(state, req, now).await?;
     let (codes, hashes) = recovery_codes();
     if !state.store.replace_recovery_codes(&user, &hashes).await? {
         return Err(not_on());
