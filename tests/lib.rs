@@ -124,11 +124,17 @@ pub mod moto {
     /// at a time, and with every test binary's threads queued on it a call may wait seconds
     /// (a timed-out `CreateTable` retried finds the table its first try made).
     pub async fn sdk_config() -> SdkConfig {
+        sdk_config_as("testing").await
+    }
+
+    /// [`sdk_config`] with its own access key id, under which `scripts/moto_atomic.py` counts its
+    /// calls (`GET /__counts/KEY`).
+    pub async fn sdk_config_as(access_key: &str) -> SdkConfig {
         let service = shared::aws::load_with(
             aws_config::defaults(BehaviorVersion::latest())
                 .endpoint_url(endpoint())
                 .region(Region::new("us-east-1"))
-                .credentials_provider(Credentials::new("testing", "testing", None, None, "moto")),
+                .credentials_provider(Credentials::new(access_key, "testing", None, None, "moto")),
         )
         .await;
         service

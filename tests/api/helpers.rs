@@ -199,7 +199,7 @@ impl SqliteApp {
 
     /// Each function gets its own connection to one file, as separate processes would.
     pub async fn with_cost(cost: u32) -> Self {
-        let (dir, wiring) = wiring(cost);
+        let (dir, wiring) = wiring(cost, &[]);
         let path = dir.path().join("users.db");
         TestApp::build(dir, wiring, || SqliteStore::open(&path).unwrap()).await
     }
@@ -232,15 +232,84 @@ impl TestApp<DynamoStore> {
     }
 
     pub async fn dynamo_with_cost(cost: u32) -> Self {
-        let (dir, wiring) = wiring(cost);
+        let (dir, wiring) = wiring(cost, &[]);
         let config = moto::sdk_config().await;
         let table = moto::create_users_table(&config).await;
         TestApp::build(dir, wiring, || DynamoStore::new(&config, &table)).await
     }
+
+    /// The deployed path: DynamoDB and a KMS signing key, every call under the access key
+    /// `access_key`, which moto counts ([`calls`]).
+    pub async fn deployed(access_key: &str) -> Self {
+        let config = moto::sdk_config_as(access_key).await;
+        let table = moto::create_users_table(&config).await;
+        let key = moto::create_signing_key(&config).await;
+        let signing = format!("kms:{key}");
+        let (dir, wiring) = wiring(
+            4,
+            &[
+                ("AUTH_SIGNING_KEY", &signing),
+                ("AUTH_PUBLIC_KEY", &signing),
+            ],
+        );
+        let wiring = Wiring::with_aws(wiring.config, config.clone());
+        TestApp::build(dir, wiring, || DynamoStore::new(&config, &table)).await
+    }
 }
 
-/// A temporary folder with a fresh key pair, and the settings of a test app.
-fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
+/// What one request cost in round trips: the calls moto counted under an access key, by
+/// `X-Amz-Target` (`DynamoDB_20120810.GetItem`, `TrentService.Sign` …), as
+/// `scripts/moto_atomic.py` counts them.
+#[cfg(feature = "moto")]
+#[derive(Debug)]
+pub struct Calls(pub std::collections::BTreeMap<String, u64>);
+
+#[cfg(feature = "moto")]
+impl Calls {
+    /// Runs `request` alone and counts its calls under `access_key`.
+    pub async fn of<T>(
+        access_key: &str,
+        request: impl std::future::Future<Output = T>,
+    ) -> (T, Self) {
+        let url = format!("{}/__counts/{access_key}", moto::endpoint());
+        ureq::delete(&url).call().unwrap();
+        let out = request.await;
+        let counts = ureq::get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        (out, Calls(counts))
+    }
+
+    fn service(&self, prefix: &str) -> u64 {
+        self.0
+            .iter()
+            .filter(|(target, _)| target.starts_with(prefix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// DynamoDB requests, of any kind.
+    pub fn dynamodb(&self) -> u64 {
+        self.service("DynamoDB_20120810.")
+    }
+
+    /// KMS requests of one operation (`Sign`, `Decrypt` …).
+    pub fn kms(&self, operation: &str) -> u64 {
+        self.service(&format!("TrentService.{operation}"))
+    }
+
+    /// Every KMS request.
+    pub fn kms_total(&self) -> u64 {
+        self.service("TrentService.")
+    }
+}
+
+/// A temporary folder with a fresh key pair, and the settings of a test app (`overrides` replace
+/// the defaults of the same name).
+fn wiring(cost: u32, overrides: &[(&str, &str)]) -> (tempfile::TempDir, Wiring) {
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = write_test_keys(dir.path());
     let data_key = dir.path().join("data-key");
@@ -263,9 +332,14 @@ fn wiring(cost: u32) -> (tempfile::TempDir, Wiring) {
         ("AUTH_FORGOT_MIN_MS", "20".into()),
         ("AUTH_DATA_KEY", format!("file:{}", data_key.display())),
     ];
-    let config =
-        Config::from_lookup(|k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
-            .unwrap();
+    let config = Config::from_lookup(|k| {
+        let set = overrides
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v.to_string());
+        set.or_else(|| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()))
+    })
+    .unwrap();
     (dir, Wiring::new(config))
 }
 

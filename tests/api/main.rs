@@ -30,4 +30,6 @@ mod me;
 mod mfa;
 mod oidc;
 mod register;
+#[cfg(feature = "moto")]
+mod round_trips;
 mod sessions;

@@ -481,3 +481,27 @@ async fn of_two_logins_with_one_code_exactly_one_wins<S: AppStore>(app: TestApp<
     statuses.sort();
     assert_eq!(statuses, [200, 400]);
 }
+
+/// The `mfa-otp` grant on the deployed path: at most three DynamoDB requests and one signature
+/// (the TOTP secret opens with the file data key here; with `AUTH_DATA_KEY=kms:` add a KMS
+/// `Decrypt`).
+#[cfg(feature = "moto")]
+#[tokio::test]
+async fn the_mfa_otp_grant_makes_at_most_three_dynamodb_requests() {
+    use crate::helpers::{Calls, DynamoApp};
+    let key = format!("rt{}", uuid::Uuid::new_v4().simple());
+    let app = DynamoApp::deployed(&key).await;
+    let (secret, _) = app.with_totp("emma").await;
+    let (token, calls) = Calls::of(&key, app.mfa_token("emma")).await;
+    assert!(calls.dynamodb() <= 4, "the password step: {calls:?}");
+    assert_eq!(
+        calls.kms_total(),
+        0,
+        "the password step signs nothing: {calls:?}"
+    );
+    let code = app.next_code(&secret);
+    let (reply, calls) = Calls::of(&key, app.second_step(OTP, &token, "otp", &code)).await;
+    assert_eq!(reply.status, 200, "{}", reply.raw);
+    assert!(calls.dynamodb() <= 3, "{calls:?}");
+    assert_eq!((calls.kms("Sign"), calls.kms_total()), (1, 1), "{calls:?}");
+}

@@ -1435,3 +1435,34 @@ async fn a_native_apps_single_sign_on_asks_the_browser_to_continue_first<S: AppS
     assert_eq!(info.status, 200, "{}", info.raw);
     assert!(info.body.get("preferred_username").is_none() && info.body["sub"].is_string());
 }
+
+/// The code exchange on the deployed path: at most two DynamoDB requests, and one signature per
+/// token issued (the access token; the id_token is a second JWS when `openid` is asked for).
+#[cfg(feature = "moto")]
+#[tokio::test]
+async fn a_code_exchange_makes_at_most_two_dynamodb_requests() {
+    use crate::helpers::{Calls, DynamoApp};
+    let key = format!("rt{}", uuid::Uuid::new_v4().simple());
+    let app = DynamoApp::deployed(&key).await;
+    clients(&app).await;
+    app.register("emma", GOOD_PASSWORD).await;
+    for (scope, signatures) in [("profile offline_access", 1), ("openid profile", 2)] {
+        let mut jar = Jar::default();
+        let page = app
+            .authorize(&authorization("spa", &[("scope", scope)]), &mut jar)
+            .await;
+        let done = app
+            .post_form(
+                &page,
+                &[("username", "emma"), ("password", GOOD_PASSWORD)],
+                &mut jar,
+            )
+            .await;
+        let code = code_of(&done);
+        let (reply, calls) = Calls::of(&key, app.exchange(&code, "spa")).await;
+        assert_eq!(reply.status, 200, "{}", reply.raw);
+        assert!(calls.dynamodb() <= 2, "{scope}: {calls:?}");
+        assert_eq!(calls.kms("Sign"), signatures, "{scope}: {calls:?}");
+        assert_eq!(calls.kms_total(), signatures, "{scope}: {calls:?}");
+    }
+}

@@ -127,6 +127,7 @@ pub async fn start_for<S: SessionStore>(
     let record = SessionRecord {
         sid: token.sid(),
         username_key: user.username_key.clone(),
+        username: Some(user.username.clone()),
         life: SessionLife {
             user_id: user.id.clone(),
             epoch: user.session_epoch,
@@ -262,7 +263,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
         }
         let hash = token.hash();
         if token.generation == record.generation && ct_eq(&hash, &record.current_hash) {
-            let user = open_account(store, &record).await?;
+            let user = holder_of(store, &record).await?;
             let successor = RefreshToken::new(token.sid, token.generation + 1, &family_key);
             let rotated = SessionRecord {
                 generation: successor.generation,
@@ -298,7 +299,7 @@ pub async fn refresh<S: SessionStore + CredentialStore>(
                 .unseal_successor(&previous.sealed_next, &family_key, seal_key)
                 .filter(|s| ct_eq(&s.hash(), &record.current_hash))
                 .ok_or(SessionError::Invalid)?;
-            let user = open_account(store, &record).await?;
+            let user = holder_of(store, &record).await?;
             // The same conditional write as a rotation, changing nothing: it holds only while the
             // generation, the account and its epoch are still the ones read.
             if !store.rotate_session(&record, &record).await? {
@@ -388,7 +389,35 @@ async fn open_account<S: CredentialStore>(
         .ok_or(SessionError::Invalid)
 }
 
-fn grant(user: Credentials, sid: String, token: &RefreshToken, holder: Holder, mfa: bool) -> Grant {
+/// Whose session `record` is, for a refresh: its stored id and name, which the rotation's
+/// conditional write proves still are the account's (id, epoch, second factor), so no read of
+/// the account is needed; a record stored without the name reads the account first.
+async fn holder_of<S: CredentialStore>(
+    store: &S,
+    record: &SessionRecord,
+) -> Result<Account, SessionError> {
+    Ok(match &record.username {
+        Some(username) => Account {
+            id: record.life.user_id.clone(),
+            username: username.clone(),
+        },
+        None => {
+            let user = open_account(store, record).await?;
+            Account {
+                id: user.id,
+                username: user.username,
+            }
+        }
+    })
+}
+
+/// An account's id and name, as a grant carries them.
+struct Account {
+    id: String,
+    username: String,
+}
+
+fn grant(user: Account, sid: String, token: &RefreshToken, holder: Holder, mfa: bool) -> Grant {
     Grant {
         user_id: user.id,
         username: user.username,

@@ -34,6 +34,10 @@ pub struct SessionRecord {
     pub sid: String,
     /// The account's key, to find its record.
     pub username_key: String,
+    /// The account's name as its tokens carry it (`preferred_username`), stored with the session
+    /// so a refresh needs no read of the account (its rotation's condition checks the account);
+    /// `None` for a session stored before it was kept, whose refresh reads the account.
+    pub username: Option<String>,
     /// When the session started, the account it belongs to, its epoch and its end.
     pub life: SessionLife,
     /// Key of the MAC that every refresh token of this session carries: proves that an old
@@ -143,8 +147,9 @@ pub trait SessionStore: Send + Sync {
 
     /// Replaces `from` by `to` (same `sid`) in one conditional write that holds only if the
     /// stored generation and current hash are still `from`'s *and* the account `from` belongs to
-    /// still exists under its id with the session's epoch: `false` when a concurrent rotation, an
-    /// end, a password change, a global logout or a deletion won. `to == from` writes nothing new
+    /// still exists under its id with the session's epoch (and, for a session whose sign-in
+    /// passed no second factor, has none on): `false` when a concurrent rotation, an end, a
+    /// password change, a global logout, a deletion or a second factor turned on won. `to == from` writes nothing new
     /// but checks the same (a retry within the reuse interval).
     fn rotate_session(
         &self,
@@ -212,7 +217,8 @@ impl SessionStore for SqliteStore {
             .prepare_cached(
                 "SELECT user_id, username_key, epoch, family_key, generation, current_hash,
                         previous_hash, sealed_next, rotated_at, created_at, expires_at,
-                        holder, client_id, scope, mfa
+                        holder, client_id, scope, mfa,
+                        (SELECT username FROM users WHERE users.user_id = sessions.user_id)
                  FROM sessions WHERE sid = ?1",
             )
             .map_err(classify)?;
@@ -233,6 +239,7 @@ impl SessionStore for SqliteStore {
                 let record = SessionRecord {
                     sid: sid.to_string(),
                     username_key: r.get(1)?,
+                    username: r.get(15)?,
                     life: SessionLife {
                         user_id: r.get(0)?,
                         epoch: uint(r.get(2)?),
@@ -272,7 +279,8 @@ impl SessionStore for SqliteStore {
                 "UPDATE sessions SET generation = ?4, current_hash = ?5, previous_hash = ?6,
                      sealed_next = ?7, rotated_at = ?8, expires_at = ?9
                  WHERE sid = ?1 AND generation = ?2 AND current_hash = ?3
-                   AND EXISTS (SELECT 1 FROM users WHERE user_id = ?10 AND session_epoch = ?11)",
+                   AND EXISTS (SELECT 1 FROM users WHERE user_id = ?10 AND session_epoch = ?11
+                                 AND (?12 OR totp_enabled = 0))",
             )
             .map_err(classify)?;
         rotate
@@ -288,6 +296,7 @@ impl SessionStore for SqliteStore {
                 int(to.life.expires_at),
                 from.life.user_id,
                 int(from.life.epoch),
+                from.mfa,
             ])
             .map(|changed| changed == 1)
             .map_err(classify)
@@ -366,6 +375,9 @@ impl SessionStore for DynamoStore {
         if session.mfa {
             put = put.item("mfa", AttributeValue::Bool(true));
         }
+        if let Some(username) = &session.username {
+            put = put.item("username", s(username));
+        }
         if let Some(p) = &session.previous {
             put = put
                 .item("previous_hash", s(&p.hash))
@@ -394,6 +406,7 @@ impl SessionStore for DynamoStore {
         Ok(Some(SessionRecord {
             sid: sid.to_string(),
             username_key: required_s(&item, "account_key")?,
+            username: get_s(&item, "username"),
             life: session_life(&item)?,
             family_key: required_s(&item, "family_key")?,
             generation: u32::try_from(required_n(&item, "generation")?)
@@ -446,14 +459,22 @@ impl SessionStore for DynamoStore {
         } else {
             "session_epoch = :e"
         };
-        let account = ConditionCheck::builder()
+        // A session whose sign-in passed no second factor ends once the account has one.
+        let factor = if from.mfa {
+            ""
+        } else {
+            " AND (attribute_not_exists(totp_enabled) OR totp_enabled = :off)"
+        };
+        let mut account = ConditionCheck::builder()
             .table_name(&self.table)
             .key(KEY, account_item_key(&from.username_key))
-            .condition_expression(format!("user_id = :id AND {epoch}"))
+            .condition_expression(format!("user_id = :id AND {epoch}{factor}"))
             .expression_attribute_values(":id", s(&from.life.user_id))
-            .expression_attribute_values(":e", n(from.life.epoch))
-            .build()
-            .map_err(build)?;
+            .expression_attribute_values(":e", n(from.life.epoch));
+        if !from.mfa {
+            account = account.expression_attribute_values(":off", AttributeValue::Bool(false));
+        }
+        let account = account.build().map_err(build)?;
         let out = self
             .client
             .transact_write_items()

@@ -647,6 +647,7 @@ fn session(epoch: u64, previous: bool) -> SessionRecord {
     SessionRecord {
         sid: "c2Vzc2lvbg".into(),
         username_key: "emma".into(),
+        username: Some("Emma".into()),
         life: SessionLife {
             user_id: "id-emma".into(),
             epoch,

@@ -108,7 +108,7 @@ pub const MFA_SESSION_ATTRIBUTES: &[&str] = &["mfa"];
 pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
 /// A rotation's check of the account (`rotate_session`'s `ConditionCheck`).
 #[cfg_attr(not(test), allow(dead_code))]
-pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"];
+pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch", "totp_enabled"];
 /// A new session item (`create_session`'s `PutItem`): what every session has.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SESSION_ATTRIBUTES: &[&str] = &[
@@ -121,6 +121,7 @@ pub const SESSION_ATTRIBUTES: &[&str] = &[
     "current_hash",
     "created_at",
     TTL_ATTRIBUTE,
+    "username",
 ];
 /// What a session item with a previous generation adds to [`SESSION_ATTRIBUTES`] (a password
 /// or code grant's; a browser's never rotates).
