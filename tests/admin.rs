@@ -492,9 +492,12 @@ where
         .await
         .unwrap()
     {
-        throttle::Attempt::Check(user, claim) => throttle::succeeded(&t.store, &user, &claim, None)
-            .await
-            .unwrap(),
+        throttle::Attempt::Check(user, claim) => {
+            let nothing = shared::store::Follow::Nothing;
+            throttle::succeeded(&t.store, &user, &claim, None, &nothing, now)
+                .await
+                .unwrap()
+        }
         other => panic!("still throttled after unlock: {other:?}"),
     }
 

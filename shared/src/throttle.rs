@@ -22,7 +22,10 @@
 //! claims and the same writes (its consecutive count goes to a record that does not exist).
 
 use crate::policy;
-use crate::store::{Counter, CounterStore, CredentialStore, Credentials, StoreError, Swap};
+use crate::store::{
+    AttemptClaim, AttemptSuccess, Counter, CounterStore, CredentialStore, Credentials, Follow,
+    StoreError, Swap, WindowAdd,
+};
 
 /// Compare-and-set rounds an attempt may lose before it is told to wait: under that much
 /// contention the account is being hammered, and the losers are refused, never let through.
@@ -159,57 +162,24 @@ pub async fn claim_for<C: CredentialStore + CounterStore>(
     let counters = store
         .counters(&[&pair_key, &account_key, &source_key], now)
         .await?;
-    let (mut pair, account, from_source) = (counters[0], counters[1], counters[2]);
-    let waits = [
-        window_wait(from_source, limits.source_per_hour, now),
-        window_wait(account, limits.account_per_hour, now),
-        pair_wait(pair, now),
-    ];
-    if let Some(wait) = waits.into_iter().flatten().max() {
-        return Ok(Attempt::Wait(wait));
-    }
-    // Each window: one atomic add, refused once full (another attempt took the last place).
-    let Some(source_window) = store
-        .add_in_window(
-            &source_key,
-            limits.source_per_hour,
-            policy::WINDOW_SECONDS,
-            now,
-        )
-        .await?
-    else {
-        return Ok(Attempt::Wait(full_wait(
-            from_source,
-            limits.source_per_hour,
-            now,
-        )));
-    };
-    let Some(account_window) = store
-        .add_in_window(
-            &account_key,
-            limits.account_per_hour,
-            policy::WINDOW_SECONDS,
-            now,
-        )
-        .await?
-    else {
-        store.give_back(&source_key, source_window).await?;
-        return Ok(Attempt::Wait(full_wait(
-            account,
-            limits.account_per_hour,
-            now,
-        )));
-    };
-    let claim = Claim {
-        subject,
-        source: source.to_string(),
-        account_window,
-        source_window,
-    };
-    let mut claimed = false;
-    for _ in 0..CLAIM_TRIES {
-        if let Some(wait) = pair_wait(pair, now) {
-            release(store, &claim).await?;
+    let (mut pair, mut account, mut from_source) = (counters[0], counters[1], counters[2]);
+    let id = user.as_ref().map(|u| u.id.as_str());
+    // The whole claim in one all-or-nothing write: both windows' places (each refused once
+    // full), the pair's compare-and-set, and the consecutive count `auth-admin show` reports (a
+    // made-up name's write goes to a record that does not exist: it changes nothing and takes
+    // as long). Refused when anything moved since the read: read again and decide again.
+    for round in 0..CLAIM_TRIES {
+        let windows = [
+            window_wait(from_source, limits.source_per_hour, now),
+            window_wait(account, limits.account_per_hour, now),
+        ];
+        // A window filled since the first read took its last place from a concurrent attempt,
+        // which may give it back at once: a second, and the next attempt reads the real wait.
+        let window = windows.into_iter().flatten().max().map(|w| match round {
+            0 => w,
+            _ => 1,
+        });
+        if let Some(wait) = [window, pair_wait(pair, now)].into_iter().flatten().max() {
             return Ok(Attempt::Wait(wait));
         }
         let next = Counter {
@@ -217,66 +187,72 @@ pub async fn claim_for<C: CredentialStore + CounterStore>(
             since: now,
         };
         let expires = now + policy::PAIR_MEMORY_SECONDS;
-        if store
-            .swap_counter(&pair_key, Swap::new(pair, next, expires, now))
-            .await?
-        {
-            claimed = true;
-            break;
+        let attempt = AttemptClaim {
+            source: WindowAdd {
+                key: &source_key,
+                seen: from_source,
+                ceiling: limits.source_per_hour,
+            },
+            account: WindowAdd {
+                key: &account_key,
+                seen: account,
+                ceiling: limits.account_per_hour,
+            },
+            window: policy::WINDOW_SECONDS,
+            pair_key: &pair_key,
+            pair: Swap::new(pair, next, expires, now),
+            username_key,
+            user_id: id,
+            now,
+        };
+        if let Some((source_window, account_window)) = store.claim_attempt(&attempt).await? {
+            let claim = Claim {
+                subject,
+                source: source.to_string(),
+                account_window,
+                source_window,
+            };
+            return Ok(match user {
+                Some(user) => Attempt::Check(Box::new(user), claim),
+                None => Attempt::UnknownUser,
+            });
         }
-        pair = store.counters(&[&pair_key], now).await?[0];
+        let counters = store
+            .counters(&[&pair_key, &account_key, &source_key], now)
+            .await?;
+        (pair, account, from_source) = (counters[0], counters[1], counters[2]);
     }
-    if !claimed {
-        release(store, &claim).await?;
-        return Ok(Attempt::Wait(1));
-    }
-    // The consecutive count `auth-admin show` reports; a made-up name sends the same write to a
-    // record that does not exist, so it changes nothing and takes as long.
-    let id = user.as_ref().map_or("", |u| u.id.as_str());
-    store.count_failure(username_key, id, now).await?;
-    Ok(match user {
-        Some(user) => Attempt::Check(Box::new(user), claim),
-        None => Attempt::UnknownUser,
-    })
-}
-
-/// The wait to report when a window's add was refused: until the end of the window read before
-/// if it was full then; a second if it was not (the last place went to a concurrent attempt,
-/// which may give it back at once: the next attempt's check reports the real wait).
-fn full_wait(read: Option<Counter>, ceiling: u32, now: u64) -> u64 {
-    read.filter(|c| c.failures >= ceiling)
-        .map(|c| {
-            c.since
-                .saturating_add(policy::WINDOW_SECONDS)
-                .saturating_sub(now)
-        })
-        .filter(|w| *w > 0)
-        .unwrap_or(1)
-}
-
-/// Gives both windows' places back (the pair was not claimed).
-async fn release<C: CounterStore>(store: &C, claim: &Claim) -> Result<(), StoreError> {
-    store
-        .give_back(&account_key(&claim.subject), claim.account_window)
-        .await?;
-    store
-        .give_back(&source_key(&claim.source), claim.source_window)
-        .await
+    // Lost every round to concurrent attempts: the account is being hammered, and this one is
+    // refused, never let through.
+    Ok(Attempt::Wait(1))
 }
 
 /// After a success: the claim is given back (the windows count failures only), the address's
-/// schedule against the account starts over, and so does the account's consecutive count.
-pub async fn succeeded<C: CredentialStore + CounterStore>(
+/// schedule against the account starts over, and so does the account's consecutive count;
+/// `follow` (the session or `mfa_token` the success starts) is written with them.
+pub async fn succeeded<C: CounterStore>(
     store: &C,
     user: &Credentials,
     claim: &Claim,
     rehash: Option<(&str, &str)>,
+    follow: &Follow,
+    now: u64,
 ) -> Result<(), StoreError> {
-    release(store, claim).await?;
+    let (account, source) = (account_key(&claim.subject), source_key(&claim.source));
+    let pair = pair_key(&claim.subject, &claim.source);
     store
-        .reset_counter(&pair_key(&claim.subject, &claim.source))
-        .await?;
-    store.record_success(user, rehash).await
+        .settle_success(&AttemptSuccess {
+            windows: [
+                (&account, claim.account_window),
+                (&source, claim.source_window),
+            ],
+            pair_key: &pair,
+            user,
+            rehash,
+            follow,
+            now,
+        })
+        .await
 }
 
 #[cfg(test)]
@@ -289,17 +265,5 @@ mod tests {
         let key = pair_key(&user_subject, "192.0.2.1");
         assert_eq!(parse_pair_key(&key), Some(("192.0.2.1", "name alice")));
         assert_eq!(parse_pair_key(&account_key(&user_subject)), None);
-    }
-
-    #[test]
-    fn a_refused_add_reports_the_window_read_or_one_second() {
-        let read = Some(Counter {
-            failures: 3,
-            since: 100,
-        });
-        assert_eq!(full_wait(read, 3, 200), policy::WINDOW_SECONDS - 100);
-        assert_eq!(full_wait(read, 4, 200), 1, "taken by a concurrent attempt");
-        assert_eq!(full_wait(None, 3, 200), 1);
-        assert_eq!(full_wait(read, 3, 100 + policy::WINDOW_SECONDS), 1);
     }
 }

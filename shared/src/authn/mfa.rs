@@ -18,7 +18,8 @@ use super::totp;
 use crate::error::ApiError;
 use crate::policy;
 use crate::seal::{DataKey, SealError};
-use crate::store::tickets::secret_hash;
+use crate::store::TicketWrite;
+use crate::store::tickets::{self, secret_hash};
 use crate::store::{
     CounterStore, CredentialStore, Credentials, MfaStore, StoreError, TicketKind, TicketStore,
 };
@@ -155,6 +156,24 @@ pub async fn challenge<T: TicketStore>(
         continues,
     };
     issue(store, TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now).await
+}
+
+/// [`challenge`], not yet stored: the `mfa_token` and the ticket to store (with the login's
+/// other writes).
+pub fn challenge_ticket(
+    user: &Credentials,
+    continues: Continues,
+    now: u64,
+) -> Result<(String, TicketWrite), StoreError> {
+    let record = MfaRecord {
+        user_id: user.id.clone(),
+        username_key: user.username_key.clone(),
+        username: user.username.clone(),
+        password_tag: user.password_tag(),
+        continues,
+    };
+    let (token, ticket) = tickets::prepare(TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now)?;
+    Ok((token, ticket))
 }
 
 fn failures_key(token: &str) -> String {

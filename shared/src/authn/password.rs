@@ -7,7 +7,7 @@
 use crate::metrics::{self, Outcome};
 use crate::password::{self, HashError, PasswordHasher, Verification};
 use crate::policy;
-use crate::store::{CounterStore, CredentialStore, Credentials, StoreError};
+use crate::store::{CounterStore, CredentialStore, Credentials, Follow, StoreError};
 use crate::throttle::{self, Attempt, ThrottleLimits};
 
 /// Who is being checked, and for what.
@@ -67,6 +67,22 @@ pub async fn check<C: CredentialStore + CounterStore>(
     source: &str,
     now: u64,
 ) -> Result<Credentials, Refusal> {
+    let nothing = |_: &Credentials| Ok((Follow::Nothing, ()));
+    let (user, ()) = check_then(store, checker, purpose, password, source, now, nothing).await?;
+    Ok(user)
+}
+
+/// [`check`], and on success what `follow` makes of the account (a session, an `mfa_token`),
+/// written in the same step as the throttle's give-back: one transaction on DynamoDB.
+pub async fn check_then<C: CredentialStore + CounterStore, T>(
+    store: &C,
+    checker: Checker<'_>,
+    purpose: Purpose<'_>,
+    password: &str,
+    source: &str,
+    now: u64,
+    follow: impl FnOnce(&Credentials) -> Result<(Follow, T), StoreError>,
+) -> Result<(Credentials, T), Refusal> {
     let (username, expected_id) = match purpose {
         Purpose::Login { username } => (username, None),
         Purpose::Reauthenticate { username, user_id } => (username, Some(user_id)),
@@ -123,12 +139,13 @@ pub async fn check<C: CredentialStore + CounterStore>(
             let rehash = upgraded
                 .as_deref()
                 .map(|new| (user.password_hash.as_str(), new));
-            throttle::succeeded(store, &user, &claim, rehash).await?;
+            let (follow, started) = follow(&user)?;
+            throttle::succeeded(store, &user, &claim, rehash, &follow, now).await?;
             if expected_id.is_none() {
                 tracing::info!(user_id = %user.id, rehashed = upgraded.is_some(), "login succeeded");
                 metrics::record(Outcome::LoginSucceeded);
             }
-            Ok(user)
+            Ok((user, started))
         }
     }
 }

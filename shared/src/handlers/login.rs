@@ -34,7 +34,7 @@ use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::state::LoginState;
 use crate::state::stores;
-use crate::store::{ClientStore, Holder};
+use crate::store::{ClientStore, Credentials, Follow, Holder};
 use crate::throttle;
 
 /// Handles one request; every failure becomes its problem response.
@@ -88,15 +88,32 @@ async fn password_grant<C: stores::Login, S: Signer>(
         limits: &state.throttle,
     };
     let purpose = Purpose::Login { username };
+    // What the right password starts, written with the throttle's give-back: a second factor
+    // first, when the account has one (an mfa_token), else the session. The one place a
+    // password login ends.
+    let follow = |user: &Credentials| {
+        Ok(if user.totp_enabled {
+            let (mfa_token, ticket) = mfa::challenge_ticket(user, Continues::PasswordGrant, now)?;
+            (Follow::Ticket(ticket), Err(mfa_token))
+        } else {
+            let (record, grant) = session::prepare_password(user, &state.sessions, false, now);
+            (Follow::Session(record), Ok(grant))
+        })
+    };
     // Unknown names and wrong passwords: one 401 (`From<Refusal>`).
-    let user = password::check(&state.store, checker, purpose, password, source, now).await?;
-    // A second factor first, when the account has one: the right password buys an mfa_token.
-    if user.totp_enabled {
-        let mfa_token = mfa::challenge(&state.store, &user, Continues::PasswordGrant, now).await?;
-        return Err(ApiError::MfaRequired { mfa_token });
-    }
-    // The one place a password login ends: here it starts a session.
-    Ok(session::start(&state.store, &user, &state.sessions, now).await?)
+    let (_, started) = password::check_then(
+        &state.store,
+        checker,
+        purpose,
+        password,
+        source,
+        now,
+        follow,
+    )
+    .await?;
+    let grant = started.map_err(|mfa_token| ApiError::MfaRequired { mfa_token })?;
+    session::started(&grant);
+    Ok(grant)
 }
 
 /// The MFA grant with a TOTP code.

@@ -122,6 +122,36 @@ pub async fn start_for<S: SessionStore>(
     mfa: bool,
     now: u64,
 ) -> Result<Grant, StoreError> {
+    let (record, grant) = prepare(user, limits, holder, sid, mfa, now);
+    store.create_session(&record, now).await?;
+    started(&grant);
+    Ok(grant)
+}
+
+/// A password-grant session for `user` (`mfa`: who also passed a second factor), not yet
+/// stored: the record to store (with the login's other writes) and its first token.
+pub fn prepare_password(
+    user: &Credentials,
+    limits: &SessionLimits,
+    mfa: bool,
+    now: u64,
+) -> (SessionRecord, Grant) {
+    prepare(user, limits, Holder::Password, random(), mfa, now)
+}
+
+/// The log line of a session that was stored.
+pub fn started(grant: &Grant) {
+    tracing::info!(user_id = %grant.user_id, session_id = %grant.sid, holder = ?grant.holder, "session started");
+}
+
+fn prepare(
+    user: &Credentials,
+    limits: &SessionLimits,
+    holder: Holder,
+    sid: [u8; token::SID_BYTES],
+    mfa: bool,
+    now: u64,
+) -> (SessionRecord, Grant) {
     let family_key: [u8; 32] = random();
     let token = RefreshToken::new(sid, 1, &family_key);
     let record = SessionRecord {
@@ -141,16 +171,15 @@ pub async fn start_for<S: SessionStore>(
         holder,
         mfa,
     };
-    store.create_session(&record, now).await?;
-    tracing::info!(user_id = %user.id, session_id = %record.sid, holder = ?record.holder, "session started");
-    Ok(Grant {
+    let grant = Grant {
         user_id: user.id.clone(),
         username: user.username.clone(),
-        sid: record.sid,
+        sid: record.sid.clone(),
         refresh_token: token.encode(),
-        holder: record.holder,
+        holder: record.holder.clone(),
         mfa: record.mfa,
-    })
+    };
+    (record, grant)
 }
 
 /// The id of the session that redeeming `code` starts: derived from the code, so a second

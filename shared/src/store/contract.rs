@@ -346,9 +346,14 @@ pub async fn attempt(
     {
         Attempt::Check(user, claim) => {
             if correct {
-                throttle::succeeded(store, &user, &claim, None)
+                // As the password grant settles it: with the session it starts.
+                let limits = crate::session::SessionLimits::default();
+                let (record, grant) = crate::session::prepare_password(&user, &limits, false, now);
+                let follow = super::Follow::Session(record);
+                throttle::succeeded(store, &user, &claim, None, &follow, now)
                     .await
                     .unwrap();
+                assert!(store.session(&grant.sid).await.unwrap().is_some());
             }
             true
         }

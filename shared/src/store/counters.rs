@@ -4,15 +4,19 @@
 use std::future::Future;
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
 use rusqlite::{OptionalExtension, params};
 
-use super::StoreError;
 use super::dynamodb::{
-    COUNTER_PREFIX, DynamoStore, KEY, TTL_ATTRIBUTE, applied, condition_failed, counter_key, fail,
-    get_n, get_s, n, unless_alive,
+    COUNTER_PREFIX, DynamoStore, KEY, TTL_ATTRIBUTE, account_item_key, applied, condition_failed,
+    counter_key, fail, get_n, get_s, n, s, ticket_key, unless_alive,
 };
+use super::sessions::session_item;
 use super::sqlite::{SqliteStore, classify, int, uint};
+use super::{CredentialStore, Credentials, SessionStore, StoreError, TicketStore};
 
 /// A throttle counter: failures, and when the last one happened (or its window began).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +51,82 @@ impl Swap {
             now,
         }
     }
+}
+
+/// One hourly window's add in an attempt's claim: the window as read (`None`: absent or over).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowAdd<'a> {
+    /// The counter's key.
+    pub key: &'a str,
+    /// What the claimer read.
+    pub seen: Option<Counter>,
+    /// The failures it may hold.
+    pub ceiling: u32,
+}
+
+/// A login attempt's whole claim (see [`crate::throttle`]), written all or nothing: one failure
+/// in the source's and the account's windows, the pair's compare-and-set, and the account's
+/// consecutive count (for a name that is no account, a check that it still is none).
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptClaim<'a> {
+    /// The source's window.
+    pub source: WindowAdd<'a>,
+    /// The account's window.
+    pub account: WindowAdd<'a>,
+    /// How long a window lasts, seconds.
+    pub window: u64,
+    /// The pair counter's key.
+    pub pair_key: &'a str,
+    /// The pair's compare-and-set.
+    pub pair: Swap,
+    /// The account's key (the name as typed, for a name that is no account).
+    pub username_key: &'a str,
+    /// The account's id; `None` for a name that is no account.
+    pub user_id: Option<&'a str>,
+    /// The time of the attempt.
+    pub now: u64,
+}
+
+/// A ticket to store (see [`super::TicketStore::put_ticket`]).
+#[derive(Debug, Clone)]
+pub struct TicketWrite {
+    /// Its kind.
+    pub kind: super::TicketKind,
+    /// The hash of its secret.
+    pub hash: String,
+    /// Its record.
+    pub record: String,
+    /// When it expires.
+    pub expires_at: u64,
+}
+
+/// What a right password starts, written with the throttle's give-back.
+#[derive(Debug, Clone)]
+pub enum Follow {
+    /// Nothing (a re-authentication).
+    Nothing,
+    /// A session.
+    Session(super::SessionRecord),
+    /// A ticket (an `mfa_token`).
+    Ticket(TicketWrite),
+}
+
+/// A right password's settlement: the claim's windows given back, the pair's schedule reset,
+/// the account's consecutive count reset (and its hash upgraded), and what it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptSuccess<'a> {
+    /// Each window's key and the start of the window its place was claimed in.
+    pub windows: [(&'a str, u64); 2],
+    /// The pair counter's key.
+    pub pair_key: &'a str,
+    /// The account.
+    pub user: &'a Credentials,
+    /// (read hash, upgraded hash), when the hash is upgraded.
+    pub rehash: Option<(&'a str, &'a str)>,
+    /// What the success starts.
+    pub follow: &'a Follow,
+    /// The time of the attempt.
+    pub now: u64,
 }
 
 /// Throttle counters keyed by name (`pair …`, `source …`), beside the accounts' own: each is
@@ -90,6 +170,76 @@ pub trait CounterStore: Send + Sync {
 
     /// Deletes `key` (a success resets its schedule).
     fn reset_counter(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Writes `claim` all or nothing: the two windows' starts, or `None` when any part was
+    /// refused (a window full or restarted since it was read, the pair swapped by another
+    /// attempt, a conflict): nothing is then left claimed, and the caller reads again. DynamoDB
+    /// writes it as one transaction.
+    fn claim_attempt(
+        &self,
+        claim: &AttemptClaim<'_>,
+    ) -> impl Future<Output = Result<Option<(u64, u64)>, StoreError>> + Send;
+
+    /// Writes `success` (DynamoDB: one transaction when nothing moved since the claim, else
+    /// each part on its own, as tolerant of a rolled-over window or a changed hash as
+    /// [`CounterStore::give_back`] and [`super::CredentialStore::record_success`] are).
+    fn settle_success(
+        &self,
+        success: &AttemptSuccess<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`CounterStore::claim_attempt`] from the single-item writes, each atomic on its own, undone
+/// in reverse when a later one is refused.
+async fn claim_in_steps<C: CounterStore + CredentialStore>(
+    store: &C,
+    claim: &AttemptClaim<'_>,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let (source, account, now) = (claim.source, claim.account, claim.now);
+    let Some(source_window) = store
+        .add_in_window(source.key, source.ceiling, claim.window, now)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let Some(account_window) = store
+        .add_in_window(account.key, account.ceiling, claim.window, now)
+        .await?
+    else {
+        store.give_back(source.key, source_window).await?;
+        return Ok(None);
+    };
+    if !store.swap_counter(claim.pair_key, claim.pair).await? {
+        store.give_back(account.key, account_window).await?;
+        store.give_back(source.key, source_window).await?;
+        return Ok(None);
+    }
+    // A made-up name sends the same write to a record that does not exist: it changes nothing.
+    store
+        .count_failure(claim.username_key, claim.user_id.unwrap_or(""), now)
+        .await?;
+    Ok(Some((source_window, account_window)))
+}
+
+/// [`CounterStore::settle_success`] from the single-item writes.
+async fn settle_in_steps<C: CounterStore + CredentialStore + SessionStore + TicketStore>(
+    store: &C,
+    success: &AttemptSuccess<'_>,
+) -> Result<(), StoreError> {
+    for (key, since) in success.windows {
+        store.give_back(key, since).await?;
+    }
+    store.reset_counter(success.pair_key).await?;
+    store.record_success(success.user, success.rehash).await?;
+    match success.follow {
+        Follow::Nothing => Ok(()),
+        Follow::Session(record) => store.create_session(record, success.now).await,
+        Follow::Ticket(t) => {
+            store
+                .put_ticket(t.kind, &t.hash, &t.record, t.expires_at, success.now)
+                .await
+        }
+    }
 }
 
 // SQLite: the `throttle_counters` table, pruned as it is written.
@@ -197,6 +347,18 @@ impl CounterStore for SqliteStore {
             .execute("DELETE FROM throttle_counters WHERE key = ?1", [key])
             .map(|_| ())
             .map_err(classify)
+    }
+
+    async fn claim_attempt(
+        &self,
+        claim: &AttemptClaim<'_>,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        // One file, no round trips: each write on its own, as before.
+        claim_in_steps(self, claim).await
+    }
+
+    async fn settle_success(&self, success: &AttemptSuccess<'_>) -> Result<(), StoreError> {
+        settle_in_steps(self, success).await
     }
 }
 
@@ -346,5 +508,198 @@ impl CounterStore for DynamoStore {
             .await
             .map(|_| ())
             .map_err(fail)
+    }
+
+    async fn claim_attempt(
+        &self,
+        claim: &AttemptClaim<'_>,
+    ) -> Result<Option<(u64, u64)>, StoreError> {
+        let now = claim.now;
+        let (source, source_window) = self.window_add(claim.source, claim.window, now)?;
+        let (account, account_window) = self.window_add(claim.account, claim.window, now)?;
+        let pair = self.pair_swap(claim.pair_key, claim.pair)?;
+        let consecutive = match claim.user_id {
+            Some(id) => TransactWriteItem::builder()
+                .update(
+                    Update::builder()
+                        .table_name(&self.table)
+                        .key(KEY, account_item_key(claim.username_key))
+                        .update_expression("ADD failed_logins :one SET last_failed_at = :at")
+                        .condition_expression("user_id = :id")
+                        .expression_attribute_values(":one", n(1))
+                        .expression_attribute_values(":at", n(now))
+                        .expression_attribute_values(":id", s(id))
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+            // A name that is no account: the same number of items, changing nothing, and lost
+            // (read again) if the name was registered meanwhile.
+            None => TransactWriteItem::builder()
+                .condition_check(
+                    ConditionCheck::builder()
+                        .table_name(&self.table)
+                        .key(KEY, account_item_key(claim.username_key))
+                        .condition_expression("attribute_not_exists(user_id)")
+                        .build()
+                        .map_err(built)?,
+                )
+                .build(),
+        };
+        let items = vec![
+            TransactWriteItem::builder().update(source).build(),
+            TransactWriteItem::builder().update(account).build(),
+            TransactWriteItem::builder().put(pair).build(),
+            consecutive,
+        ];
+        Ok(self
+            .transact(items)
+            .await?
+            .then_some((source_window, account_window)))
+    }
+
+    async fn settle_success(&self, success: &AttemptSuccess<'_>) -> Result<(), StoreError> {
+        let mut items = Vec::with_capacity(5);
+        for (key, since) in success.windows {
+            let give_back = Update::builder()
+                .table_name(&self.table)
+                .key(KEY, counter_key(key))
+                .update_expression("ADD failures :minus")
+                .condition_expression("since = :since AND failures > :zero")
+                .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+                .expression_attribute_values(":since", n(since))
+                .expression_attribute_values(":zero", n(0))
+                .build()
+                .map_err(built)?;
+            items.push(TransactWriteItem::builder().update(give_back).build());
+        }
+        let reset = Delete::builder()
+            .table_name(&self.table)
+            .key(KEY, counter_key(success.pair_key))
+            .build()
+            .map_err(built)?;
+        items.push(TransactWriteItem::builder().delete(reset).build());
+        let user = success.user;
+        let mut account = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, account_item_key(&user.username_key))
+            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":zero", n(0));
+        account = match success.rehash {
+            Some((old, new)) => account
+                .update_expression(
+                    "SET failed_logins = :zero, hashed_password = :new REMOVE last_failed_at",
+                )
+                .condition_expression("user_id = :id AND hashed_password = :old")
+                .expression_attribute_values(":old", s(old))
+                .expression_attribute_values(":new", s(new)),
+            None => account
+                .update_expression("SET failed_logins = :zero REMOVE last_failed_at")
+                .condition_expression("user_id = :id"),
+        };
+        items.push(
+            TransactWriteItem::builder()
+                .update(account.build().map_err(built)?)
+                .build(),
+        );
+        let started = match success.follow {
+            Follow::Nothing => None,
+            Follow::Session(record) => Some(
+                Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(session_item(record)))
+                    .condition_expression("attribute_not_exists(#k)")
+                    .expression_attribute_names("#k", KEY),
+            ),
+            Follow::Ticket(t) => Some(
+                Put::builder()
+                    .table_name(&self.table)
+                    .item(KEY, ticket_key(t.kind.as_str(), &t.hash))
+                    .item("record", s(&t.record))
+                    .item(TTL_ATTRIBUTE, n(t.expires_at))
+                    .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                    .expression_attribute_names("#k", KEY)
+                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":now", n(success.now)),
+            ),
+        };
+        if let Some(put) = started {
+            items.push(
+                TransactWriteItem::builder()
+                    .put(put.build().map_err(built)?)
+                    .build(),
+            );
+        }
+        // Something moved since the claim (a window rolled over, the hash was changed, a
+        // concurrent login's transaction): each part on its own, each as tolerant as before.
+        if !self.transact(items).await? {
+            settle_in_steps(self, success).await?;
+        }
+        Ok(())
+    }
+}
+
+fn built(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Fault(e.to_string())
+}
+
+impl DynamoStore {
+    /// A claim's add to a window, as read: one more in the open window `seen` below its ceiling
+    /// (if it is still that window), or a new window from `now` (if none was started
+    /// meanwhile). The window's start, to give the place back.
+    fn window_add(
+        &self,
+        add: WindowAdd<'_>,
+        window: u64,
+        now: u64,
+    ) -> Result<(Update, u64), StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, counter_key(add.key))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":one", n(1));
+        let (update, since) = match add.seen {
+            Some(seen) => (
+                update
+                    .update_expression("SET failures = failures + :one")
+                    .condition_expression("since = :since AND #ttl > :now AND failures < :ceiling")
+                    .expression_attribute_values(":since", n(seen.since))
+                    .expression_attribute_values(":ceiling", n(u64::from(add.ceiling))),
+                seen.since,
+            ),
+            None => (
+                update
+                    .update_expression("SET failures = :one, since = :now, #ttl = :end")
+                    .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                    .expression_attribute_names("#k", KEY)
+                    .expression_attribute_values(":end", n(now.saturating_add(window))),
+                now,
+            ),
+        };
+        Ok((update.build().map_err(built)?, since))
+    }
+
+    /// [`CounterStore::swap_counter`]'s write, for a transaction.
+    fn pair_swap(&self, key: &str, swap: Swap) -> Result<Put, StoreError> {
+        let (seen, next, expires_at, now) = (swap.seen, swap.next, swap.expires_at, swap.now);
+        let put = Put::builder()
+            .table_name(&self.table)
+            .item(KEY, counter_key(key))
+            .item("failures", n(u64::from(next.failures)))
+            .item("since", n(next.since))
+            .item(TTL_ATTRIBUTE, n(expires_at))
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now));
+        let put = match seen {
+            None => put
+                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                .expression_attribute_names("#k", KEY),
+            Some(seen) => put
+                .condition_expression("failures = :f AND since = :s AND #ttl > :now")
+                .expression_attribute_values(":f", n(u64::from(seen.failures)))
+                .expression_attribute_values(":s", n(seen.since)),
+        };
+        put.build().map_err(built)
     }
 }

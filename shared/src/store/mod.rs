@@ -28,7 +28,9 @@ pub mod contract;
 pub mod testing;
 
 pub use clients::ClientStore;
-pub use counters::{Counter, CounterStore, Swap};
+pub use counters::{
+    AttemptClaim, AttemptSuccess, Counter, CounterStore, Follow, Swap, TicketWrite, WindowAdd,
+};
 pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
 pub use email::{EmailStore, Verified};
 pub use mfa::MfaStore;

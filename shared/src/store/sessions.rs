@@ -344,47 +344,54 @@ pub(super) fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
     })
 }
 
+/// A new session's item.
+pub(super) fn session_item(session: &SessionRecord) -> Item {
+    let mut item = Item::from([
+        (KEY.to_string(), session_key(&session.sid)),
+        ("account_key".into(), s(&session.username_key)),
+        ("user_id".into(), s(&session.life.user_id)),
+        ("epoch".into(), n(session.life.epoch)),
+        ("family_key".into(), s(&session.family_key)),
+        ("generation".into(), n(u64::from(session.generation))),
+        ("current_hash".into(), s(&session.current_hash)),
+        ("created_at".into(), n(session.created_at)),
+        (TTL_ATTRIBUTE.into(), n(session.life.expires_at)),
+    ]);
+    let (holder, client_id, scope) = session.holder.columns();
+    for (name, value) in [
+        ("holder", holder),
+        ("client_id", client_id),
+        ("scope", scope),
+        ("username", session.username.as_deref()),
+    ] {
+        if let Some(value) = value {
+            item.insert(name.into(), s(value));
+        }
+    }
+    if session.mfa {
+        item.insert("mfa".into(), AttributeValue::Bool(true));
+    }
+    if let Some(p) = &session.previous {
+        item.insert("previous_hash".into(), s(&p.hash));
+        item.insert("sealed_next".into(), s(&p.sealed_next));
+        item.insert("rotated_at".into(), n(p.rotated_at));
+    }
+    item
+}
+
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &SessionRecord, _now: u64) -> Result<(), StoreError> {
         // Ended sessions need no pruning here: the table's TTL deletes them.
-        let mut put = self
-            .client
+        self.client
             .put_item()
             .table_name(&self.table)
-            .item(KEY, session_key(&session.sid))
-            .item("account_key", s(&session.username_key))
-            .item("user_id", s(&session.life.user_id))
-            .item("epoch", n(session.life.epoch))
-            .item("family_key", s(&session.family_key))
-            .item("generation", n(u64::from(session.generation)))
-            .item("current_hash", s(&session.current_hash))
-            .item("created_at", n(session.created_at))
-            .item(TTL_ATTRIBUTE, n(session.life.expires_at))
+            .set_item(Some(session_item(session)))
             .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", KEY);
-        let (holder, client_id, scope) = session.holder.columns();
-        for (name, value) in [
-            ("holder", holder),
-            ("client_id", client_id),
-            ("scope", scope),
-        ] {
-            if let Some(value) = value {
-                put = put.item(name, s(value));
-            }
-        }
-        if session.mfa {
-            put = put.item("mfa", AttributeValue::Bool(true));
-        }
-        if let Some(username) = &session.username {
-            put = put.item("username", s(username));
-        }
-        if let Some(p) = &session.previous {
-            put = put
-                .item("previous_hash", s(&p.hash))
-                .item("sealed_next", s(&p.sealed_next))
-                .item("rotated_at", n(p.rotated_at));
-        }
-        put.send().await.map(|_| ()).map_err(fail)
+            .expression_attribute_names("#k", KEY)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(fail)
     }
 
     async fn session(&self, sid: &str) -> Result<Option<SessionRecord>, StoreError> {

@@ -11,6 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
+use super::counters::TicketWrite;
 use super::dynamodb::{
     DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key, unless_alive,
 };
@@ -51,12 +52,29 @@ pub async fn issue<T: TicketStore>(
     ttl: u64,
     now: u64,
 ) -> Result<String, StoreError> {
-    let token = new_secret()?;
-    let record = serde_json::to_string(record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    let (token, t) = prepare(kind, record, ttl, now)?;
     store
-        .put_ticket(kind, &secret_hash(&token), &record, now + ttl, now)
+        .put_ticket(t.kind, &t.hash, &t.record, t.expires_at, now)
         .await?;
     Ok(token)
+}
+
+/// [`issue`], not yet stored: the secret, and the ticket to store.
+pub fn prepare(
+    kind: TicketKind,
+    record: &impl Serialize,
+    ttl: u64,
+    now: u64,
+) -> Result<(String, TicketWrite), StoreError> {
+    let token = new_secret()?;
+    let record = serde_json::to_string(record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    let ticket = TicketWrite {
+        kind,
+        hash: secret_hash(&token),
+        record,
+        expires_at: now + ttl,
+    };
+    Ok((token, ticket))
 }
 
 /// The record of a live ticket of `kind` for `token`, left in place.

@@ -26,9 +26,10 @@ use serde_json::Value;
 
 use super::*;
 use crate::store::{
-    AccountStore, ClientStore, Counter, CounterStore, CredentialStore, Credentials, EmailStore,
-    Holder, MfaStore, PreviousGeneration, ProfileReader, SessionLife, SessionRecord, SessionStore,
-    Swap, TicketKind, TicketStore, UserWriter,
+    AccountStore, AttemptClaim, AttemptSuccess, ClientStore, Counter, CounterStore,
+    CredentialStore, Credentials, EmailStore, Follow, Holder, MfaStore, PreviousGeneration,
+    ProfileReader, SessionLife, SessionRecord, SessionStore, Swap, TicketKind, TicketStore,
+    TicketWrite, UserWriter, WindowAdd,
 };
 
 const TEMPLATE: &str = include_str!("../../../../template.yaml");
@@ -236,6 +237,13 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
             "AuthorizeFunction",
             vec![
                 Expected {
+                    sid: "CheckAccounts",
+                    actions: &["dynamodb:ConditionCheckItem"],
+                    keys: Keys::Accounts,
+                    attributes: Some(&[CLAIM_CHECK_ATTRIBUTES]),
+                    return_values: None,
+                },
+                Expected {
                     sid: "ReadAccountsSessionsAndClients",
                     actions: GET,
                     keys: Keys::AllButCounters,
@@ -289,6 +297,13 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
         (
             "AccountFunction",
             vec![
+                Expected {
+                    sid: "CheckAccounts",
+                    actions: &["dynamodb:ConditionCheckItem"],
+                    keys: Keys::Accounts,
+                    attributes: Some(&[CLAIM_CHECK_ATTRIBUTES]),
+                    return_values: None,
+                },
                 read_bearer(),
                 Expected {
                     sid: "ReadAccounts",
@@ -681,8 +696,9 @@ async fn start_sessions(store: &DynamoStore) {
     store.create_session(&record, NOW).await.unwrap();
 }
 
-/// `throttle::claim`, `throttle::succeeded` (and the release of a refused claim).
-async fn throttle(store: &DynamoStore, rehash: Option<(&str, &str)>) {
+/// `throttle::claim`, `throttle::succeeded` (and the release of a refused claim), settling a
+/// success with each of `follows`.
+async fn throttle(store: &DynamoStore, rehash: Option<(&str, &str)>, follows: &[Follow]) {
     let user = user();
     store.credentials(&user.username_key).await.unwrap();
     let keys = [
@@ -716,6 +732,37 @@ async fn throttle(store: &DynamoStore, rehash: Option<(&str, &str)>) {
         .unwrap();
     store.reset_counter(keys[0]).await.unwrap();
     store.record_success(&user, rehash).await.unwrap();
+    // The same, as the password grant writes them: the claim in one transaction (for an account,
+    // and for a name that is no account), the success in another with what it starts.
+    for (seen, user_id) in [(None, Some(user.id.as_str())), (Some(seen), None)] {
+        let add = |key| WindowAdd {
+            key,
+            seen,
+            ceiling: 100,
+        };
+        let claim = AttemptClaim {
+            source: add(keys[2]),
+            account: add(keys[1]),
+            window: 3600,
+            pair_key: keys[0],
+            pair: Swap::new(seen, next, NOW + 900, NOW),
+            username_key: &user.username_key,
+            user_id,
+            now: NOW,
+        };
+        store.claim_attempt(&claim).await.unwrap();
+    }
+    for follow in follows {
+        let success = AttemptSuccess {
+            windows: [(keys[1], NOW - 10), (keys[2], NOW - 10)],
+            pair_key: keys[0],
+            user: &user,
+            rehash,
+            follow,
+            now: NOW,
+        };
+        store.settle_success(&success).await.unwrap();
+    }
 }
 
 async fn register(store: &DynamoStore) {
@@ -744,8 +791,18 @@ async fn register(store: &DynamoStore) {
 
 async fn login(store: &DynamoStore) {
     // The password grant: the throttle (an outdated hash is replaced) and a new session.
-    throttle(store, Some(("$2b$12$old", "$2b$12$new"))).await;
-    throttle(store, None).await;
+    // What a right password starts, in the same transaction: a session, or an mfa_token.
+    let mut started = session(0, false);
+    started.holder = Holder::Password;
+    let ticket = TicketWrite {
+        kind: TicketKind::MfaToken,
+        hash: "aGFzaA".into(),
+        record: "{}".into(),
+        expires_at: NOW + 300,
+    };
+    let follows = [Follow::Session(started), Follow::Ticket(ticket)];
+    throttle(store, Some(("$2b$12$old", "$2b$12$new")), &follows).await;
+    throttle(store, None, &follows).await;
     start_sessions(store).await;
     // The refresh grant: the session and its account, a rotation (or the retry of one), an end
     // on reuse.
@@ -793,7 +850,12 @@ async fn authorize(store: &DynamoStore) {
     store.session("c2Vzc2lvbg").await.unwrap();
     store.credentials("emma").await.unwrap();
     // The hosted sign-in: the throttle (an outdated hash is replaced), or a registration.
-    throttle(store, Some(("$2b$12$old", "$2b$12$new"))).await;
+    throttle(
+        store,
+        Some(("$2b$12$old", "$2b$12$new")),
+        &[Follow::Nothing],
+    )
+    .await;
     store
         .create(&NewUser {
             id: "id-emma".into(),
@@ -848,7 +910,7 @@ async fn account(store: &DynamoStore) {
         .profile("id-emma", "Emma", "c2Vzc2lvbg")
         .await
         .unwrap();
-    throttle(store, None).await;
+    throttle(store, None, &[Follow::Nothing]).await;
     // PUT /me/password: the change, then a new session (one that passed a second factor, too).
     store.change_password(&user(), "$2b$12$new").await.unwrap();
     start_sessions(store).await;

@@ -109,6 +109,9 @@ pub const GLOBAL_LOGOUT_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch"]
 /// A rotation's check of the account (`rotate_session`'s `ConditionCheck`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch", "totp_enabled"];
+/// A login claim's check that a name is still no account (`attribute_not_exists(user_id)`).
+#[cfg_attr(not(test), allow(dead_code))]
+pub const CLAIM_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id"];
 /// A new session item (`create_session`'s `PutItem`): what every session has.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SESSION_ATTRIBUTES: &[&str] = &[
@@ -251,6 +254,30 @@ pub(super) fn transaction_throttled<R>(err: &SdkError<TransactWriteItemsError, R
             })
         }
         _ => false,
+    }
+}
+
+impl DynamoStore {
+    /// Writes `items` as one transaction: `false` when a condition failed or a concurrent
+    /// transaction on one of the items won (nothing written), a 503 when DynamoDB throttled it.
+    pub(super) async fn transact(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+    ) -> Result<bool, StoreError> {
+        let out = self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await;
+        match out {
+            Ok(_) => Ok(true),
+            Err(e) if transaction_lost(&e) => Ok(false),
+            Err(e) if transaction_throttled(&e) => Err(StoreError::Unavailable(
+                "DynamoDB throttled the transaction".into(),
+            )),
+            Err(e) => Err(fail(e)),
+        }
     }
 }
 
