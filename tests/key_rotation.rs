@@ -210,3 +210,118 @@ async fn a_key_named_twice_is_refused_at_init_with_one_line() {
     assert!(err.contains("AUTH_EXTRA_PUBLIC_KEYS") && err.contains("duplicate key id"));
     assert!(!err.contains('\n'), "one line: {err}");
 }
+
+/// The base64 DER `SubjectPublicKeyInfo` of a public PEM file: what `spki:` takes.
+fn spki(public_pem: &std::path::Path) -> String {
+    let pem = std::fs::read_to_string(public_pem).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    format!("spki:{body}")
+}
+
+/// Stores the PEM private key `pem_file` as the `SecureString` parameter `name`, encrypted under
+/// the symmetric KMS key `key_id`, as the README's runbook does with the AWS CLI.
+async fn put_signing_parameter(
+    config: &SdkConfig,
+    name: &str,
+    key_id: &str,
+    pem_file: &std::path::Path,
+) {
+    aws_sdk_ssm::Client::new(config)
+        .put_parameter()
+        .name(name)
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .key_id(key_id)
+        .value(std::fs::read_to_string(pem_file).unwrap())
+        .overwrite(true)
+        .send()
+        .await
+        .expect("put the signing key parameter on moto");
+}
+
+#[tokio::test]
+async fn dynamodb_with_ssm_keys_rotates_in_three_phases() {
+    let config = moto::sdk_config().await;
+    let table = moto::create_users_table(&config).await;
+    let parameter_key = aws_sdk_kms::Client::new(&config)
+        .create_key()
+        .send()
+        .await
+        .unwrap()
+        .key_metadata
+        .unwrap()
+        .key_id;
+    let dir = tempfile::tempdir().unwrap();
+    let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(&a_dir).unwrap();
+    std::fs::create_dir_all(&b_dir).unwrap();
+    let (a_private, a_public) = write_test_keys(&a_dir);
+    let (b_private, b_public) = write_test_keys(&b_dir);
+    let stack = uuid::Uuid::new_v4().simple().to_string();
+    let (a, b) = (
+        format!("/{stack}/signing-key-a"),
+        format!("/{stack}/signing-key-b"),
+    );
+    put_signing_parameter(&config, &a, &parameter_key, &a_private).await;
+    put_signing_parameter(&config, &b, &parameter_key, &b_private).await;
+    let setting = format!("dynamodb:{table}");
+    let aws = config.clone();
+    let store = {
+        let (config, table) = (config.clone(), table.clone());
+        move || DynamoStore::new(&config, &table)
+    };
+    rotate(
+        &setting,
+        Some(&aws),
+        (&format!("ssm:{a}"), &format!("ssm:{b}"), &spki(&b_public)),
+        store.clone(),
+    )
+    .await;
+
+    // The verifying functions need only the public key: `me` and `jwks` start and verify with
+    // `AUTH_PUBLIC_KEY=spki:` while the parameter they are never allowed to read is missing.
+    let signing = Phase {
+        wiring: wiring(&setting, &format!("ssm:{a}"), None, Some(&aws)),
+        store: Box::new(store.clone()),
+    };
+    let token = signing.login().await;
+    let mut config_vars = vec![
+        ("AUTH_STORE", setting.clone()),
+        (
+            "AUTH_SIGNING_KEY",
+            format!("ssm:/{stack}/not-readable-here"),
+        ),
+        ("AUTH_PUBLIC_KEY", spki(&a_public)),
+        ("AUTH_ISSUER", "https://auth.example.test".into()),
+    ];
+    let verifying = Phase {
+        wiring: Wiring::with_aws(
+            Config::from_lookup(|k| {
+                config_vars
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.clone())
+            })
+            .unwrap(),
+            aws.clone(),
+        ),
+        store: Box::new(store.clone()),
+    };
+    assert_eq!(verifying.me(&token).await, 200);
+    assert_eq!(verifying.published_kids().await, [kid(&token)]);
+    // A signing function cannot start without its parameter, nor from a plain String one.
+    assert!(verifying.wiring.login(store()).await.is_err());
+    aws_sdk_ssm::Client::new(&config)
+        .put_parameter()
+        .name(format!("/{stack}/plain"))
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .value(std::fs::read_to_string(&a_private).unwrap())
+        .send()
+        .await
+        .unwrap();
+    config_vars[1].1 = format!("ssm:/{stack}/plain");
+    let plain = wiring(&setting, &config_vars[1].1, None, Some(&aws));
+    let Err(e) = plain.login(store()).await else {
+        panic!("a plain String parameter was accepted as a signing key");
+    };
+    assert!(e.to_string().contains("not a SecureString"), "{e}");
+}

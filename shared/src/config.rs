@@ -23,6 +23,12 @@ pub enum KeyConfig {
     File(PathBuf),
     /// `kms:KEY_ID_OR_ARN`: an RSA `SIGN_VERIFY` key in AWS KMS (id, ARN or `alias/...`).
     Kms(String),
+    /// `ssm:NAME`: an SSM Parameter Store `SecureString` holding a PEM private key, decrypted
+    /// once per cold start (signing then happens in process).
+    Ssm(String),
+    /// `spki:BASE64`: a public key inline, the base64 DER `SubjectPublicKeyInfo` (what KMS
+    /// `GetPublicKey` returns): verification only, never a signing key.
+    Spki(String),
 }
 
 /// The key TOTP secrets are sealed under (`AUTH_DATA_KEY`).
@@ -269,6 +275,10 @@ impl Config {
             .map(|v| match parse_key("AUTH_DATA_KEY", &v)? {
                 KeyConfig::File(path) => Ok(DataKeyConfig::File(path)),
                 KeyConfig::Kms(id) => Ok(DataKeyConfig::Kms(id)),
+                KeyConfig::Ssm(_) | KeyConfig::Spki(_) => Err(err(
+                    "AUTH_DATA_KEY",
+                    "expected file:PATH or kms:KEY_ID_OR_ARN",
+                )),
             })
             .transpose()?;
 
@@ -331,7 +341,20 @@ fn parse_key(name: &'static str, value: &str) -> Result<KeyConfig, ConfigError> 
         Some(("kms", id)) if !id.is_empty() && !id.contains(char::is_whitespace) => {
             Ok(KeyConfig::Kms(id.to_string()))
         }
-        _ => Err(err(name, "expected file:PATH or kms:KEY_ID_OR_ARN")),
+        Some(("ssm", name)) if name.starts_with('/') && !name.contains(char::is_whitespace) => {
+            Ok(KeyConfig::Ssm(name.to_string()))
+        }
+        Some(("spki", der)) if name != "AUTH_SIGNING_KEY" && !der.is_empty() => {
+            Ok(KeyConfig::Spki(der.to_string()))
+        }
+        _ if name == "AUTH_SIGNING_KEY" => Err(err(
+            name,
+            "expected file:PATH, kms:KEY_ID_OR_ARN or ssm:/PARAMETER_NAME",
+        )),
+        _ => Err(err(
+            name,
+            "expected file:PATH, kms:KEY_ID_OR_ARN, ssm:/PARAMETER_NAME or spki:BASE64_DER",
+        )),
     }
 }
 
@@ -580,6 +603,26 @@ mod tests {
         );
         let c = config(&[("AUTH_SIGNING_KEY", "file:k.pem")]).unwrap();
         assert!(c.extra_public_keys.is_empty());
+    }
+
+    #[test]
+    fn ssm_signing_keys_and_inline_public_keys_are_recognised() {
+        let c = config(&[
+            ("AUTH_SIGNING_KEY", "ssm:/jwt-auth/signing-key"),
+            ("AUTH_PUBLIC_KEY", "spki:MIIBIjAN"),
+            ("AUTH_EXTRA_PUBLIC_KEYS", "spki:MIIBIjAO,kms:alias/old"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.signing_key,
+            KeyConfig::Ssm("/jwt-auth/signing-key".into())
+        );
+        assert_eq!(c.verification_key(), &KeyConfig::Spki("MIIBIjAN".into()));
+        assert_eq!(c.extra_public_keys[0], KeyConfig::Spki("MIIBIjAO".into()));
+        for bad in ["spki:MIIBIjAN", "ssm:name-without-slash", "ssm:"] {
+            let e = config(&[("AUTH_SIGNING_KEY", bad)]).unwrap_err();
+            assert!(e.to_string().contains("AUTH_SIGNING_KEY"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -128,6 +128,15 @@ impl Wiring {
         Ok(match &self.config.signing_key {
             KeyConfig::File(path) => AnySigner::Local(LocalSigner::from_pem_file(path)?),
             KeyConfig::Kms(id) => AnySigner::Kms(KmsSigner::new(self.aws().await, id).await?),
+            KeyConfig::Ssm(name) => {
+                AnySigner::Local(crate::signer::from_parameter(self.aws().await, name).await?)
+            }
+            KeyConfig::Spki(_) => {
+                return Err(InitError::Key(KeyError {
+                    source_name: "AUTH_SIGNING_KEY".into(),
+                    reason: "a public key cannot sign".into(),
+                }));
+            }
         })
     }
 
@@ -138,6 +147,11 @@ impl Wiring {
                 .await?
                 .public_key()
                 .clone(),
+            KeyConfig::Ssm(name) => crate::signer::from_parameter(self.aws().await, name)
+                .await?
+                .public_key()
+                .clone(),
+            KeyConfig::Spki(der) => PublicKey::from_spki_base64(der)?,
         })
     }
 

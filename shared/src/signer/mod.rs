@@ -3,6 +3,7 @@
 
 mod kms;
 mod local;
+mod parameter;
 pub mod provider;
 #[cfg(any(test, feature = "testing"))]
 pub mod test_keys;
@@ -24,6 +25,7 @@ use rsa::traits::PublicKeyParts;
 
 pub use kms::KmsSigner;
 pub use local::LocalSigner;
+pub use parameter::from_parameter;
 
 /// Smallest RSA modulus accepted, in bits.
 pub const MIN_RSA_BITS: usize = 2048;
@@ -126,6 +128,20 @@ impl PublicKey {
     pub fn from_spki_der(der: &[u8]) -> Result<Self, String> {
         let key = RsaPublicKey::from_public_key_der(der).map_err(|e| e.to_string())?;
         Self::from_rsa(&key)
+    }
+
+    /// An inline public key: the standard base64 of a DER `SubjectPublicKeyInfo`, as KMS
+    /// `GetPublicKey` (`--query PublicKey --output text`) and `openssl pkey -pubout -outform DER |
+    /// base64 -w0` print it.
+    pub fn from_spki_base64(text: &str) -> Result<Self, KeyError> {
+        let error = |reason: String| KeyError {
+            source_name: "spki:".into(),
+            reason,
+        };
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .map_err(|_| error("not base64".into()))?;
+        Self::from_spki_der(&der).map_err(error)
     }
 
     /// The key id: the RFC 7638 SHA-256 thumbprint, base64url.
