@@ -57,5 +57,6 @@ pub async fn register<W: UserWriter>(
         totp_secret: None,
         totp_enabled: false,
         totp_last_step: 0,
+        full_name: user.full_name,
     })
 }

@@ -489,6 +489,9 @@ async fn code_redirect<C: stores::Authorize>(
         sid: browser.sid.clone(),
         auth_time: browser.auth_time,
         amr: crate::token::amr(browser.mfa),
+        epoch: browser.user.session_epoch,
+        full_name: browser.user.full_name.clone(),
+        client_secret_hash: request.client_secret_hash.clone(),
     };
     let code = match code::issue(&state.store, &grant, now).await {
         Ok(code) => code,

@@ -29,12 +29,13 @@ use crate::error::ApiError;
 use crate::http::{self, BodyFormat, Fields};
 use crate::metrics::{self, Outcome};
 use crate::oauth::client::{self, Client};
-use crate::oauth::code::{self, CodeError, CodeGrant};
+use crate::oauth::code::{self, CodeGrant};
 use crate::session::{self, Grant};
 use crate::signer::Signer;
 use crate::state::LoginState;
 use crate::state::stores;
-use crate::store::{ClientStore, Credentials, Follow, Holder};
+use crate::store::tickets;
+use crate::store::{ClientStore, CodeSession, Credentials, Follow, Holder, TicketKind};
 use crate::throttle;
 
 /// Handles one request; every failure becomes its problem response.
@@ -254,16 +255,17 @@ fn authenticate(client: Client, secret: Option<&str>) -> Result<Client, ApiError
     }
 }
 
-/// `grant_type=authorization_code`.
+/// `grant_type=authorization_code`: the code read (left in place), the client authenticated
+/// against what the code carries of it (a wrong secret spends nothing), then the code taken with
+/// the session it starts, in one step that holds only while the account and the browser session
+/// are still those of the sign-in.
 async fn code_grant<C: stores::Login, S: Signer>(
     state: &LoginState<C, S>,
     fields: &Fields,
     req: &Request,
     iss: &str,
 ) -> Result<Response<Body>, ApiError> {
-    let client = presenting_client(&state.store, fields, req)
-        .await?
-        .ok_or(ApiError::InvalidClient)?;
+    let (client_id, secret) = client_credentials(fields, req)?.ok_or(ApiError::InvalidClient)?;
     let required = |name: &str| {
         fields
             .optional_string(name)?
@@ -274,40 +276,54 @@ async fn code_grant<C: stores::Login, S: Signer>(
     let verifier = required("code_verifier")?;
     let now = (state.clock)();
     let sid = session::code_session_sid(presented);
-    let grant = match code::redeem(
-        &state.store,
-        presented,
-        &client.client_id,
-        redirect_uri,
-        verifier,
-        now,
-    )
-    .await
-    {
-        Ok(grant) => grant,
-        Err(CodeError::Invalid) => {
-            // A spent code presented again: whoever holds it, the session its first redemption
-            // started is no longer safe (RFC 6749 §4.1.2).
-            state.store.end_session(&sid).await?;
-            return Err(ApiError::InvalidCode);
-        }
-        Err(CodeError::Store(e)) => return Err(e.into()),
+    let spent = async || -> Result<Response<Body>, ApiError> {
+        // A spent code presented again: whoever holds it, the session its first redemption
+        // started is no longer safe (RFC 6749 §4.1.2).
+        state.store.end_session(&sid).await?;
+        Err(ApiError::InvalidCode)
     };
-    let (user, full_name) = code_account(state, &grant, now).await?;
+    let Some(grant) = code::peek(&state.store, presented, now).await? else {
+        // Unknown, spent or expired. A client that does not authenticate hears that first.
+        presenting_client(&state.store, fields, req)
+            .await?
+            .ok_or(ApiError::InvalidClient)?;
+        return spent().await;
+    };
+    if grant.client_id != client_id {
+        // Another client's code: that client must authenticate, and the code is spent.
+        presenting_client(&state.store, fields, req)
+            .await?
+            .ok_or(ApiError::InvalidClient)?;
+        tickets::take::<_, CodeGrant>(&state.store, TicketKind::AuthorizationCode, presented, now)
+            .await?;
+        return Err(ApiError::InvalidCode);
+    }
+    authenticate_code_client(&grant, secret.as_deref())?;
+    if !code::binds(&grant, &client_id, redirect_uri, verifier) {
+        // Spent by the first attempt, right or wrong.
+        tickets::take::<_, CodeGrant>(&state.store, TicketKind::AuthorizationCode, presented, now)
+            .await?;
+        return Err(ApiError::InvalidCode);
+    }
+    let user = code_account(&grant);
     let holder = Holder::Client {
         client_id: grant.client_id.clone(),
         scope: grant.scope.clone(),
     };
-    let session_grant = session::start_for(
-        &state.store,
-        &user,
-        &state.sessions,
-        holder,
-        session::code_session_id(presented),
-        grant.amr.iter().any(|m| m == "mfa"),
-        now,
-    )
-    .await?;
+    let mfa = grant.amr.iter().any(|m| m == "mfa");
+    let (record, session_grant) =
+        session::prepare_code(&user, &state.sessions, holder, presented, mfa, now);
+    let hash = tickets::secret_hash(presented);
+    match state
+        .store
+        .start_code_session(&hash, &record, &grant.sid, now)
+        .await?
+    {
+        CodeSession::Started => {}
+        CodeSession::Spent => return spent().await,
+        CodeSession::Refused => return Err(ApiError::InvalidCode),
+    }
+    session::started(&session_grant);
     metrics::record(Outcome::CodeExchanged);
     super::token_response(
         &state.tokens,
@@ -315,41 +331,43 @@ async fn code_grant<C: stores::Login, S: Signer>(
         &session_grant,
         Some(super::IdToken {
             grant: &grant,
-            full_name: full_name.as_deref(),
+            full_name: grant.full_name.as_deref(),
         }),
         now,
     )
     .await
 }
 
-/// The account a code names, if it still exists under the code's id and the browser session
-/// the code came from is still open (a logout, a password change or a deletion since the sign-in
-/// voids the code): its credentials to start the session with, and its full name.
-async fn code_account<C: stores::Login, S: Signer>(
-    state: &LoginState<C, S>,
-    grant: &CodeGrant,
-    now: u64,
-) -> Result<(crate::store::Credentials, Option<String>), ApiError> {
-    let found = state
-        .store
-        .profile(&grant.user_id, &grant.username, &grant.sid)
-        .await?
-        .filter(|found| session::is_open(found, &grant.user_id, now))
-        .ok_or(ApiError::InvalidCode)?;
-    let user = crate::store::Credentials {
+/// The client of `grant`, authenticated as it was registered when the code was issued: a
+/// confidential client by its secret, a public one by presenting none.
+fn authenticate_code_client(grant: &CodeGrant, secret: Option<&str>) -> Result<(), ApiError> {
+    let client = Client {
+        client_id: grant.client_id.clone(),
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        confidential: grant.client_secret_hash.is_some(),
+        secret_hash: grant.client_secret_hash.clone(),
+        created_at: 0,
+    };
+    authenticate(client, secret).map(|_| ())
+}
+
+/// The account a code names, as the sign-in saw it: what a session is started from (its id,
+/// key, name and epoch); the redemption's conditional write proves it is still so.
+fn code_account(grant: &CodeGrant) -> crate::store::Credentials {
+    crate::store::Credentials {
         id: grant.user_id.clone(),
         username_key: grant.username_key.clone(),
-        username: found.profile.username.clone(),
-        // Sessions are started from an account's id, key, name and epoch only.
+        username: grant.username.clone(),
         password_hash: String::new(),
         failed_logins: 0,
         last_failed_at: None,
-        session_epoch: found.account_epoch,
-        email: found.profile.email,
-        email_verified: found.profile.email_verified,
+        session_epoch: grant.epoch,
+        email: None,
+        email_verified: false,
         totp_secret: None,
         totp_enabled: false,
         totp_last_step: 0,
-    };
-    Ok((user, found.profile.full_name))
+        full_name: grant.full_name.clone(),
+    }
 }

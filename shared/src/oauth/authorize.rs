@@ -64,6 +64,8 @@ pub struct AuthorizationRequest {
     pub max_age: Option<u64>,
     /// `login_hint`: the username to fill in.
     pub login_hint: Option<String>,
+    /// The client's secret's SHA-256 when it is confidential, for its codes (never a form field).
+    pub client_secret_hash: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -236,6 +238,7 @@ pub async fn check<S: ClientStore>(
         prompt,
         max_age,
         login_hint: bounded("login_hint")?,
+        client_secret_hash: client.secret_hash.clone().filter(|_| client.confidential),
     };
     Ok((request, client))
 }

@@ -38,6 +38,17 @@ pub struct CodeGrant {
     pub auth_time: u64,
     /// How (`amr`, RFC 8176).
     pub amr: Vec<String>,
+    /// The account's session epoch at the sign-in: the session the exchange starts is under it,
+    /// and the exchange holds only while the account and the browser session still are.
+    #[serde(default)]
+    pub epoch: u64,
+    /// The account's full name at the sign-in (`name`, with `profile`).
+    #[serde(default)]
+    pub full_name: Option<String>,
+    /// The client's secret's SHA-256 when it is confidential (as registered when the code was
+    /// issued): the exchange authenticates the client without reading it again.
+    #[serde(default)]
+    pub client_secret_hash: Option<String>,
 }
 
 /// Why a code is not exchanged: every case is one `invalid_grant` at the token endpoint.
@@ -67,6 +78,24 @@ pub async fn issue<T: TicketStore>(
     .await
 }
 
+/// The grant `code` stands for, if it is a live code, left in place (the exchange takes it
+/// with the session it starts, [`crate::store::SessionStore::start_code_session`]).
+pub async fn peek<T: TicketStore>(
+    store: &T,
+    code: &str,
+    now: u64,
+) -> Result<Option<CodeGrant>, StoreError> {
+    tickets::peek(store, TicketKind::AuthorizationCode, code, now).await
+}
+
+/// Whether `grant` was issued for `client_id` at `redirect_uri`, and `verifier` is the PKCE
+/// verifier of its challenge.
+pub fn binds(grant: &CodeGrant, client_id: &str, redirect_uri: &str, verifier: &str) -> bool {
+    grant.client_id == client_id
+        && grant.redirect_uri == redirect_uri
+        && pkce::verifies(&grant.code_challenge, verifier)
+}
+
 /// Redeems `code` for `client_id` at `redirect_uri` with the PKCE `verifier`: spent by the first
 /// attempt, right or wrong (a code that reached the wrong hands is dead either way).
 pub async fn redeem<T: TicketStore>(
@@ -80,8 +109,7 @@ pub async fn redeem<T: TicketStore>(
     let grant: CodeGrant = tickets::take(store, TicketKind::AuthorizationCode, code, now)
         .await?
         .ok_or(CodeError::Invalid)?;
-    let bound = grant.client_id == client_id && grant.redirect_uri == redirect_uri;
-    if !bound || !pkce::verifies(&grant.code_challenge, verifier) {
+    if !binds(&grant, client_id, redirect_uri, verifier) {
         return Err(CodeError::Invalid);
     }
     Ok(grant)

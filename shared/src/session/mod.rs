@@ -139,6 +139,19 @@ pub fn prepare_password(
     prepare(user, limits, Holder::Password, random(), mfa, now)
 }
 
+/// A code grant's session for `user`, not yet stored: its id derives from `code`
+/// ([`code_session_id`]), and it is started with the code's redemption.
+pub fn prepare_code(
+    user: &Credentials,
+    limits: &SessionLimits,
+    holder: Holder,
+    code: &str,
+    mfa: bool,
+    now: u64,
+) -> (SessionRecord, Grant) {
+    prepare(user, limits, holder, code_session_id(code), mfa, now)
+}
+
 /// The log line of a session that was stored.
 pub fn started(grant: &Grant) {
     tracing::info!(user_id = %grant.user_id, session_id = %grant.sid, holder = ?grant.holder, "session started");

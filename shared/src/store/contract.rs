@@ -1027,6 +1027,17 @@ impl<S: FullStore> SessionStore for Interleaved<'_, S> {
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
         self.inner.end_session(sid).await
     }
+    async fn start_code_session(
+        &self,
+        code_hash: &str,
+        session: &super::SessionRecord,
+        browser_sid: &str,
+        now: u64,
+    ) -> Result<super::CodeSession, StoreError> {
+        self.inner
+            .start_code_session(code_hash, session, browser_sid, now)
+            .await
+    }
     async fn end_all_sessions(
         &self,
         user_id: &str,
@@ -1293,6 +1304,9 @@ pub fn code_grant() -> crate::oauth::code::CodeGrant {
         sid: "s-1".into(),
         auth_time: 1_000,
         amr: vec!["pwd".into()],
+        epoch: 0,
+        full_name: None,
+        client_secret_hash: None,
     }
 }
 
@@ -1334,24 +1348,130 @@ pub async fn codes_redeem_once_for_their_client_uri_and_verifier(store: &impl Fu
 
 /// Issues the code the racers of [`redeem_code_once`] redeem.
 pub async fn issue_raced_code(store: &impl FullStore) -> String {
-    crate::oauth::code::issue(store, &code_grant(), 1_000)
+    let (user, browser) = signed_in(store, "racer").await;
+    code_for(store, &user, &browser).await
+}
+
+/// `username`'s account, created, and a browser session of it (as the hosted page starts one).
+async fn signed_in(store: &impl FullStore, username: &str) -> (super::Credentials, String) {
+    store.create(&new_user(username, username)).await.unwrap();
+    let user = store
+        .credentials(&policy::username_key(username))
+        .await
+        .unwrap()
+        .unwrap();
+    let limits = crate::session::SessionLimits::default();
+    let (_, browser) = crate::session::start_browser(store, &user, &limits, false, 1_000)
+        .await
+        .unwrap();
+    (user, browser.sid)
+}
+
+/// A code for `user`'s sign-in in the browser session `browser`, issued at 1 000.
+async fn code_for(store: &impl FullStore, user: &super::Credentials, browser: &str) -> String {
+    let grant = crate::oauth::code::CodeGrant {
+        user_id: user.id.clone(),
+        username_key: user.username_key.clone(),
+        username: user.username.clone(),
+        sid: browser.to_string(),
+        epoch: user.session_epoch,
+        ..code_grant()
+    };
+    crate::oauth::code::issue(store, &grant, 1_000)
         .await
         .unwrap()
 }
 
-/// One racer's redemption: whether it got the grant.
+/// Redeems `code` for `user`'s sign-in in `browser` as the code exchange does at `now`.
+async fn exchange(
+    store: &impl FullStore,
+    user: &super::Credentials,
+    browser: &str,
+    code: &str,
+    now: u64,
+) -> super::CodeSession {
+    let limits = crate::session::SessionLimits::default();
+    let holder = super::Holder::Client {
+        client_id: "web".into(),
+        scope: "openid".into(),
+    };
+    let (record, _) = crate::session::prepare_code(user, &limits, holder, code, false, now);
+    let hash = super::tickets::secret_hash(code);
+    store
+        .start_code_session(&hash, &record, browser, now)
+        .await
+        .unwrap()
+}
+
+/// One racer's exchange: whether it started the session.
 pub async fn redeem_code_once(store: &impl FullStore, code: &str) -> bool {
-    let grant = code_grant();
-    crate::oauth::code::redeem(
-        store,
-        code,
-        "web",
-        &grant.redirect_uri,
-        PKCE_VERIFIER,
-        1_001,
-    )
-    .await
-    .is_ok()
+    let user = store.credentials("racer").await.unwrap().unwrap();
+    // As the exchange reads it: a racer that comes after the winner finds no code.
+    let grant: Option<crate::oauth::code::CodeGrant> =
+        super::tickets::peek(store, super::TicketKind::AuthorizationCode, code, 1_001)
+            .await
+            .unwrap();
+    let Some(grant) = grant else {
+        return false;
+    };
+    exchange(store, &user, &grant.sid, code, 1_001).await == super::CodeSession::Started
+}
+
+/// A code starts one session, taking the code with it, and only while the account is still
+/// under the sign-in's epoch and the browser session it came from is open: a spent or expired
+/// code starts nothing, and a refused one is spent.
+pub async fn codes_start_one_session_while_the_sign_in_holds(store: &impl FullStore) {
+    use super::CodeSession::{Refused, Spent, Started};
+    let (user, browser) = signed_in(store, "coder").await;
+    let code = code_for(store, &user, &browser).await;
+    assert_eq!(
+        exchange(store, &user, &browser, &code, 1_001).await,
+        Started
+    );
+    let sid = crate::session::code_session_sid(&code);
+    let session = store
+        .session(&sid)
+        .await
+        .unwrap()
+        .expect("the code's session");
+    assert_eq!(session.life.user_id, user.id);
+    assert_eq!(exchange(store, &user, &browser, &code, 1_002).await, Spent);
+    // Expired: spent.
+    let late = code_for(store, &user, &browser).await;
+    let expired = 1_000 + crate::oauth::code::CODE_SECONDS;
+    assert_eq!(
+        exchange(store, &user, &browser, &late, expired).await,
+        Spent
+    );
+    // The browser session ended since the sign-in: refused, and the code is gone.
+    let orphan = code_for(store, &user, &browser).await;
+    store.end_session(&browser).await.unwrap();
+    assert_eq!(
+        exchange(store, &user, &browser, &orphan, 1_001).await,
+        Refused
+    );
+    assert_eq!(
+        exchange(store, &user, &browser, &orphan, 1_001).await,
+        Spent
+    );
+    // A global logout (the epoch moved) since the sign-in: refused.
+    let (user, browser) = signed_in(store, "coder2").await;
+    let code = code_for(store, &user, &browser).await;
+    store
+        .end_all_sessions(&user.id, &user.username_key)
+        .await
+        .unwrap();
+    assert_eq!(
+        exchange(store, &user, &browser, &code, 1_001).await,
+        Refused
+    );
+    assert!(
+        store
+            .session(&crate::session::code_session_sid(&code))
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A user of `username` with the address `email` (unverified), created: its credentials.

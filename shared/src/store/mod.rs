@@ -34,7 +34,9 @@ pub use counters::{
 pub use dynamodb::{DynamoStore, TTL_ATTRIBUTE};
 pub use email::{EmailStore, Verified};
 pub use mfa::MfaStore;
-pub use sessions::{Holder, PreviousGeneration, SessionLife, SessionRecord, SessionStore};
+pub use sessions::{
+    CodeSession, Holder, PreviousGeneration, SessionLife, SessionRecord, SessionStore,
+};
 pub use sqlite::SqliteStore;
 pub use tickets::{TicketKind, TicketStore};
 pub use users::{

@@ -4,16 +4,30 @@
 use std::future::Future;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
 };
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
     DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_bool, get_n, get_s,
-    n, required_n, required_s, returned_n, s, session_key, transaction_lost, transaction_throttled,
+    n, required_n, required_s, returned_n, s, session_key, ticket_key, transaction_lost,
+    transaction_throttled,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
+use super::{TicketKind, TicketStore};
+
+/// What redeeming a code into a session came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeSession {
+    /// The code is taken and the session started.
+    Started,
+    /// The code was spent (or expired): nothing was written.
+    Spent,
+    /// The code is taken, but its account or browser session is no longer what it was: no
+    /// session was started.
+    Refused,
+}
 
 /// The part of a session record that decides whether it is open.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,6 +181,18 @@ pub trait SessionStore: Send + Sync {
         user_id: &str,
         username_key: &str,
     ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// Starts `session`, a code grant's, in one step with the code's redemption: only if the
+    /// authorization code whose secret hashes to `code_hash` is still live (it is taken), the
+    /// account is still `session`'s under its id and epoch (with no second factor the session
+    /// lacks), and the browser session `browser_sid` the code came from is still open at `now`.
+    fn start_code_session(
+        &self,
+        code_hash: &str,
+        session: &SessionRecord,
+        browser_sid: &str,
+        now: u64,
+    ) -> impl Future<Output = Result<CodeSession, StoreError>> + Send;
 }
 
 // SQLite: the `sessions` table, pruned of ended sessions whenever one is created.
@@ -302,6 +328,47 @@ impl SessionStore for SqliteStore {
             .map_err(classify)
     }
 
+    async fn start_code_session(
+        &self,
+        code_hash: &str,
+        session: &SessionRecord,
+        browser_sid: &str,
+        now: u64,
+    ) -> Result<CodeSession, StoreError> {
+        let code = TicketKind::AuthorizationCode;
+        if self.take_ticket(code, code_hash, now).await?.is_none() {
+            return Ok(CodeSession::Spent);
+        }
+        let open = {
+            let conn = self.lock();
+            conn.prepare_cached(
+                "SELECT 1 FROM users u JOIN sessions s ON s.sid = ?1 AND s.user_id = u.user_id
+                 WHERE u.user_id = ?2 AND u.session_epoch = ?3 AND s.epoch = ?3
+                   AND s.expires_at > ?4 AND (?5 OR u.totp_enabled = 0)",
+            )
+            .and_then(|mut open| {
+                open.query_row(
+                    params![
+                        browser_sid,
+                        session.life.user_id,
+                        int(session.life.epoch),
+                        int(now),
+                        session.mfa,
+                    ],
+                    |_| Ok(()),
+                )
+                .optional()
+            })
+            .map_err(classify)?
+            .is_some()
+        };
+        if !open {
+            return Ok(CodeSession::Refused);
+        }
+        self.create_session(session, now).await?;
+        Ok(CodeSession::Started)
+    }
+
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {
         let conn = self.lock();
         conn.prepare_cached("DELETE FROM sessions WHERE sid = ?1")
@@ -342,6 +409,40 @@ pub(super) fn session_life(item: &Item) -> Result<SessionLife, StoreError> {
         epoch: required_n(item, "epoch")?,
         expires_at: required_n(item, TTL_ATTRIBUTE)?,
     })
+}
+
+impl DynamoStore {
+    /// The condition a session's write holds under: its account still exists under the
+    /// session's id and epoch and, for a session whose sign-in passed no second factor, has
+    /// none on.
+    fn account_check(
+        &self,
+        username_key: &str,
+        life: &SessionLife,
+        mfa: bool,
+    ) -> Result<ConditionCheck, StoreError> {
+        // Items written by other tools may lack the epoch: it then counts as 0.
+        let epoch = if life.epoch == 0 {
+            "(session_epoch = :e OR attribute_not_exists(session_epoch))"
+        } else {
+            "session_epoch = :e"
+        };
+        let factor = if mfa {
+            ""
+        } else {
+            " AND (attribute_not_exists(totp_enabled) OR totp_enabled = :off)"
+        };
+        let mut check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(KEY, account_item_key(username_key))
+            .condition_expression(format!("user_id = :id AND {epoch}{factor}"))
+            .expression_attribute_values(":id", s(&life.user_id))
+            .expression_attribute_values(":e", n(life.epoch));
+        if !mfa {
+            check = check.expression_attribute_values(":off", AttributeValue::Bool(false));
+        }
+        check.build().map_err(|e| StoreError::Fault(e.to_string()))
+    }
 }
 
 /// A new session's item.
@@ -460,28 +561,7 @@ impl SessionStore for DynamoStore {
             .expression_attribute_values(":ea", n(to.life.expires_at))
             .build()
             .map_err(build)?;
-        // Items written by other tools may lack the epoch: it then counts as 0.
-        let epoch = if from.life.epoch == 0 {
-            "(session_epoch = :e OR attribute_not_exists(session_epoch))"
-        } else {
-            "session_epoch = :e"
-        };
-        // A session whose sign-in passed no second factor ends once the account has one.
-        let factor = if from.mfa {
-            ""
-        } else {
-            " AND (attribute_not_exists(totp_enabled) OR totp_enabled = :off)"
-        };
-        let mut account = ConditionCheck::builder()
-            .table_name(&self.table)
-            .key(KEY, account_item_key(&from.username_key))
-            .condition_expression(format!("user_id = :id AND {epoch}{factor}"))
-            .expression_attribute_values(":id", s(&from.life.user_id))
-            .expression_attribute_values(":e", n(from.life.epoch));
-        if !from.mfa {
-            account = account.expression_attribute_values(":off", AttributeValue::Bool(false));
-        }
-        let account = account.build().map_err(build)?;
+        let account = self.account_check(&from.username_key, &from.life, from.mfa)?;
         let out = self
             .client
             .transact_write_items()
@@ -503,6 +583,64 @@ impl SessionStore for DynamoStore {
             )),
             Err(e) => Err(fail(e)),
         }
+    }
+
+    async fn start_code_session(
+        &self,
+        code_hash: &str,
+        session: &SessionRecord,
+        browser_sid: &str,
+        now: u64,
+    ) -> Result<CodeSession, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
+        let code = TicketKind::AuthorizationCode;
+        let take = Delete::builder()
+            .table_name(&self.table)
+            .key(KEY, ticket_key(code.as_str(), code_hash))
+            .condition_expression("attribute_exists(#k) AND #ttl > :now")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(build)?;
+        let start = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", KEY)
+            .build()
+            .map_err(build)?;
+        let life = &session.life;
+        let account = self.account_check(&session.username_key, life, session.mfa)?;
+        let browser = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key(KEY, session_key(browser_sid))
+            .condition_expression("user_id = :id AND epoch = :e AND #ttl > :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":id", s(&life.user_id))
+            .expression_attribute_values(":e", n(life.epoch))
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(build)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(take).build(),
+            TransactWriteItem::builder().put(start).build(),
+            TransactWriteItem::builder()
+                .condition_check(account)
+                .build(),
+            TransactWriteItem::builder()
+                .condition_check(browser)
+                .build(),
+        ];
+        if self.transact(items).await? {
+            return Ok(CodeSession::Started);
+        }
+        // Which part failed: a code still there is taken now (the account or the browser
+        // session moved on), one already gone was spent.
+        Ok(match self.take_ticket(code, code_hash, now).await? {
+            Some(_) => CodeSession::Refused,
+            None => CodeSession::Spent,
+        })
     }
 
     async fn end_session(&self, sid: &str) -> Result<(), StoreError> {

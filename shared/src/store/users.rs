@@ -61,6 +61,8 @@ pub struct Credentials {
     pub totp_enabled: bool,
     /// The last TOTP step accepted: only a later one is accepted next.
     pub totp_last_step: u64,
+    /// The full name as registered (`name` in id_tokens), if any.
+    pub full_name: Option<String>,
 }
 
 impl Credentials {
@@ -203,7 +205,7 @@ impl UserWriter for SqliteStore {
 /// The columns [`credentials_row`] reads, in its order.
 pub(super) const CREDENTIAL_COLUMNS: &str = "user_id, hashed_password, failed_logins, \
      last_failed_at, username, session_epoch, username_key, email, email_verified, totp_secret, \
-     totp_enabled, totp_last_step";
+     totp_enabled, totp_last_step, full_name";
 
 /// A row of [`CREDENTIAL_COLUMNS`] as credentials.
 pub(super) fn credentials_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credentials> {
@@ -220,6 +222,7 @@ pub(super) fn credentials_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Credent
         totp_secret: r.get(9)?,
         totp_enabled: r.get::<_, i64>(10)? != 0,
         totp_last_step: r.get::<_, i64>(11)?.max(0) as u64,
+        full_name: r.get(12)?,
     })
 }
 
@@ -394,6 +397,7 @@ impl CredentialStore for DynamoStore {
             totp_secret: get_s(&item, "totp_secret"),
             totp_enabled: get_bool(&item, "totp_enabled"),
             totp_last_step: get_n(&item, "totp_last_step").unwrap_or(0),
+            full_name: get_s(&item, "full_name"),
         }))
     }
 

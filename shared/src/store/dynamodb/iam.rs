@@ -201,7 +201,14 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     actions: DELETE,
                     keys: Keys::Tickets(CODES_AND_MFA_TOKENS),
                     attributes: None,
-                    return_values: Some(&["ALL_OLD"]),
+                    return_values: Some(&["ALL_OLD", "NONE"]),
+                },
+                Expected {
+                    sid: "CheckBrowserSessions",
+                    actions: &["dynamodb:ConditionCheckItem"],
+                    keys: Keys::Sessions,
+                    attributes: Some(&[BROWSER_CHECK_ATTRIBUTES]),
+                    return_values: None,
                 },
                 Expected {
                     sid: "RotateSessions",
@@ -655,6 +662,7 @@ fn user() -> Credentials {
         totp_secret: None,
         totp_enabled: false,
         totp_last_step: 0,
+        full_name: Some("Emma Example".into()),
     }
 }
 
@@ -825,6 +833,15 @@ async fn login(store: &DynamoStore) {
         .await
         .unwrap();
     store.create_session(&session(3, false), NOW).await.unwrap();
+    // The same as the exchange writes it: the code read, then taken with the session it starts.
+    store
+        .peek_ticket(TicketKind::AuthorizationCode, "aGFzaA", NOW)
+        .await
+        .unwrap();
+    store
+        .start_code_session("aGFzaA", &session(3, false), "YnJvd3Nlcg", NOW)
+        .await
+        .unwrap();
     // A second factor: the mfa_token, the code (a TOTP step or a recovery code), and a session
     // that passed it.
     store

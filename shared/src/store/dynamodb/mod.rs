@@ -112,6 +112,9 @@ pub const ACCOUNT_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "session_epoch",
 /// A login claim's check that a name is still no account (`attribute_not_exists(user_id)`).
 #[cfg_attr(not(test), allow(dead_code))]
 pub const CLAIM_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id"];
+/// A code exchange's check that the browser session it came from is still open.
+#[cfg_attr(not(test), allow(dead_code))]
+pub const BROWSER_CHECK_ATTRIBUTES: &[&str] = &[KEY, "user_id", "epoch", TTL_ATTRIBUTE];
 /// A new session item (`create_session`'s `PutItem`): what every session has.
 #[cfg_attr(not(test), allow(dead_code))]
 pub const SESSION_ATTRIBUTES: &[&str] = &[
