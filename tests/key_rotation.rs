@@ -284,7 +284,7 @@ async fn dynamodb_with_ssm_keys_rotates_in_three_phases() {
         store: Box::new(store.clone()),
     };
     let token = signing.login().await;
-    let mut config_vars = vec![
+    let mut config_vars = [
         ("AUTH_STORE", setting.clone()),
         (
             "AUTH_SIGNING_KEY",

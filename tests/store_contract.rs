@@ -65,6 +65,7 @@ contract_suite!(
     a_reauthentication_of_another_account_claims_nothing,
     codes_redeem_once_for_their_client_uri_and_verifier,
     codes_start_one_session_while_the_sign_in_holds,
+    a_second_step_passes_once,
     clients_are_put_read_listed_and_removed,
     a_taken_client_id_is_refused,
     a_client_key_is_never_a_username,

@@ -158,6 +158,7 @@ mod tests {
             totp_secret: Some("a1.sealed".into()),
             totp_enabled: true,
             totp_last_step: 9,
+            full_name: Some("Emma Example".into()),
         };
         let waits = [
             Wait {

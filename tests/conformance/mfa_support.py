@@ -45,8 +45,8 @@ DIGITS = 6
 RECOVERY_CODES = 10
 # "xxxx-xxxx-xxxx-xxxx": 16 base32 characters, lower case, 80 bits.
 RECOVERY_CODE_SHAPE = re.compile(r"[a-z2-7]{4}(-[a-z2-7]{4}){3}")
-# 256 random bits, base64url without padding.
-MFA_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
+# 256 random bits, base64url without padding, a dot, and the account it continues (base64url).
+MFA_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}\.[A-Za-z0-9_-]+")
 # The previous step is used only while this much of the current one is left: a request sent
 # later might reach the service in the next step, where the previous one is two steps old.
 PREVIOUS_STEP_MARGIN = 5.0

@@ -13,15 +13,18 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use super::email::{issue, peek, take};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
 use super::totp;
 use crate::error::ApiError;
 use crate::policy;
 use crate::seal::{DataKey, SealError};
-use crate::store::TicketWrite;
+use crate::store::mfa::SecondStepPass;
 use crate::store::tickets::{self, secret_hash};
 use crate::store::{
-    CounterStore, CredentialStore, Credentials, MfaStore, StoreError, TicketKind, TicketStore,
+    CounterStore, CredentialStore, Credentials, Follow, MfaStore, SessionStore, StoreError,
+    TicketKind, TicketStore, TicketWrite, WindowAdd,
 };
 use crate::throttle::{self, ThrottleLimits};
 
@@ -148,18 +151,20 @@ pub async fn challenge<T: TicketStore>(
     continues: Continues,
     now: u64,
 ) -> Result<String, StoreError> {
-    let record = MfaRecord {
-        user_id: user.id.clone(),
-        username_key: user.username_key.clone(),
-        username: user.username.clone(),
-        password_tag: user.password_tag(),
-        continues,
-    };
-    issue(store, TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now).await
+    let (token, t) = challenge_ticket(user, continues, now)?;
+    store
+        .put_ticket(t.kind, &t.hash, &t.record, t.expires_at, now)
+        .await?;
+    Ok(token)
 }
 
 /// [`challenge`], not yet stored: the `mfa_token` and the ticket to store (with the login's
 /// other writes).
+///
+/// The token is a 256-bit secret, `.`, and the account it continues (base64url of its id and
+/// key), so that its second step reads the ticket, the account and its windows in one round
+/// trip. The store keeps only the SHA-256 of the whole token: a token whose account part was
+/// changed names no ticket.
 pub fn challenge_ticket(
     user: &Credentials,
     continues: Continues,
@@ -172,8 +177,27 @@ pub fn challenge_ticket(
         password_tag: user.password_tag(),
         continues,
     };
-    let (token, ticket) = tickets::prepare(TicketKind::MfaToken, &record, MFA_TOKEN_SECONDS, now)?;
+    let account = URL_SAFE_NO_PAD.encode(format!("{} {}", user.id, user.username_key));
+    let token = format!("{}.{account}", tickets::new_secret()?);
+    let record = serde_json::to_string(&record).map_err(|e| StoreError::Fault(e.to_string()))?;
+    let ticket = TicketWrite {
+        kind: TicketKind::MfaToken,
+        hash: secret_hash(&token),
+        record,
+        expires_at: now + MFA_TOKEN_SECONDS,
+    };
     Ok((token, ticket))
+}
+
+/// The account an `mfa_token` names, (id, key), if it has the shape of one.
+fn token_account(token: &str) -> Option<(String, String)> {
+    let (secret, account) = token.split_once('.')?;
+    if !tickets::is_secret(secret) || account.len() > 512 {
+        return None;
+    }
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(account).ok()?).ok()?;
+    let (id, key) = text.split_once(' ')?;
+    Some((id.to_string(), key.to_string()))
 }
 
 fn failures_key(token: &str) -> String {
@@ -192,7 +216,11 @@ pub enum Failed {
 /// The window of an account's wrong second factors: beside the account's own window, which a
 /// reset by mail clears, this one is not, so a reset buys no fresh guesses.
 fn second_factor_key(user: &Credentials) -> String {
-    format!("second factor id {}", user.id)
+    second_factor_key_of(&user.id)
+}
+
+fn second_factor_key_of(user_id: &str) -> String {
+    format!("second factor id {user_id}")
 }
 
 /// Runs `check` (a code's check) counted as a login of the account: a place in the account's
@@ -256,9 +284,10 @@ pub async fn verify_counted<S: MfaStore + CounterStore>(
 
 /// Redeems `token` with `proof` for the login `continues`: the account, whose second factor
 /// passed (the token is spent), or one `invalid_grant` for a wrong code, a spent, expired, dead
-/// or foreign token. Each attempt claims one of the token's [`MFA_TOKEN_FAILURES`] places first
-/// (atomically: concurrent attempts cannot check more codes than that), and its check is
-/// counted in the account's window ([`verify_counted`]).
+/// or foreign token. Each attempt claims one of the token's [`MFA_TOKEN_FAILURES`] places and
+/// one in the account's second-factor window before its code is checked (all or nothing: of
+/// concurrent attempts no more are checked than the places allow), and counts in the account's
+/// login window too; a right code gives the windows' places back.
 pub async fn redeem<S>(
     store: &S,
     key: &DataKey,
@@ -269,54 +298,160 @@ pub async fn redeem<S>(
     now: u64,
 ) -> Result<Credentials, ApiError>
 where
-    S: TicketStore + CredentialStore + CounterStore + MfaStore,
+    S: TicketStore + CredentialStore + CounterStore + MfaStore + SessionStore,
 {
-    let record: MfaRecord = peek(store, TicketKind::MfaToken, token, now)
-        .await?
-        .ok_or(ApiError::InvalidSecondFactor)?;
-    if record.continues != *continues {
-        return Err(ApiError::InvalidSecondFactor);
-    }
-    let kill = async || take::<_, MfaRecord>(store, TicketKind::MfaToken, token, now).await;
-    let user = store
-        .credentials(&record.username_key)
-        .await?
-        .filter(|u| u.id == record.user_id && u.totp_enabled)
-        .filter(|u| {
-            bool::from(
-                u.password_tag()
-                    .as_bytes()
-                    .ct_eq(record.password_tag.as_bytes()),
-            )
-        });
-    let Some(user) = user else {
-        kill().await?;
-        return Err(ApiError::InvalidSecondFactor);
-    };
-    let place = store
-        .add_in_window(
-            &failures_key(token),
-            MFA_TOKEN_FAILURES,
-            MFA_TOKEN_SECONDS,
-            now,
-        )
-        .await?;
-    if place.is_none() {
-        // Every place went to a wrong code: the token is dead.
-        kill().await?;
-        return Err(ApiError::InvalidSecondFactor);
-    }
-    if verify_counted(store, key, limits, &user, proof, now)
-        .await?
-        .is_err()
-    {
-        return Err(ApiError::InvalidSecondFactor);
-    }
-    // Spent on success; a concurrent redemption that got here too lost the take.
-    kill().await?.ok_or(ApiError::InvalidSecondFactor)?;
-    tracing::info!(user_id = %user.id, "second factor passed");
-    crate::metrics::record(crate::metrics::Outcome::SecondFactorPassed);
+    let nothing = |_: &Credentials| Ok((Follow::Nothing, ()));
+    let (user, ()) = redeem_then(store, key, limits, token, continues, proof, now, nothing).await?;
     Ok(user)
+}
+
+/// Rounds a second step may lose to concurrent ones (each loss reads again) before it is
+/// refused.
+const STEP_TRIES: usize = 4;
+
+/// [`redeem`], and what `follow` makes of the account (the session), written with the token's
+/// take: on DynamoDB three round trips in all (the read, the claim, the pass).
+#[allow(clippy::too_many_arguments)]
+pub async fn redeem_then<S, T>(
+    store: &S,
+    key: &DataKey,
+    limits: &ThrottleLimits,
+    token: &str,
+    continues: &Continues,
+    proof: Proof<'_>,
+    now: u64,
+    follow: impl FnOnce(&Credentials) -> Result<(Follow, T), StoreError>,
+) -> Result<(Credentials, T), ApiError>
+where
+    S: TicketStore + CredentialStore + CounterStore + MfaStore + SessionStore,
+{
+    let (user_id, username_key) = token_account(token).ok_or(ApiError::InvalidSecondFactor)?;
+    let hash = secret_hash(token);
+    let kill = async || store.take_ticket(TicketKind::MfaToken, &hash, now).await;
+    let places = failures_key(token);
+    let factor = second_factor_key_of(&user_id);
+    let login = throttle::account_key(&format!("id {user_id}"));
+    let ceiling = limits.account_per_hour;
+    for _ in 0..STEP_TRIES {
+        let read = store
+            .second_step(&hash, &username_key, &[&places, &factor, &login], now)
+            .await?;
+        let record: Option<MfaRecord> = read
+            .record
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        let Some(record) = record.filter(|r| r.continues == *continues) else {
+            return Err(ApiError::InvalidSecondFactor);
+        };
+        let user = read.user.filter(|u| {
+            u.id == record.user_id
+                && u.id == user_id
+                && u.totp_enabled
+                && bool::from(
+                    u.password_tag()
+                        .as_bytes()
+                        .ct_eq(record.password_tag.as_bytes()),
+                )
+        });
+        let Some(user) = user else {
+            kill().await?;
+            return Err(ApiError::InvalidSecondFactor);
+        };
+        let (used, factor_window, login_window) =
+            (read.counters[0], read.counters[1], read.counters[2]);
+        if used.is_some_and(|c| c.failures >= MFA_TOKEN_FAILURES) {
+            // Every place went to a wrong code: the token is dead.
+            kill().await?;
+            return Err(ApiError::InvalidSecondFactor);
+        }
+        if factor_window.is_some_and(|c| c.failures >= ceiling) {
+            return Err(ApiError::InvalidSecondFactor);
+        }
+        let mut adds = vec![
+            WindowAdd {
+                key: &places,
+                seen: used,
+                ceiling: MFA_TOKEN_FAILURES,
+                window: MFA_TOKEN_SECONDS,
+            },
+            WindowAdd {
+                key: &factor,
+                seen: factor_window,
+                ceiling,
+                window: policy::WINDOW_SECONDS,
+            },
+        ];
+        // The login window sees the attempt too, unless it is full (a password login waits).
+        if login_window.is_none_or(|c| c.failures < ceiling) {
+            adds.push(WindowAdd {
+                key: &login,
+                seen: login_window,
+                ceiling,
+                window: policy::WINDOW_SECONDS,
+            });
+        }
+        let Some(starts) = store.claim_places(&adds, now).await? else {
+            continue;
+        };
+        let Some(step) = check(store, key, &user, proof, now).await? else {
+            tracing::info!(user_id = %user.id, "second factor failed");
+            crate::metrics::record(crate::metrics::Outcome::LoginFailed);
+            return Err(ApiError::InvalidSecondFactor);
+        };
+        // The token's own place is spent with it; the windows' go back.
+        let give_back: Vec<(&str, u64)> = adds[1..]
+            .iter()
+            .zip(&starts[1..])
+            .map(|(add, since)| (add.key, *since))
+            .collect();
+        let (follow, started) = follow(&user)?;
+        let pass = SecondStepPass {
+            user: &user,
+            step,
+            ticket_hash: &hash,
+            give_back: &give_back,
+            follow: &follow,
+            now,
+        };
+        // A concurrent redemption that took the step or the token first wins.
+        if !store.pass_second_step(&pass).await? {
+            return Err(ApiError::InvalidSecondFactor);
+        }
+        tracing::info!(user_id = %user.id, "second factor passed");
+        crate::metrics::record(crate::metrics::Outcome::SecondFactorPassed);
+        return Ok((user, started));
+    }
+    Err(ApiError::InvalidSecondFactor)
+}
+
+/// Whether `proof` is a second factor of `user` at `now`, before anything is written for a
+/// TOTP code: `Some(Some(step))` for a code of a step later than the last accepted (the pass
+/// accepts it), `Some(None)` for a recovery code (taken here, once), `None` for anything else.
+async fn check<S: MfaStore>(
+    store: &S,
+    key: &DataKey,
+    user: &Credentials,
+    proof: Proof<'_>,
+    now: u64,
+) -> Result<Option<Option<u64>>, ApiError> {
+    match proof {
+        Proof::Otp(code) => {
+            let Some(sealed) = user.totp_secret.as_deref() else {
+                return Ok(None);
+            };
+            let secret = key.open(&user.id, sealed).await?;
+            Ok(totp::matching_step(&secret, code, now)
+                .filter(|step| *step > user.totp_last_step)
+                .map(Some))
+        }
+        Proof::RecoveryCode(code) => {
+            let taken = totp::looks_like_recovery_code(code)
+                && store
+                    .take_recovery_code(user, &totp::recovery_hash(code))
+                    .await?;
+            Ok(taken.then_some(None))
+        }
+    }
 }
 
 /// Whether `token` can still take a code: alive, and not out of places for wrong ones.
@@ -325,7 +460,13 @@ pub async fn is_usable<S: TicketStore + CounterStore>(
     token: &str,
     now: u64,
 ) -> Result<Option<String>, StoreError> {
-    let Some(record) = peek::<_, MfaRecord>(store, TicketKind::MfaToken, token, now).await? else {
+    if token_account(token).is_none() {
+        return Ok(None);
+    }
+    let record = store
+        .peek_ticket(TicketKind::MfaToken, &secret_hash(token), now)
+        .await?;
+    let Some(record) = record.and_then(|r| serde_json::from_str::<MfaRecord>(&r).ok()) else {
         return Ok(None);
     };
     let used = store.counters(&[&failures_key(token)], now).await?[0];

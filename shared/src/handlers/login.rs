@@ -98,7 +98,7 @@ async fn password_grant<C: stores::Login, S: Signer>(
             (Follow::Ticket(ticket), Err(mfa_token))
         } else {
             let (record, grant) = session::prepare_password(user, &state.sessions, false, now);
-            (Follow::Session(record), Ok(grant))
+            (Follow::Session(Box::new(record)), Ok(grant))
         })
     };
     // Unknown names and wrong passwords: one 401 (`From<Refusal>`).
@@ -131,7 +131,12 @@ async fn second_factor<C: stores::Login, S: Signer>(
     let token = fields.string("mfa_token")?;
     let now = (state.clock)();
     let key = mfa::data_key(state.data_key.as_ref())?;
-    let user = mfa::redeem(
+    // The session that passed the second factor, started with the token's take.
+    let follow = |user: &Credentials| {
+        let (record, grant) = session::prepare_password(user, &state.sessions, true, now);
+        Ok((Follow::Session(Box::new(record)), grant))
+    };
+    let (_, grant) = mfa::redeem_then(
         &state.store,
         key,
         &state.throttle,
@@ -139,9 +144,11 @@ async fn second_factor<C: stores::Login, S: Signer>(
         &Continues::PasswordGrant,
         proof,
         now,
+        follow,
     )
     .await?;
-    Ok(session::start_with_second_factor(&state.store, &user, &state.sessions, now).await?)
+    session::started(&grant);
+    Ok(grant)
 }
 
 async fn refresh_grant<C: stores::Login, S: Signer>(

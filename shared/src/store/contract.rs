@@ -349,7 +349,7 @@ pub async fn attempt(
                 // As the password grant settles it: with the session it starts.
                 let limits = crate::session::SessionLimits::default();
                 let (record, grant) = crate::session::prepare_password(&user, &limits, false, now);
-                let follow = super::Follow::Session(record);
+                let follow = super::Follow::Session(Box::new(record));
                 throttle::succeeded(store, &user, &claim, None, &follow, now)
                     .await
                     .unwrap();
@@ -1668,4 +1668,92 @@ pub async fn prepare_step_race(store: &impl FullStore) {
 pub async fn accept_raced_step(store: &impl FullStore) -> bool {
     let user = store.credentials("racer").await.unwrap().unwrap();
     store.accept_step(&user, 11).await.unwrap()
+}
+
+/// A second step reads the token, the account and the counters in one call, and passes once:
+/// the step accepted only if later than the last, the `mfa_token` taken once, the windows'
+/// places given back, and the session it starts written with them.
+pub async fn a_second_step_passes_once(store: &impl FullStore) {
+    use super::mfa::SecondStepPass;
+    use super::{Follow, TicketKind, WindowAdd};
+    let user = with_address(store, "emma", "e@example.com").await;
+    assert!(store.set_pending_totp(&user, "a1.sealed").await.unwrap());
+    assert!(store.enable_totp(&user, "a1.sealed", 5, &[]).await.unwrap());
+    let on = store.credentials("emma").await.unwrap().unwrap();
+    let window = format!("second factor id {}", on.id);
+    let counters = [window.as_str()];
+    let ticket = |hash: &'static str| async move {
+        store
+            .put_ticket(TicketKind::MfaToken, hash, "{\"r\":1}", 1_300, 1_000)
+            .await
+            .unwrap();
+    };
+    ticket("t1").await;
+    let read = store
+        .second_step("t1", "emma", &counters, 1_001)
+        .await
+        .unwrap();
+    assert_eq!(read.record.as_deref(), Some("{\"r\":1}"));
+    assert_eq!(
+        read.user.as_ref().map(|u| u.id.as_str()),
+        Some(on.id.as_str())
+    );
+    assert_eq!(read.counters, [None]);
+    let add = WindowAdd {
+        key: &window,
+        seen: None,
+        ceiling: 3,
+        window: 3_600,
+    };
+    let starts = store.claim_places(&[add], 1_001).await.unwrap().unwrap();
+    let read = store
+        .second_step("t1", "emma", &counters, 1_001)
+        .await
+        .unwrap();
+    assert_eq!(read.counters[0].map(|c| c.failures), Some(1));
+    let limits = crate::session::SessionLimits::default();
+    let (record, grant) = crate::session::prepare_password(&on, &limits, true, 1_001);
+    let follow = Follow::Session(Box::new(record));
+    let give_back = [(window.as_str(), starts[0])];
+    let pass = |step, hash| SecondStepPass {
+        user: &on,
+        step,
+        ticket_hash: hash,
+        give_back: &give_back,
+        follow: &follow,
+        now: 1_001,
+    };
+    assert!(store.pass_second_step(&pass(Some(7), "t1")).await.unwrap());
+    assert!(
+        store
+            .session(&grant.sid)
+            .await
+            .unwrap()
+            .is_some_and(|s| s.mfa)
+    );
+    let read = store
+        .second_step("t1", "emma", &counters, 1_002)
+        .await
+        .unwrap();
+    assert!(read.record.is_none(), "the token is spent");
+    assert_eq!(read.counters[0].map(|c| c.failures), Some(0), "given back");
+    assert_eq!(read.user.unwrap().totp_last_step, 7);
+    // A spent token, a replayed step: nothing passes, and the spent token cost no step.
+    assert!(!store.pass_second_step(&pass(Some(8), "t1")).await.unwrap());
+    ticket("t2").await;
+    assert!(!store.pass_second_step(&pass(Some(7), "t2")).await.unwrap());
+    ticket("t3").await;
+    let (record, _) = crate::session::prepare_password(&on, &limits, true, 1_001);
+    let follow = Follow::Session(Box::new(record));
+    let next = SecondStepPass {
+        follow: &follow,
+        ..pass(Some(8), "t3")
+    };
+    assert!(store.pass_second_step(&next).await.unwrap());
+    // An unknown account and an expired token read as nothing.
+    let read = store
+        .second_step("t2", "nobody", &counters, 1_300)
+        .await
+        .unwrap();
+    assert!(read.record.is_none() && read.user.is_none());
 }

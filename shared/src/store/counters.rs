@@ -62,6 +62,8 @@ pub struct WindowAdd<'a> {
     pub seen: Option<Counter>,
     /// The failures it may hold.
     pub ceiling: u32,
+    /// How long a window lasts, seconds.
+    pub window: u64,
 }
 
 /// A login attempt's whole claim (see [`crate::throttle`]), written all or nothing: one failure
@@ -73,8 +75,6 @@ pub struct AttemptClaim<'a> {
     pub source: WindowAdd<'a>,
     /// The account's window.
     pub account: WindowAdd<'a>,
-    /// How long a window lasts, seconds.
-    pub window: u64,
     /// The pair counter's key.
     pub pair_key: &'a str,
     /// The pair's compare-and-set.
@@ -106,7 +106,7 @@ pub enum Follow {
     /// Nothing (a re-authentication).
     Nothing,
     /// A session.
-    Session(super::SessionRecord),
+    Session(Box<super::SessionRecord>),
     /// A ticket (an `mfa_token`).
     Ticket(TicketWrite),
 }
@@ -180,6 +180,16 @@ pub trait CounterStore: Send + Sync {
         claim: &AttemptClaim<'_>,
     ) -> impl Future<Output = Result<Option<(u64, u64)>, StoreError>> + Send;
 
+    /// Adds one failure to each window of `adds`, all or nothing (a second factor's places,
+    /// claimed before its check): the windows' starts, or `None` when any was full (or, on
+    /// DynamoDB, which writes them as one transaction conditional on what was read, moved
+    /// since it was read); nothing is then left claimed.
+    fn claim_places(
+        &self,
+        adds: &[WindowAdd<'_>],
+        now: u64,
+    ) -> impl Future<Output = Result<Option<Vec<u64>>, StoreError>> + Send;
+
     /// Writes `success` (DynamoDB: one transaction when nothing moved since the claim, else
     /// each part on its own, as tolerant of a rolled-over window or a changed hash as
     /// [`CounterStore::give_back`] and [`super::CredentialStore::record_success`] are).
@@ -197,13 +207,13 @@ async fn claim_in_steps<C: CounterStore + CredentialStore>(
 ) -> Result<Option<(u64, u64)>, StoreError> {
     let (source, account, now) = (claim.source, claim.account, claim.now);
     let Some(source_window) = store
-        .add_in_window(source.key, source.ceiling, claim.window, now)
+        .add_in_window(source.key, source.ceiling, source.window, now)
         .await?
     else {
         return Ok(None);
     };
     let Some(account_window) = store
-        .add_in_window(account.key, account.ceiling, claim.window, now)
+        .add_in_window(account.key, account.ceiling, account.window, now)
         .await?
     else {
         store.give_back(source.key, source_window).await?;
@@ -219,6 +229,31 @@ async fn claim_in_steps<C: CounterStore + CredentialStore>(
         .count_failure(claim.username_key, claim.user_id.unwrap_or(""), now)
         .await?;
     Ok(Some((source_window, account_window)))
+}
+
+/// [`CounterStore::claim_places`] from the single-item adds, undone in reverse when a later one
+/// is refused.
+async fn places_in_steps<C: CounterStore>(
+    store: &C,
+    adds: &[WindowAdd<'_>],
+    now: u64,
+) -> Result<Option<Vec<u64>>, StoreError> {
+    let mut claimed: Vec<u64> = Vec::with_capacity(adds.len());
+    for add in adds {
+        match store
+            .add_in_window(add.key, add.ceiling, add.window, now)
+            .await?
+        {
+            Some(since) => claimed.push(since),
+            None => {
+                for (add, since) in adds.iter().zip(&claimed).rev() {
+                    store.give_back(add.key, *since).await?;
+                }
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(claimed))
 }
 
 /// [`CounterStore::settle_success`] from the single-item writes.
@@ -360,6 +395,14 @@ impl CounterStore for SqliteStore {
     async fn settle_success(&self, success: &AttemptSuccess<'_>) -> Result<(), StoreError> {
         settle_in_steps(self, success).await
     }
+
+    async fn claim_places(
+        &self,
+        adds: &[WindowAdd<'_>],
+        now: u64,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        places_in_steps(self, adds, now).await
+    }
 }
 
 // DynamoDB: `#throttle …` items with the table's TTL.
@@ -380,12 +423,7 @@ impl CounterStore for DynamoStore {
                     .find(|i| get_s(i, KEY).as_deref() == Some(wanted.as_str()))
                     // Refused once expired, before DynamoDB's TTL gets to it.
                     .filter(|i| get_n(i, TTL_ATTRIBUTE).is_some_and(|t| t > now))
-                    .and_then(|i| {
-                        Some(Counter {
-                            failures: u32::try_from(get_n(i, "failures")?).ok()?,
-                            since: get_n(i, "since")?,
-                        })
-                    })
+                    .and_then(counter_of)
             })
             .collect())
     }
@@ -515,8 +553,8 @@ impl CounterStore for DynamoStore {
         claim: &AttemptClaim<'_>,
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let now = claim.now;
-        let (source, source_window) = self.window_add(claim.source, claim.window, now)?;
-        let (account, account_window) = self.window_add(claim.account, claim.window, now)?;
+        let (source, source_window) = self.window_add(claim.source, now)?;
+        let (account, account_window) = self.window_add(claim.account, now)?;
         let pair = self.pair_swap(claim.pair_key, claim.pair)?;
         let consecutive = match claim.user_id {
             Some(id) => TransactWriteItem::builder()
@@ -558,20 +596,29 @@ impl CounterStore for DynamoStore {
             .then_some((source_window, account_window)))
     }
 
+    async fn claim_places(
+        &self,
+        adds: &[WindowAdd<'_>],
+        now: u64,
+    ) -> Result<Option<Vec<u64>>, StoreError> {
+        let mut items = Vec::with_capacity(adds.len());
+        let mut starts = Vec::with_capacity(adds.len());
+        for add in adds {
+            let (update, since) = self.window_add(*add, now)?;
+            items.push(TransactWriteItem::builder().update(update).build());
+            starts.push(since);
+        }
+        Ok(self.transact(items).await?.then_some(starts))
+    }
+
     async fn settle_success(&self, success: &AttemptSuccess<'_>) -> Result<(), StoreError> {
         let mut items = Vec::with_capacity(5);
         for (key, since) in success.windows {
-            let give_back = Update::builder()
-                .table_name(&self.table)
-                .key(KEY, counter_key(key))
-                .update_expression("ADD failures :minus")
-                .condition_expression("since = :since AND failures > :zero")
-                .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-                .expression_attribute_values(":since", n(since))
-                .expression_attribute_values(":zero", n(0))
-                .build()
-                .map_err(built)?;
-            items.push(TransactWriteItem::builder().update(give_back).build());
+            items.push(
+                TransactWriteItem::builder()
+                    .update(self.give_back_update(key, since)?)
+                    .build(),
+            );
         }
         let reset = Delete::builder()
             .table_name(&self.table)
@@ -602,33 +649,8 @@ impl CounterStore for DynamoStore {
                 .update(account.build().map_err(built)?)
                 .build(),
         );
-        let started = match success.follow {
-            Follow::Nothing => None,
-            Follow::Session(record) => Some(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(session_item(record)))
-                    .condition_expression("attribute_not_exists(#k)")
-                    .expression_attribute_names("#k", KEY),
-            ),
-            Follow::Ticket(t) => Some(
-                Put::builder()
-                    .table_name(&self.table)
-                    .item(KEY, ticket_key(t.kind.as_str(), &t.hash))
-                    .item("record", s(&t.record))
-                    .item(TTL_ATTRIBUTE, n(t.expires_at))
-                    .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-                    .expression_attribute_names("#k", KEY)
-                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                    .expression_attribute_values(":now", n(success.now)),
-            ),
-        };
-        if let Some(put) = started {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(put.build().map_err(built)?)
-                    .build(),
-            );
+        if let Some(put) = self.follow_put(success.follow, success.now)? {
+            items.push(TransactWriteItem::builder().put(put).build());
         }
         // Something moved since the claim (a window rolled over, the hash was changed, a
         // concurrent login's transaction): each part on its own, each as tolerant as before.
@@ -639,6 +661,14 @@ impl CounterStore for DynamoStore {
     }
 }
 
+/// The counter an item holds.
+pub(super) fn counter_of(item: &super::dynamodb::Item) -> Option<Counter> {
+    Some(Counter {
+        failures: u32::try_from(get_n(item, "failures")?).ok()?,
+        since: get_n(item, "since")?,
+    })
+}
+
 fn built(e: aws_sdk_dynamodb::error::BuildError) -> StoreError {
     StoreError::Fault(e.to_string())
 }
@@ -647,10 +677,9 @@ impl DynamoStore {
     /// A claim's add to a window, as read: one more in the open window `seen` below its ceiling
     /// (if it is still that window), or a new window from `now` (if none was started
     /// meanwhile). The window's start, to give the place back.
-    fn window_add(
+    pub(super) fn window_add(
         &self,
         add: WindowAdd<'_>,
-        window: u64,
         now: u64,
     ) -> Result<(Update, u64), StoreError> {
         let update = Update::builder()
@@ -673,11 +702,47 @@ impl DynamoStore {
                     .update_expression("SET failures = :one, since = :now, #ttl = :end")
                     .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
                     .expression_attribute_names("#k", KEY)
-                    .expression_attribute_values(":end", n(now.saturating_add(window))),
+                    .expression_attribute_values(":end", n(now.saturating_add(add.window))),
                 now,
             ),
         };
         Ok((update.build().map_err(built)?, since))
+    }
+
+    /// [`CounterStore::give_back`]'s write, for a transaction.
+    pub(super) fn give_back_update(&self, key: &str, since: u64) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key(KEY, counter_key(key))
+            .update_expression("ADD failures :minus")
+            .condition_expression("since = :since AND failures > :zero")
+            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
+            .expression_attribute_values(":since", n(since))
+            .expression_attribute_values(":zero", n(0))
+            .build()
+            .map_err(built)
+    }
+
+    /// The write of what a login starts, for a transaction.
+    pub(super) fn follow_put(&self, follow: &Follow, now: u64) -> Result<Option<Put>, StoreError> {
+        let put = match follow {
+            Follow::Nothing => return Ok(None),
+            Follow::Session(record) => Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(session_item(record)))
+                .condition_expression("attribute_not_exists(#k)")
+                .expression_attribute_names("#k", KEY),
+            Follow::Ticket(t) => Put::builder()
+                .table_name(&self.table)
+                .item(KEY, ticket_key(t.kind.as_str(), &t.hash))
+                .item("record", s(&t.record))
+                .item(TTL_ATTRIBUTE, n(t.expires_at))
+                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+                .expression_attribute_names("#k", KEY)
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":now", n(now)),
+        };
+        put.build().map(Some).map_err(built)
     }
 
     /// [`CounterStore::swap_counter`]'s write, for a transaction.

@@ -5,12 +5,20 @@
 
 use std::future::Future;
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
 use rusqlite::params;
 
-use super::dynamodb::{DynamoStore, KEY, account_item_key, applied, n, s};
+use super::counters::counter_of;
+use super::dynamodb::{
+    DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, counter_key, get_n, get_s,
+    is_reserved, n, s, ticket_key,
+};
 use super::sqlite::{SqliteStore, classify, int};
-use super::{Credentials, StoreError};
+use super::users::credentials_item;
+use super::{
+    Counter, CounterStore, CredentialStore, Credentials, Follow, SessionStore, StoreError,
+    TicketKind, TicketStore,
+};
 
 /// Enrolling, checking and removing second factors (`account`; `login` and `authorize` check).
 pub trait MfaStore: Send + Sync {
@@ -60,6 +68,86 @@ pub trait MfaStore: Send + Sync {
         &self,
         user: &Credentials,
     ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// What a login's second step reads, in one round trip: the record of the live `mfa_token`
+    /// whose hash is `ticket_hash`, the account `username_key`, and the counters `counters`.
+    fn second_step(
+        &self,
+        ticket_hash: &str,
+        username_key: &str,
+        counters: &[&str],
+        now: u64,
+    ) -> impl Future<Output = Result<SecondStep, StoreError>> + Send;
+
+    /// A second step that passed, written all or nothing (DynamoDB: one transaction; when
+    /// something moved since the read, each part on its own): the TOTP step accepted (if
+    /// any; only if later than the last), the `mfa_token` taken (only if still there), the
+    /// windows' places given back, and what the login starts. `false` when the step or the
+    /// token went to a concurrent login first.
+    fn pass_second_step(
+        &self,
+        pass: &SecondStepPass<'_>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+/// What [`MfaStore::second_step`] read.
+#[derive(Debug)]
+pub struct SecondStep {
+    /// The `mfa_token`'s record, if it is live.
+    pub record: Option<String>,
+    /// The account.
+    pub user: Option<Credentials>,
+    /// The counters, in the order asked for (`None`: absent or expired).
+    pub counters: Vec<Option<Counter>>,
+}
+
+/// A second step that passed (see [`MfaStore::pass_second_step`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SecondStepPass<'a> {
+    /// The account.
+    pub user: &'a Credentials,
+    /// The TOTP step to accept (`None`: a recovery code, taken already).
+    pub step: Option<u64>,
+    /// The `mfa_token`'s hash.
+    pub ticket_hash: &'a str,
+    /// Each window's key and the start of the window its place was claimed in.
+    pub give_back: &'a [(&'a str, u64)],
+    /// What the login starts.
+    pub follow: &'a Follow,
+    /// The time of the step.
+    pub now: u64,
+}
+
+/// [`MfaStore::pass_second_step`] from the single-item writes, each atomic on its own.
+async fn pass_in_steps<S>(store: &S, pass: &SecondStepPass<'_>) -> Result<bool, StoreError>
+where
+    S: MfaStore + TicketStore + CounterStore + SessionStore,
+{
+    // The token first: a spent one costs the account no step.
+    let token = store
+        .take_ticket(TicketKind::MfaToken, pass.ticket_hash, pass.now)
+        .await?;
+    if token.is_none() {
+        return Ok(false);
+    }
+    if let Some(step) = pass.step
+        && !store.accept_step(pass.user, step).await?
+    {
+        return Ok(false);
+    }
+    for (key, since) in pass.give_back {
+        store.give_back(key, *since).await?;
+    }
+    match pass.follow {
+        Follow::Nothing => {}
+        Follow::Session(record) => store.create_session(record, pass.now).await?,
+        Follow::Ticket(t) => {
+            store
+                .put_ticket(t.kind, &t.hash, &t.record, t.expires_at, pass.now)
+                .await?
+        }
+    }
+    Ok(true)
 }
 
 // SQLite: `totp_secret`, `totp_enabled` and `totp_last_step` on `users`, and the
@@ -157,6 +245,26 @@ impl MfaStore for SqliteStore {
             .map_err(classify)?;
         tx.commit().map_err(classify)?;
         Ok(changed == 1)
+    }
+
+    async fn second_step(
+        &self,
+        ticket_hash: &str,
+        username_key: &str,
+        counters: &[&str],
+        now: u64,
+    ) -> Result<SecondStep, StoreError> {
+        Ok(SecondStep {
+            record: self
+                .peek_ticket(TicketKind::MfaToken, ticket_hash, now)
+                .await?,
+            user: self.credentials(username_key).await?,
+            counters: self.counters(counters, now).await?,
+        })
+    }
+
+    async fn pass_second_step(&self, pass: &SecondStepPass<'_>) -> Result<bool, StoreError> {
+        pass_in_steps(self, pass).await
     }
 }
 
@@ -295,5 +403,84 @@ impl MfaStore for DynamoStore {
             .send()
             .await;
         Ok(applied(out)?.is_some())
+    }
+
+    async fn second_step(
+        &self,
+        ticket_hash: &str,
+        username_key: &str,
+        counters: &[&str],
+        now: u64,
+    ) -> Result<SecondStep, StoreError> {
+        let ticket = ticket_key(TicketKind::MfaToken.as_str(), ticket_hash);
+        let account = (!is_reserved(username_key)).then(|| account_item_key(username_key));
+        let mut keys = vec![ticket.clone()];
+        keys.extend(account.clone());
+        keys.extend(counters.iter().map(|c| counter_key(c)));
+        let items = self.get_many(keys).await?;
+        let find =
+            |key: &AttributeValue| items.iter().find(|i| i.get(KEY).is_some_and(|k| k == key));
+        let alive = |item: &&Item| get_n(item, TTL_ATTRIBUTE).is_some_and(|t| t > now);
+        Ok(SecondStep {
+            record: find(&ticket).filter(alive).and_then(|i| get_s(i, "record")),
+            user: match account.as_ref().and_then(find) {
+                Some(item) => Some(credentials_item(username_key, item)?),
+                None => None,
+            },
+            counters: counters
+                .iter()
+                .map(|c| find(&counter_key(c)).filter(alive).and_then(counter_of))
+                .collect(),
+        })
+    }
+
+    async fn pass_second_step(&self, pass: &SecondStepPass<'_>) -> Result<bool, StoreError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
+        let user = pass.user;
+        let mut items = Vec::with_capacity(6);
+        if let Some(step) = pass.step {
+            let accept = Update::builder()
+                .table_name(&self.table)
+                .key(KEY, account_item_key(&user.username_key))
+                .update_expression("SET totp_last_step = :step")
+                .condition_expression(
+                    "user_id = :id AND totp_enabled = :t AND totp_last_step < :step",
+                )
+                .expression_attribute_values(":id", s(&user.id))
+                .expression_attribute_values(":t", AttributeValue::Bool(true))
+                .expression_attribute_values(":step", n(step))
+                .build()
+                .map_err(build)?;
+            items.push(TransactWriteItem::builder().update(accept).build());
+        }
+        let take = Delete::builder()
+            .table_name(&self.table)
+            .key(
+                KEY,
+                ticket_key(TicketKind::MfaToken.as_str(), pass.ticket_hash),
+            )
+            .condition_expression("attribute_exists(#k) AND #ttl > :now")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(pass.now))
+            .build()
+            .map_err(build)?;
+        items.push(TransactWriteItem::builder().delete(take).build());
+        for (key, since) in pass.give_back {
+            items.push(
+                TransactWriteItem::builder()
+                    .update(self.give_back_update(key, *since)?)
+                    .build(),
+            );
+        }
+        if let Some(put) = self.follow_put(pass.follow, pass.now)? {
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if self.transact(items).await? {
+            return Ok(true);
+        }
+        // A concurrent login took the step or the token, or a window rolled over: each part on
+        // its own says which.
+        pass_in_steps(self, pass).await
     }
 }

@@ -373,32 +373,36 @@ impl UserWriter for DynamoStore {
     }
 }
 
+/// The credentials of the account item `item` under `username_key`.
+pub(super) fn credentials_item(username_key: &str, item: &Item) -> Result<Credentials, StoreError> {
+    let field =
+        |name| get_s(item, name).ok_or_else(|| StoreError::Fault(format!("item lacks {name}")));
+    Ok(Credentials {
+        id: field("user_id")?,
+        username_key: username_key.to_string(),
+        username: field("username")?,
+        password_hash: field("hashed_password")?,
+        failed_logins: get_n(item, "failed_logins").unwrap_or(0) as u32,
+        last_failed_at: get_n(item, "last_failed_at"),
+        session_epoch: get_n(item, "session_epoch").unwrap_or(0),
+        email: get_s(item, "email"),
+        email_verified: get_bool(item, "email_verified"),
+        totp_secret: get_s(item, "totp_secret"),
+        totp_enabled: get_bool(item, "totp_enabled"),
+        totp_last_step: get_n(item, "totp_last_step").unwrap_or(0),
+        full_name: get_s(item, "full_name"),
+    })
+}
+
 impl CredentialStore for DynamoStore {
     async fn credentials(&self, username_key: &str) -> Result<Option<Credentials>, StoreError> {
         if is_reserved(username_key) {
             return Ok(None);
         }
-        let Some(item) = self.get(s(username_key)).await? else {
-            return Ok(None);
-        };
-        let field = |name| {
-            get_s(&item, name).ok_or_else(|| StoreError::Fault(format!("item lacks {name}")))
-        };
-        Ok(Some(Credentials {
-            id: field("user_id")?,
-            username_key: username_key.to_string(),
-            username: field("username")?,
-            password_hash: field("hashed_password")?,
-            failed_logins: get_n(&item, "failed_logins").unwrap_or(0) as u32,
-            last_failed_at: get_n(&item, "last_failed_at"),
-            session_epoch: get_n(&item, "session_epoch").unwrap_or(0),
-            email: get_s(&item, "email"),
-            email_verified: get_bool(&item, "email_verified"),
-            totp_secret: get_s(&item, "totp_secret"),
-            totp_enabled: get_bool(&item, "totp_enabled"),
-            totp_last_step: get_n(&item, "totp_last_step").unwrap_or(0),
-            full_name: get_s(&item, "full_name"),
-        }))
+        match self.get(s(username_key)).await? {
+            Some(item) => credentials_item(username_key, &item).map(Some),
+            None => Ok(None),
+        }
     }
 
     async fn count_failure(

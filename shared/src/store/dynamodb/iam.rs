@@ -25,6 +25,7 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use serde_json::Value;
 
 use super::*;
+use crate::store::mfa::SecondStepPass;
 use crate::store::{
     AccountStore, AttemptClaim, AttemptSuccess, ClientStore, Counter, CounterStore,
     CredentialStore, Credentials, EmailStore, Follow, Holder, MfaStore, PreviousGeneration,
@@ -52,6 +53,8 @@ enum Keys {
     Clients,
     /// Verified addresses' claims.
     Emails,
+    /// Accounts, counters and mfa_tokens (a second step's read).
+    SecondSteps,
 }
 
 impl Keys {
@@ -75,6 +78,21 @@ impl Keys {
             ),
             Keys::Clients => ("ForAllValues:StringLike", vec![pattern(CLIENT_PREFIX)]),
             Keys::Emails => ("ForAllValues:StringLike", vec![pattern(EMAIL_PREFIX)]),
+            Keys::SecondSteps => {
+                let mut not = vec![
+                    pattern(SESSION_PREFIX),
+                    pattern(CLIENT_PREFIX),
+                    pattern(EMAIL_PREFIX),
+                ];
+                let others = [
+                    TicketKind::AuthorizationCode,
+                    TicketKind::LoginTransaction,
+                    TicketKind::EmailVerification,
+                    TicketKind::PasswordReset,
+                ];
+                not.extend(others.map(|k| format!("{TICKET_PREFIX}{} *", k.as_str())));
+                ("ForAllValues:StringNotLike", not)
+            }
         }
     }
 }
@@ -138,6 +156,17 @@ fn issue_links(kinds: &'static [TicketKind]) -> Expected {
     }
 }
 
+/// A second step's read: the mfa_token, its account and the account's windows, in one batch.
+fn read_second_steps() -> Expected {
+    Expected {
+        sid: "ReadSecondSteps",
+        actions: BATCH_GET,
+        keys: Keys::SecondSteps,
+        attributes: None,
+        return_values: None,
+    }
+}
+
 fn read_bearer() -> Expected {
     Expected {
         sid: "ReadBearerAccountsAndSessions",
@@ -175,6 +204,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     return_values: None,
                 },
                 read_counters(),
+                read_second_steps(),
                 write_counters(),
                 Expected {
                     sid: "StartAndEndSessions",
@@ -258,6 +288,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     return_values: None,
                 },
                 read_counters(),
+                read_second_steps(),
                 write_counters(),
                 Expected {
                     sid: "CreateAccounts",
@@ -289,8 +320,9 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
                     actions: DELETE,
                     keys: Keys::Tickets(MFA_TOKENS),
                     attributes: None,
-                    return_values: Some(&["ALL_OLD"]),
+                    return_values: Some(&["ALL_OLD", "NONE"]),
                 },
+                read_second_steps(),
                 Expected {
                     sid: "IssueCodes",
                     actions: PUT,
@@ -747,11 +779,11 @@ async fn throttle(store: &DynamoStore, rehash: Option<(&str, &str)>, follows: &[
             key,
             seen,
             ceiling: 100,
+            window: 3600,
         };
         let claim = AttemptClaim {
             source: add(keys[2]),
             account: add(keys[1]),
-            window: 3600,
             pair_key: keys[0],
             pair: Swap::new(seen, next, NOW + 900, NOW),
             username_key: &user.username_key,
@@ -808,7 +840,7 @@ async fn login(store: &DynamoStore) {
         record: "{}".into(),
         expires_at: NOW + 300,
     };
-    let follows = [Follow::Session(started), Follow::Ticket(ticket)];
+    let follows = [Follow::Session(Box::new(started)), Follow::Ticket(ticket)];
     throttle(store, Some(("$2b$12$old", "$2b$12$new")), &follows).await;
     throttle(store, None, &follows).await;
     start_sessions(store).await;
@@ -858,6 +890,40 @@ async fn login(store: &DynamoStore) {
     second.holder = Holder::Password;
     second.mfa = true;
     store.create_session(&second, NOW).await.unwrap();
+    second_step(store, &Follow::Session(Box::new(second))).await;
+}
+
+/// An mfa_token's second step as `mfa::redeem_then` writes it: the read, the claim, the pass
+/// (with `follow`, and without a step for a recovery code).
+async fn second_step(store: &DynamoStore, follow: &Follow) {
+    let counters = [
+        "mfa token aGFzaA",
+        "second factor id id-emma",
+        "account id id-emma",
+    ];
+    store
+        .second_step("aGFzaA", "emma", &counters, NOW)
+        .await
+        .unwrap();
+    let adds = counters.map(|key| WindowAdd {
+        key,
+        seen: None,
+        ceiling: 5,
+        window: 300,
+    });
+    store.claim_places(&adds, NOW).await.unwrap();
+    let give_back = [(counters[1], NOW), (counters[2], NOW)];
+    for step in [Some(7), None] {
+        let pass = SecondStepPass {
+            user: &user(),
+            step,
+            ticket_hash: "aGFzaA",
+            give_back: &give_back,
+            follow,
+            now: NOW,
+        };
+        store.pass_second_step(&pass).await.unwrap();
+    }
 }
 
 async fn authorize(store: &DynamoStore) {
@@ -912,6 +978,7 @@ async fn authorize(store: &DynamoStore) {
     browser.holder = Holder::Browser;
     browser.mfa = true;
     store.create_session(&browser, NOW).await.unwrap();
+    second_step(store, &Follow::Nothing).await;
 }
 
 async fn me(store: &DynamoStore) {
