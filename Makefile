@@ -59,14 +59,17 @@ build: $(TOOLS)
 	$(SAM_ENV) sam build
 
 ## bench: release-build the functions, then run each `bootstrap` under a local Lambda Runtime API
-## and print Lambda's REPORT figures (init, p50/p90/p99, max RSS) and zipped sizes: first on
-## SQLite with a PEM key, then on DynamoDB + KMS (moto_server). BENCH_ARGS passes options to
-## bench/harness.py (see its --help).
+## and print Lambda's REPORT figures (init, p50/p90/p99, max RSS), zipped sizes and, on moto,
+## the DynamoDB and KMS requests per invocation: first on SQLite with a PEM key, then on
+## DynamoDB + KMS (moto_server), then on DynamoDB with the key from an SSM SecureString.
+## BENCH_ARGS passes options to bench/harness.py (see its --help).
 bench: $(TOOLS)
 	cargo build --release --workspace
 	cargo build --release -p auth-shared --example bcrypt_time
 	python3 bench/harness.py $(BENCH_ARGS)
 	scripts/with_moto.sh python3 bench/harness.py --backend aws --invocations 200 \
+	  --bcrypt-invocations 5 $(BENCH_ARGS)
+	scripts/with_moto.sh python3 bench/harness.py --backend aws --signing ssm --invocations 200 \
 	  --bcrypt-invocations 5 $(BENCH_ARGS)
 
 ## microbench: criterion micro-benchmarks of token issue/verify, bcrypt and the me handler

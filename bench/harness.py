@@ -32,8 +32,8 @@ starts one); the table and key are created here through the services' JSON APIs.
 Output: a table, then one JSON line with every figure. Standard library only (the key script
 needs the `cryptography` package of .venv/).
 
-usage: python3 bench/harness.py [--backend sqlite|aws] [--invocations N] [--bcrypt-invocations N]
-                                [--cold-starts N] [--bcrypt-cost N] [--functions ...] ...
+usage: python3 bench/harness.py [--backend sqlite|aws] [--signing kms|ssm] [--invocations N]
+                                [--bcrypt-invocations N] [--cold-starts N] [--bcrypt-cost N] ... 
 """
 
 import argparse
@@ -490,6 +490,23 @@ def aws_backend(endpoint):
     }
 
 
+def ssm_signing(endpoint, keys):
+    """The signing mode for scale: the PEM private key stored as a SecureString under a
+    symmetric KMS key, as the README's runbook puts it; returns the settings that name it, and
+    the public key inline for the verifying functions."""
+    key = aws_call(endpoint, "kms", "TrentService.CreateKey",
+                   {"KeySpec": "SYMMETRIC_DEFAULT", "KeyUsage": "ENCRYPT_DECRYPT"},
+                   "application/x-amz-json-1.1")["KeyMetadata"]["KeyId"]
+    name = "/bench-%s/signing-key" % uuid.uuid4().hex[:8]
+    aws_call(endpoint, "ssm", "AmazonSSM.PutParameter", {
+        "Name": name, "Type": "SecureString", "KeyId": key,
+        "Value": (keys / "signing-key.pem").read_text(),
+    }, "application/x-amz-json-1.1")
+    pem = (keys / "signing-key.pub.pem").read_text()
+    spki = "".join(line for line in pem.splitlines() if not line.startswith("-----"))
+    return {"AUTH_SIGNING_KEY": "ssm:" + name, "AUTH_PUBLIC_KEY": "spki:" + spki}
+
+
 # -- Measuring ----------------------------------------------------------------------------------
 
 def percentile(values, p):
@@ -575,11 +592,41 @@ def expect(function, kind, payload, status):
     return payload
 
 
+def moto_calls(env, reset=False):
+    """The calls moto counted under the functions' access key since the last reset, by
+    X-Amz-Target (scripts/moto_atomic.py), or {} without moto; `reset` forgets them."""
+    endpoint = env.get("AWS_ENDPOINT_URL")
+    if not endpoint:
+        return {}
+    url = "%s/__counts/%s" % (endpoint, env["AWS_ACCESS_KEY_ID"])
+    req = urllib.request.Request(url, method="DELETE" if reset else "GET")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.loads(resp.read() or b"{}")
+
+
+def round_trips(calls):
+    """Mean calls per invocation to DynamoDB, KMS and SSM, and each operation's mean, from the
+    per-invocation counts of `calls` (None without moto)."""
+    if not calls or not any(calls):
+        return None
+    total = {}
+    for counted in calls:
+        for target, n in counted.items():
+            total[target] = total.get(target, 0) + n
+    mean = {t: round(n / len(calls), 2) for t, n in sorted(total.items())}
+    service = lambda prefix: round(sum(n for t, n in mean.items() if t.startswith(prefix)), 2)
+    return {"dynamodb": service("DynamoDB_20120810."), "kms": service("TrentService."),
+            "ssm": service("AmazonSSM."),
+            "operations": {t.split(".", 1)[1]: n for t, n in mean.items()}}
+
+
 def run_function(name, binary, env, events, status, cold_starts, log, timeout):
     """Cold-starts the function `cold_starts` times (init only), then once more to send `events`.
 
     An event may also be a function of the previous response's payload (across batches), called
-    before the clock starts: a chain such as refresh-token rotation needs the previous answer."""
+    before the clock starts: a chain such as refresh-token rotation needs the previous answer.
+    On moto, each invocation's AWS calls are counted too (outside the timed window): results
+    are (durations, payloads, calls) per batch."""
     inits = []
     for _ in range(max(0, cold_starts - 1)):
         f = Function(binary, name, env, log, timeout)
@@ -590,22 +637,25 @@ def run_function(name, binary, env, events, status, cold_starts, log, timeout):
     results, payload = [], None
     try:
         for batch, expected in zip(events, status):
-            durations, payloads = [], []
+            durations, payloads, calls = [], [], []
             for i, event in enumerate(batch):
                 if callable(event):
                     event = event(payload)
+                moto_calls(env, reset=True)
                 kind, payload, ms = f.invoke(event)
+                calls.append(moto_calls(env))
                 expect(name, kind, payload, expected[i] if isinstance(expected, list) else expected)
                 durations.append(ms)
                 payloads.append(payload)
-            results.append((durations, payloads))
+            results.append((durations, payloads, calls))
     finally:
         rss = f.stop()
     return inits, results, rss
 
 
-def summarize(durations, inits=None, rss=None, first_is_cold=True):
-    """Lambda-style figures: `first` is the invocation right after init, the rest are warm."""
+def summarize(durations, inits=None, rss=None, first_is_cold=True, calls=None):
+    """Lambda-style figures: `first` is the invocation right after init, the rest are warm;
+    with `calls`, the warm invocations' round trips."""
     warm = durations[1:] if first_is_cold and len(durations) > 1 else durations
     out = {
         "invocations": len(durations),
@@ -623,6 +673,10 @@ def summarize(durations, inits=None, rss=None, first_is_cold=True):
         out["cold_starts"] = len(inits)
     if rss is not None:
         out["max_rss_mb"] = round(rss, 1)
+    if calls:
+        trips = round_trips(calls[1:] if first_is_cold and len(calls) > 1 else calls)
+        if trips:
+            out["round_trips"] = trips
     return out
 
 
@@ -717,45 +771,47 @@ def run_all(functions, binaries, env, a, users, log, rows, summary):
                                            a.cold_starts, log, a.timeout)
         zipped = zipped_size(binary)
         if name == "me":
-            series, payloads = results[0]
-            results = [(series[0::3], payloads[0::3]), (series[1::3], None),
-                       (series[2::3], None)]
-        figures = summarize(results[0][0], inits, rss)
+            series, payloads, calls = results[0]
+            results = [(series[0::3], payloads[0::3], calls[0::3]),
+                       (series[1::3], None, calls[1::3]), (series[2::3], None, calls[2::3])]
+        figures = summarize(results[0][0], inits, rss, calls=results[0][2])
         figures.update({"binary_bytes": binary.stat().st_size, "zip_bytes": zipped})
         summary["functions"][name] = figures
         rows.append((name, figures))
         if name == "account":
-            series = results[0][0]
-            for label, durations in (("forgot (mailed)", series[0::2]),
-                                     ("forgot (no account)", series[1::2])):
-                forgot = summarize(durations, first_is_cold=False)
+            series, _, calls = results[0]
+            for label, durations, counted in (("forgot (mailed)", series[0::2], calls[0::2]),
+                                              ("forgot (no account)", series[1::2], calls[1::2])):
+                forgot = summarize(durations, first_is_cold=False, calls=counted)
                 summary["functions"][label] = forgot
                 rows.append((label, forgot))
         if name == "authorize":
             codes = [code_of(p) for p in results[2][1]]
-            for label, (durations, _) in (("authorize (sign-in)", results[1]),
-                                          ("authorize (SSO code)", results[2])):
-                figures = summarize(durations, first_is_cold=False)
+            for label, (durations, _, counted) in (("authorize (sign-in)", results[1]),
+                                                   ("authorize (SSO code)", results[2])):
+                figures = summarize(durations, first_is_cold=False, calls=counted)
                 summary["functions"][label] = figures
                 rows.append((label, figures))
         if name == "login":
             # The newest access token of the refreshed session: me then also shows that it is open.
             token = json.loads(results[1][1][-1]["body"])["access_token"]
-            mfa_otp = (results[5][0][1::2], None)
+            mfa_otp = (results[5][0][1::2], None, results[5][2][1::2])
+            mfa_password = (results[5][0][0::2], None, results[5][2][0::2])
             labelled = [("login (refresh)", results[1]), ("login (unknown user)", results[3]),
-                        ("login (wrong password)", results[4]), ("login (mfa-otp)", mfa_otp)]
+                        ("login (wrong password)", results[4]),
+                        ("login (TOTP password)", mfa_password), ("login (mfa-otp)", mfa_otp)]
             if codes:
                 labelled.insert(1, ("login (code exchange)", results[2]))
-            for label, (durations, _) in labelled:
-                figures = summarize(durations, first_is_cold=False)
+            for label, (durations, _, counted) in labelled:
+                figures = summarize(durations, first_is_cold=False, calls=counted)
                 summary["functions"][label] = figures
                 rows.append((label, figures))
         if name == "me":
             # The other invocations of the same series: all warm (the cold one carried a token).
-            floor = summarize(results[1][0], first_is_cold=False)
+            floor = summarize(results[1][0], first_is_cold=False, calls=results[1][2])
             summary["functions"]["me_no_token"] = floor
             rows.append(("me (no token)", floor))
-            userinfo = summarize(results[2][0], first_is_cold=False)
+            userinfo = summarize(results[2][0], first_is_cold=False, calls=results[2][2])
             summary["functions"]["userinfo"] = userinfo
             rows.append(("me (userinfo)", userinfo))
 
@@ -772,6 +828,10 @@ def main():
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "aws"],
                     help="sqlite + PEM key files (default), or dynamodb + kms on moto_server at "
                          "$MOTO_ENDPOINT")
+    ap.add_argument("--signing", default="kms", choices=["kms", "ssm"],
+                    help="with --backend aws: the RSA key in KMS (default), or its PEM as an SSM "
+                         "SecureString (AUTH_SIGNING_KEY=ssm:, signing in process; the verifying "
+                         "functions get AUTH_PUBLIC_KEY=spki:)")
     ap.add_argument("--invocations", type=int, default=1000,
                     help="invocations of me (each path), jwks and login's refresh grant "
                          "(default 1000)")
@@ -824,6 +884,8 @@ def main():
         if not endpoint:
             raise SystemExit("--backend aws needs MOTO_ENDPOINT (run it under scripts/with_moto.sh)")
         env.update(aws_backend(endpoint))
+        if a.signing == "ssm":
+            env.update(ssm_signing(endpoint, tmp / "keys"))
     else:
         env.update({
             "AUTH_STORE": "sqlite:%s" % (tmp / "users.db"),
@@ -835,7 +897,8 @@ def main():
             "AUTH_FORGOT_PER_SOURCE_HOUR": "1000",
         })
     log_path = tmp / "functions.log"
-    rows, summary = [], {"machine": machine(), "backend": a.backend, "bcrypt_cost": a.bcrypt_cost,
+    rows, summary = [], {"machine": machine(), "backend": a.backend, "signing": a.signing,
+                         "bcrypt_cost": a.bcrypt_cost,
                          "memory_mb": int(a.memory_mb), "functions": {}}
     users = ["bench-user-%03d" % i for i in range(a.bcrypt_invocations)]
     with open(log_path, "ab") as log:
@@ -864,16 +927,17 @@ def main():
 def print_table(rows, summary, a):
     m = summary["machine"]
     backend = ("SQLite + PEM key" if a.backend == "sqlite"
-               else "DynamoDB + KMS on moto_server (every store or key call is a loopback HTTP "
-                    "round trip to moto)")
+               else "DynamoDB + %s on moto_server (every store or key call is a loopback HTTP "
+                    "round trip to moto)" % ("KMS signing" if a.signing == "kms"
+                                            else "the key from an SSM SecureString"))
     print("Lambda-style REPORT figures for %s/*, %s: %s x%s (load %.2f at start), bcrypt cost "
           "%d, %s MB announced" % (a.target_dir, backend, m["cpu"], m["nproc"], m["loadavg_1m"],
                                    a.bcrypt_cost, a.memory_mb))
     head = ("function", "inv", "init ms", "first ms", "p50 ms", "p90 ms", "p99 ms", "max ms",
-            "RSS MB", "zip KB")
-    fmt = "%-22s %5s %8s %9s %8s %8s %8s %8s %7s %7s"
+            "RSS MB", "zip KB", "DDB", "KMS")
+    fmt = "%-22s %5s %8s %9s %8s %8s %8s %8s %7s %7s %5s %5s"
     print(fmt % head)
-    print("-" * 96)
+    print("-" * 108)
 
     def cell(v, spec="%.2f"):
         return "-" if v is None else spec % v
@@ -883,9 +947,14 @@ def print_table(rows, summary, a):
                      cell(f["p50_ms"], "%.3f"), cell(f["p90_ms"], "%.3f"),
                      cell(f["p99_ms"], "%.3f"), cell(f["max_ms"], "%.3f"),
                      cell(f.get("max_rss_mb"), "%.1f"),
-                     cell(f["zip_bytes"] / 1024 if "zip_bytes" in f else None, "%.0f")))
+                     cell(f["zip_bytes"] / 1024 if "zip_bytes" in f else None, "%.0f"),
+                     cell((f.get("round_trips") or {}).get("dynamodb"), "%.1f"),
+                     cell((f.get("round_trips") or {}).get("kms"), "%.1f")))
     print("init: median of %d process starts; first: the invocation right after init; "
           "p50..max: the warm ones after it." % a.cold_starts)
+    if a.backend == "aws":
+        print("DDB, KMS: mean DynamoDB and KMS requests per warm invocation, counted by moto "
+              "(scripts/moto_atomic.py); each row's operations are in the JSON line below.")
     alone = summary.get("bcrypt_alone")
     if alone:
         print("bcrypt alone (bcrypt_sha256, cost %d, median of %d): hash %.1f ms, verify %.1f ms"
