@@ -242,14 +242,7 @@ async fn put_signing_parameter(
 async fn dynamodb_with_ssm_keys_rotates_in_three_phases() {
     let config = moto::sdk_config().await;
     let table = moto::create_users_table(&config).await;
-    let parameter_key = aws_sdk_kms::Client::new(&config)
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let parameter_key = moto::create_symmetric_key(&config).await;
     let dir = tempfile::tempdir().unwrap();
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a_dir).unwrap();

@@ -8,16 +8,7 @@ use shared::seal::{DataKey, SealError};
 async fn a_secret_sealed_by_kms_opens_only_with_its_users_context() {
     let config = moto::sdk_config().await;
     let kms = aws_sdk_kms::Client::new(&config);
-    let key_id = kms
-        .create_key()
-        .key_spec(aws_sdk_kms::types::KeySpec::SymmetricDefault)
-        .key_usage(aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let key_id = moto::create_symmetric_key(&config).await;
     let key = DataKey::Kms {
         client: kms,
         key_id,

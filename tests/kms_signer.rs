@@ -67,15 +67,7 @@ async fn a_kms_signed_token_verifies_with_the_published_jwks() {
 #[tokio::test]
 async fn a_key_that_cannot_sign_rs256_is_refused_at_cold_start() {
     let config = moto::sdk_config().await;
-    let kms = aws_sdk_kms::Client::new(&config);
-    let symmetric = kms
-        .create_key()
-        .send()
-        .await
-        .unwrap()
-        .key_metadata
-        .unwrap()
-        .key_id;
+    let symmetric = moto::create_symmetric_key(&config).await;
     let err = KmsSigner::new(&config, &symmetric).await.unwrap_err();
     assert!(
         err.to_string().contains(&format!("kms:{symmetric}")),

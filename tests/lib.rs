@@ -156,6 +156,21 @@ pub mod moto {
         name
     }
 
+    /// Creates a symmetric ENCRYPT_DECRYPT key (the data key's, the signing parameter's);
+    /// returns its id.
+    pub async fn create_symmetric_key(config: &SdkConfig) -> String {
+        aws_sdk_kms::Client::new(config)
+            .create_key()
+            .key_spec(KeySpec::SymmetricDefault)
+            .key_usage(KeyUsageType::EncryptDecrypt)
+            .send()
+            .await
+            .expect("create key on moto")
+            .key_metadata
+            .expect("key metadata")
+            .key_id
+    }
+
     /// Creates an RSA-2048 SIGN_VERIFY key, as `template.yaml` does; returns its id.
     pub async fn create_signing_key(config: &SdkConfig) -> String {
         aws_sdk_kms::Client::new(config)

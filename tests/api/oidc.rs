@@ -264,7 +264,18 @@ impl<S: AppStore> TestApp<S> {
     /// Signs `username` in through the hosted page (or the browser's session): the code of the
     /// redirect.
     async fn sign_in(&self, client_id: &str, username: &str, jar: &mut Jar) -> String {
-        let page = self.authorize(&authorization(client_id, &[]), jar).await;
+        self.sign_in_with(client_id, &[], username, jar).await
+    }
+
+    /// [`TestApp::sign_in`] to a request with `extra` parameters.
+    async fn sign_in_with(
+        &self,
+        client_id: &str,
+        extra: &[(&str, &str)],
+        username: &str,
+        jar: &mut Jar,
+    ) -> String {
+        let page = self.authorize(&authorization(client_id, extra), jar).await;
         if page.status == 303 {
             return code_of(&page);
         }
@@ -1448,17 +1459,9 @@ async fn a_code_exchange_makes_at_most_two_dynamodb_requests() {
     app.register("emma", GOOD_PASSWORD).await;
     for (scope, signatures) in [("profile offline_access", 1), ("openid profile", 2)] {
         let mut jar = Jar::default();
-        let page = app
-            .authorize(&authorization("spa", &[("scope", scope)]), &mut jar)
+        let code = app
+            .sign_in_with("spa", &[("scope", scope)], "emma", &mut jar)
             .await;
-        let done = app
-            .post_form(
-                &page,
-                &[("username", "emma"), ("password", GOOD_PASSWORD)],
-                &mut jar,
-            )
-            .await;
-        let code = code_of(&done);
         let (reply, calls) = Calls::of(&key, app.exchange(&code, "spa")).await;
         assert_eq!(reply.status, 200, "{}", reply.raw);
         assert!(calls.dynamodb() <= 2, "{scope}: {calls:?}");

@@ -523,15 +523,7 @@ impl CounterStore for DynamoStore {
 
     async fn give_back(&self, key: &str, since: u64) -> Result<(), StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, counter_key(key))
-            .update_expression("ADD failures :minus")
-            .condition_expression("since = :since AND failures > :zero")
-            .expression_attribute_values(":minus", AttributeValue::N("-1".into()))
-            .expression_attribute_values(":since", n(since))
-            .expression_attribute_values(":zero", n(0))
+            .update_item(self.give_back_update(key, since)?)
             .send()
             .await;
         applied(out).map(|_| ())

@@ -292,6 +292,22 @@ fn codes(recovery: &[String]) -> AttributeValue {
     AttributeValue::Ss(recovery.to_vec())
 }
 
+impl DynamoStore {
+    /// [`MfaStore::accept_step`]'s write: `step` recorded only if later than the last.
+    fn accept_step_update(&self, user: &Credentials, step: u64) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key(KEY, account_item_key(&user.username_key))
+            .update_expression("SET totp_last_step = :step")
+            .condition_expression("user_id = :id AND totp_enabled = :t AND totp_last_step < :step")
+            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .expression_attribute_values(":step", n(step))
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))
+    }
+}
+
 impl MfaStore for DynamoStore {
     async fn set_pending_totp(&self, user: &Credentials, sealed: &str) -> Result<bool, StoreError> {
         let out = self
@@ -338,15 +354,7 @@ impl MfaStore for DynamoStore {
 
     async fn accept_step(&self, user: &Credentials, step: u64) -> Result<bool, StoreError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, account_item_key(&user.username_key))
-            .update_expression("SET totp_last_step = :step")
-            .condition_expression("user_id = :id AND totp_enabled = :t AND totp_last_step < :step")
-            .expression_attribute_values(":id", s(&user.id))
-            .expression_attribute_values(":t", AttributeValue::Bool(true))
-            .expression_attribute_values(":step", n(step))
+            .update_item(self.accept_step_update(user, step)?)
             .send()
             .await;
         Ok(applied(out)?.is_some())
@@ -439,18 +447,7 @@ impl MfaStore for DynamoStore {
         let user = pass.user;
         let mut items = Vec::with_capacity(6);
         if let Some(step) = pass.step {
-            let accept = Update::builder()
-                .table_name(&self.table)
-                .key(KEY, account_item_key(&user.username_key))
-                .update_expression("SET totp_last_step = :step")
-                .condition_expression(
-                    "user_id = :id AND totp_enabled = :t AND totp_last_step < :step",
-                )
-                .expression_attribute_values(":id", s(&user.id))
-                .expression_attribute_values(":t", AttributeValue::Bool(true))
-                .expression_attribute_values(":step", n(step))
-                .build()
-                .map_err(build)?;
+            let accept = self.accept_step_update(user, step)?;
             items.push(TransactWriteItem::builder().update(accept).build());
         }
         let take = Delete::builder()

@@ -11,8 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use super::StoreError;
 use super::dynamodb::{
     DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_bool, get_n, get_s,
-    n, required_n, required_s, returned_n, s, session_key, ticket_key, transaction_lost,
-    transaction_throttled,
+    n, required_n, required_s, returned_n, s, session_key, ticket_key,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 use super::{TicketKind, TicketStore};
@@ -562,27 +561,15 @@ impl SessionStore for DynamoStore {
             .build()
             .map_err(build)?;
         let account = self.account_check(&from.username_key, &from.life, from.mfa)?;
-        let out = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(rotate).build())
-            .transact_items(
-                TransactWriteItem::builder()
-                    .condition_check(account)
-                    .build(),
-            )
-            .send()
-            .await;
-        match out {
-            Ok(_) => Ok(true),
-            // A condition failed, or a concurrent transaction on one of the items won: the caller
-            // reads again.
-            Err(e) if transaction_lost(&e) => Ok(false),
-            Err(e) if transaction_throttled(&e) => Err(StoreError::Unavailable(
-                "DynamoDB throttled the rotation".into(),
-            )),
-            Err(e) => Err(fail(e)),
-        }
+        // `false` (a condition failed, or a concurrent transaction on one of the items won):
+        // the caller reads again.
+        self.transact(vec![
+            TransactWriteItem::builder().update(rotate).build(),
+            TransactWriteItem::builder()
+                .condition_check(account)
+                .build(),
+        ])
+        .await
     }
 
     async fn start_code_session(

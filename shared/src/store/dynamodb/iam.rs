@@ -156,6 +156,18 @@ fn issue_links(kinds: &'static [TicketKind]) -> Expected {
     }
 }
 
+/// A login claim's check that a name is still no account (authorize's and account's; login's
+/// statement of the same name also checks sessions' accounts).
+fn check_claims() -> Expected {
+    Expected {
+        sid: "CheckAccounts",
+        actions: &["dynamodb:ConditionCheckItem"],
+        keys: Keys::Accounts,
+        attributes: Some(&[CLAIM_CHECK_ATTRIBUTES]),
+        return_values: None,
+    }
+}
+
 /// A second step's read: the mfa_token, its account and the account's windows, in one batch.
 fn read_second_steps() -> Expected {
     Expected {
@@ -273,13 +285,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
         (
             "AuthorizeFunction",
             vec![
-                Expected {
-                    sid: "CheckAccounts",
-                    actions: &["dynamodb:ConditionCheckItem"],
-                    keys: Keys::Accounts,
-                    attributes: Some(&[CLAIM_CHECK_ATTRIBUTES]),
-                    return_values: None,
-                },
+                check_claims(),
                 Expected {
                     sid: "ReadAccountsSessionsAndClients",
                     actions: GET,
@@ -336,13 +342,7 @@ fn expected() -> Vec<(&'static str, Vec<Expected>)> {
         (
             "AccountFunction",
             vec![
-                Expected {
-                    sid: "CheckAccounts",
-                    actions: &["dynamodb:ConditionCheckItem"],
-                    keys: Keys::Accounts,
-                    attributes: Some(&[CLAIM_CHECK_ATTRIBUTES]),
-                    return_values: None,
-                },
+                check_claims(),
                 read_bearer(),
                 Expected {
                     sid: "ReadAccounts",

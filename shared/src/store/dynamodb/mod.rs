@@ -261,6 +261,22 @@ pub(super) fn transaction_throttled<R>(err: &SdkError<TransactWriteItemsError, R
 }
 
 impl DynamoStore {
+    /// `update`, a transaction's item, sent on its own as one `UpdateItem` (one builder for a
+    /// write that is made both ways).
+    pub(super) fn update_item(
+        &self,
+        update: aws_sdk_dynamodb::types::Update,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(update.table_name)
+            .set_key(Some(update.key))
+            .update_expression(update.update_expression)
+            .set_condition_expression(update.condition_expression)
+            .set_expression_attribute_names(update.expression_attribute_names)
+            .set_expression_attribute_values(update.expression_attribute_values)
+    }
+
     /// Writes `items` as one transaction: `false` when a condition failed or a concurrent
     /// transaction on one of the items won (nothing written), a 503 when DynamoDB throttled it.
     pub(super) async fn transact(
