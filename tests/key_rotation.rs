@@ -17,11 +17,20 @@ use shared::wiring::{InitError, Wiring};
 
 const PASSWORD: &str = "velvet-tundra-marmalade-42";
 
+/// A key as each function is given it: `signing` to the signing functions, `published` (its
+/// public half: a public PEM, the KMS key, `spki:`) to those that verify.
+#[derive(Clone, Copy)]
+struct Key<'a> {
+    signing: &'a str,
+    published: &'a str,
+}
+
 /// Settings with these keys over this store; on DynamoDB, the SDK pointed at moto.
-fn wiring(store: &str, signing: &str, extra: Option<&str>, aws: Option<&SdkConfig>) -> Wiring {
+fn wiring(store: &str, key: Key<'_>, extra: Option<&str>, aws: Option<&SdkConfig>) -> Wiring {
     let vars = [
         ("AUTH_STORE", store.to_string()),
-        ("AUTH_SIGNING_KEY", signing.to_string()),
+        ("AUTH_SIGNING_KEY", key.signing.to_string()),
+        ("AUTH_PUBLIC_KEY", key.published.to_string()),
         ("AUTH_EXTRA_PUBLIC_KEYS", extra.unwrap_or("").to_string()),
         ("AUTH_ISSUER", "https://auth.example.test".into()),
         ("AUTH_BCRYPT_COST", "4".into()),
@@ -106,19 +115,19 @@ fn kid(token: &str) -> String {
     jsonwebtoken::decode_header(token).unwrap().kid.unwrap()
 }
 
-/// The three phases over one store, with keys `a` and `b` (`file:…` or `kms:…`); B is
-/// published as `b_published` (a public PEM, say) before it signs as `b`.
+/// The three phases over one store, with keys `a` and `b`; each is published (`extra`) as its
+/// public half before it signs, and after.
 async fn rotate<S: FullStore + 'static>(
     store_setting: &str,
     aws: Option<&SdkConfig>,
-    (a, b, b_published): (&str, &str, &str),
+    (a, b): (Key<'_>, Key<'_>),
     store: impl Fn() -> S + Clone + 'static,
 ) {
-    let phase = |signing: &str, extra: Option<&str>| Phase {
-        wiring: wiring(store_setting, signing, extra, aws),
+    let phase = |key: Key<'_>, extra: Option<&str>| Phase {
+        wiring: wiring(store_setting, key, extra, aws),
         store: Box::new(store.clone()),
     };
-    let one = phase(a, Some(b_published));
+    let one = phase(a, Some(b.published));
     let state = one.wiring.register(store()).await.unwrap();
     let body = json!({"username": "rotor", "password": PASSWORD});
     let (status, _) = json_of(
@@ -134,7 +143,7 @@ async fn rotate<S: FullStore + 'static>(
     assert_eq!(one.me(&token_a).await, 200);
 
     // 2. Sign with B, keep publishing A: tokens of both pass, on either phase's functions.
-    let two = phase(b, Some(a));
+    let two = phase(b, Some(a.published));
     let token_b = two.login().await;
     assert_ne!(kid(&token_b), kid(&token_a));
     assert_eq!(
@@ -164,15 +173,17 @@ async fn sqlite_with_pem_keys_rotates_in_three_phases() {
     let (a_dir, b_dir) = (dir.path().join("a"), dir.path().join("b"));
     std::fs::create_dir_all(&a_dir).unwrap();
     std::fs::create_dir_all(&b_dir).unwrap();
-    let (a, _) = write_test_keys(&a_dir);
+    let (a, a_public) = write_test_keys(&a_dir);
     let (b, b_public) = write_test_keys(&b_dir);
     let db = dir.path().join("users.db");
     let setting = format!("sqlite:{}", db.display());
     let file = |p: &std::path::Path| format!("file:{}", p.display());
+    let (a, a_public, b, b_public) = (file(&a), file(&a_public), file(&b), file(&b_public));
+    let key = |signing, published| Key { signing, published };
     rotate(
         &setting,
         None,
-        (&file(&a), &file(&b), &file(&b_public)),
+        (key(&a, &a_public), key(&b, &b_public)),
         move || SqliteStore::open(&db).unwrap(),
     )
     .await;
@@ -186,7 +197,18 @@ async fn dynamodb_with_kms_keys_rotates_in_three_phases() {
     let b = format!("kms:{}", moto::create_signing_key(&config).await);
     let setting = format!("dynamodb:{table}");
     let aws = config.clone();
-    rotate(&setting, Some(&aws), (&a, &b, &b), move || {
+    // A KMS key is its own public half: the verifying functions fetch it with GetPublicKey.
+    let (a, b) = (
+        Key {
+            signing: &a,
+            published: &a,
+        },
+        Key {
+            signing: &b,
+            published: &b,
+        },
+    );
+    rotate(&setting, Some(&aws), (a, b), move || {
         DynamoStore::new(&config, &table)
     })
     .await;
@@ -197,12 +219,15 @@ async fn a_key_named_twice_is_refused_at_init_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let (private, public) = write_test_keys(dir.path());
     let setting = format!("sqlite:{}", dir.path().join("users.db").display());
-    let w = wiring(
-        &setting,
-        &format!("file:{}", private.display()),
-        Some(&format!("file:{}", public.display())),
-        None,
+    let (private, public) = (
+        format!("file:{}", private.display()),
+        format!("file:{}", public.display()),
     );
+    let key = Key {
+        signing: &private,
+        published: &public,
+    };
+    let w = wiring(&setting, key, Some(&public), None);
     let err = match w.public_keys().await {
         Err(e @ InitError::KeySet(_)) => e.to_string(),
         other => panic!("expected a key-set error, got {other:?}"),
@@ -262,45 +287,56 @@ async fn dynamodb_with_ssm_keys_rotates_in_three_phases() {
         let (config, table) = (config.clone(), table.clone());
         move || DynamoStore::new(&config, &table)
     };
-    rotate(
-        &setting,
-        Some(&aws),
-        (&format!("ssm:{a}"), &format!("ssm:{b}"), &spki(&b_public)),
-        store.clone(),
-    )
-    .await;
+    let (a, b) = (format!("ssm:{a}"), format!("ssm:{b}"));
+    let (a_spki, b_spki) = (spki(&a_public), spki(&b_public));
+    let (a_key, b_key) = (
+        Key {
+            signing: &a,
+            published: &a_spki,
+        },
+        Key {
+            signing: &b,
+            published: &b_spki,
+        },
+    );
+    rotate(&setting, Some(&aws), (a_key, b_key), store.clone()).await;
 
     // The verifying functions need only the public key: `me` and `jwks` start and verify with
-    // `AUTH_PUBLIC_KEY=spki:` while the parameter they are never allowed to read is missing.
+    // `AUTH_PUBLIC_KEY=spki:` while the parameter they are never allowed to read is missing; one
+    // given the parameter as its public key is refused (it would read the private key).
     let signing = Phase {
-        wiring: wiring(&setting, &format!("ssm:{a}"), None, Some(&aws)),
+        wiring: wiring(&setting, a_key, None, Some(&aws)),
         store: Box::new(store.clone()),
     };
     let token = signing.login().await;
-    let mut config_vars = [
-        ("AUTH_STORE", setting.clone()),
-        (
-            "AUTH_SIGNING_KEY",
-            format!("ssm:/{stack}/not-readable-here"),
-        ),
-        ("AUTH_PUBLIC_KEY", spki(&a_public)),
-        ("AUTH_ISSUER", "https://auth.example.test".into()),
-    ];
+    let unreadable = format!("ssm:/{stack}/not-readable-here");
     let verifying = Phase {
-        wiring: Wiring::with_aws(
-            Config::from_lookup(|k| {
-                config_vars
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.clone())
-            })
-            .unwrap(),
-            aws.clone(),
+        wiring: wiring(
+            &setting,
+            Key {
+                signing: &unreadable,
+                published: &a_spki,
+            },
+            None,
+            Some(&aws),
         ),
         store: Box::new(store.clone()),
     };
     assert_eq!(verifying.me(&token).await, 200);
     assert_eq!(verifying.published_kids().await, [kid(&token)]);
+    let private_as_public = wiring(
+        &setting,
+        Key {
+            signing: &a,
+            published: &a,
+        },
+        None,
+        Some(&aws),
+    );
+    let Err(e) = private_as_public.me(store()).await else {
+        panic!("a verifying function was given the private key's parameter");
+    };
+    assert!(e.to_string().contains("holds the private key"), "{e}");
     // A signing function cannot start without its parameter, nor from a plain String one.
     assert!(verifying.wiring.login(store()).await.is_err());
     aws_sdk_ssm::Client::new(&config)
@@ -311,8 +347,16 @@ async fn dynamodb_with_ssm_keys_rotates_in_three_phases() {
         .send()
         .await
         .unwrap();
-    config_vars[1].1 = format!("ssm:/{stack}/plain");
-    let plain = wiring(&setting, &config_vars[1].1, None, Some(&aws));
+    let plain = format!("ssm:/{stack}/plain");
+    let plain = wiring(
+        &setting,
+        Key {
+            signing: &plain,
+            published: &a_spki,
+        },
+        None,
+        Some(&aws),
+    );
     let Err(e) = plain.login(store()).await else {
         panic!("a plain String parameter was accepted as a signing key");
     };

@@ -147,10 +147,16 @@ impl Wiring {
                 .await?
                 .public_key()
                 .clone(),
-            KeyConfig::Ssm(name) => crate::signer::from_parameter(self.aws().await, name)
-                .await?
-                .public_key()
-                .clone(),
+            // The parameter holds the private key, which a verifying function never reads (nor
+            // links the SSM client for): it is given the public half.
+            KeyConfig::Ssm(name) => {
+                return Err(InitError::Key(KeyError {
+                    source_name: format!("ssm:{name}"),
+                    reason: "the parameter holds the private key: give the functions that only \
+                             verify its public half (AUTH_PUBLIC_KEY=spki:BASE64 or file:PATH)"
+                        .into(),
+                }));
+            }
             KeyConfig::Spki(der) => PublicKey::from_spki_base64(der)?,
         })
     }
