@@ -159,24 +159,24 @@ pub mod moto {
     /// Creates a symmetric ENCRYPT_DECRYPT key (the data key's, the signing parameter's);
     /// returns its id.
     pub async fn create_symmetric_key(config: &SdkConfig) -> String {
-        aws_sdk_kms::Client::new(config)
-            .create_key()
-            .key_spec(KeySpec::SymmetricDefault)
-            .key_usage(KeyUsageType::EncryptDecrypt)
-            .send()
-            .await
-            .expect("create key on moto")
-            .key_metadata
-            .expect("key metadata")
-            .key_id
+        create_key(
+            config,
+            KeySpec::SymmetricDefault,
+            KeyUsageType::EncryptDecrypt,
+        )
+        .await
     }
 
     /// Creates an RSA-2048 SIGN_VERIFY key, as `template.yaml` does; returns its id.
     pub async fn create_signing_key(config: &SdkConfig) -> String {
+        create_key(config, KeySpec::Rsa2048, KeyUsageType::SignVerify).await
+    }
+
+    async fn create_key(config: &SdkConfig, spec: KeySpec, usage: KeyUsageType) -> String {
         aws_sdk_kms::Client::new(config)
             .create_key()
-            .key_spec(KeySpec::Rsa2048)
-            .key_usage(KeyUsageType::SignVerify)
+            .key_spec(spec)
+            .key_usage(usage)
             .send()
             .await
             .expect("create key on moto")

@@ -93,28 +93,11 @@ pub async fn verify<S: MfaStore>(
     if !user.totp_enabled {
         return Ok(false);
     }
-    match proof {
-        Proof::Otp(code) => {
-            let Some(sealed) = user.totp_secret.as_deref() else {
-                return Ok(false);
-            };
-            let secret = key.open(&user.id, sealed).await?;
-            match totp::matching_step(&secret, code, now) {
-                Some(step) if step > user.totp_last_step => {
-                    Ok(store.accept_step(user, step).await?)
-                }
-                _ => Ok(false),
-            }
-        }
-        Proof::RecoveryCode(code) => {
-            if !totp::looks_like_recovery_code(code) {
-                return Ok(false);
-            }
-            Ok(store
-                .take_recovery_code(user, &totp::recovery_hash(code))
-                .await?)
-        }
-    }
+    Ok(match check(store, key, user, proof, now).await? {
+        Some(Some(step)) => store.accept_step(user, step).await?,
+        Some(None) => true,
+        None => false,
+    })
 }
 
 /// Which login an `mfa_token` continues.
@@ -200,8 +183,9 @@ fn token_account(token: &str) -> Option<(String, String)> {
     Some((id.to_string(), key.to_string()))
 }
 
-fn failures_key(token: &str) -> String {
-    format!("mfa token {}", secret_hash(token))
+/// The counter of an `mfa_token`'s wrong codes, by the token's hash.
+fn failures_key(token_hash: &str) -> String {
+    format!("mfa token {token_hash}")
 }
 
 /// Why a counted check of a second factor did not pass.
@@ -328,7 +312,7 @@ where
     let (user_id, username_key) = token_account(token).ok_or(ApiError::InvalidSecondFactor)?;
     let hash = secret_hash(token);
     let kill = async || store.take_ticket(TicketKind::MfaToken, &hash, now).await;
-    let places = failures_key(token);
+    let places = failures_key(&hash);
     let factor = second_factor_key_of(&user_id);
     let login = throttle::account_key(&format!("id {user_id}"));
     let ceiling = limits.account_per_hour;
@@ -463,13 +447,12 @@ pub async fn is_usable<S: TicketStore + CounterStore>(
     if token_account(token).is_none() {
         return Ok(None);
     }
-    let record = store
-        .peek_ticket(TicketKind::MfaToken, &secret_hash(token), now)
-        .await?;
+    let hash = secret_hash(token);
+    let record = store.peek_ticket(TicketKind::MfaToken, &hash, now).await?;
     let Some(record) = record.and_then(|r| serde_json::from_str::<MfaRecord>(&r).ok()) else {
         return Ok(None);
     };
-    let used = store.counters(&[&failures_key(token)], now).await?[0];
+    let used = store.counters(&[&failures_key(&hash)], now).await?[0];
     Ok(used
         .is_none_or(|c| c.failures < MFA_TOKEN_FAILURES)
         .then_some(record.username))

@@ -12,9 +12,8 @@ use rusqlite::{OptionalExtension, params};
 
 use super::dynamodb::{
     COUNTER_PREFIX, DynamoStore, KEY, TTL_ATTRIBUTE, account_item_key, applied, condition_failed,
-    counter_key, fail, get_n, get_s, n, s, ticket_key, unless_alive,
+    counter_key, fail, get_n, get_s, n,
 };
-use super::sessions::session_item;
 use super::sqlite::{SqliteStore, classify, int, uint};
 use super::{CredentialStore, Credentials, SessionStore, StoreError, TicketStore};
 
@@ -429,24 +428,7 @@ impl CounterStore for DynamoStore {
     }
 
     async fn swap_counter(&self, key: &str, swap: Swap) -> Result<bool, StoreError> {
-        let (seen, next, expires_at, now) = (swap.seen, swap.next, swap.expires_at, swap.now);
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, counter_key(key))
-            .item("failures", n(u64::from(next.failures)))
-            .item("since", n(next.since))
-            .item(TTL_ATTRIBUTE, n(expires_at))
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE);
-        put = match seen {
-            None => unless_alive(put, now),
-            Some(seen) => put
-                .condition_expression("failures = :f AND since = :s AND #ttl > :now")
-                .expression_attribute_values(":f", n(u64::from(seen.failures)))
-                .expression_attribute_values(":s", n(seen.since))
-                .expression_attribute_values(":now", n(now)),
-        };
+        let put = self.put_item(self.pair_swap(key, swap)?);
         Ok(applied(put.send().await)?.is_some())
     }
 
@@ -550,18 +532,7 @@ impl CounterStore for DynamoStore {
         let pair = self.pair_swap(claim.pair_key, claim.pair)?;
         let consecutive = match claim.user_id {
             Some(id) => TransactWriteItem::builder()
-                .update(
-                    Update::builder()
-                        .table_name(&self.table)
-                        .key(KEY, account_item_key(claim.username_key))
-                        .update_expression("ADD failed_logins :one SET last_failed_at = :at")
-                        .condition_expression("user_id = :id")
-                        .expression_attribute_values(":one", n(1))
-                        .expression_attribute_values(":at", n(now))
-                        .expression_attribute_values(":id", s(id))
-                        .build()
-                        .map_err(built)?,
-                )
+                .update(self.count_failure_update(claim.username_key, id, now)?)
                 .build(),
             // A name that is no account: the same number of items, changing nothing, and lost
             // (read again) if the name was registered meanwhile.
@@ -618,29 +589,8 @@ impl CounterStore for DynamoStore {
             .build()
             .map_err(built)?;
         items.push(TransactWriteItem::builder().delete(reset).build());
-        let user = success.user;
-        let mut account = Update::builder()
-            .table_name(&self.table)
-            .key(KEY, account_item_key(&user.username_key))
-            .expression_attribute_values(":id", s(&user.id))
-            .expression_attribute_values(":zero", n(0));
-        account = match success.rehash {
-            Some((old, new)) => account
-                .update_expression(
-                    "SET failed_logins = :zero, hashed_password = :new REMOVE last_failed_at",
-                )
-                .condition_expression("user_id = :id AND hashed_password = :old")
-                .expression_attribute_values(":old", s(old))
-                .expression_attribute_values(":new", s(new)),
-            None => account
-                .update_expression("SET failed_logins = :zero REMOVE last_failed_at")
-                .condition_expression("user_id = :id"),
-        };
-        items.push(
-            TransactWriteItem::builder()
-                .update(account.build().map_err(built)?)
-                .build(),
-        );
+        let account = self.record_success_update(success.user, success.rehash)?;
+        items.push(TransactWriteItem::builder().update(account).build());
         if let Some(put) = self.follow_put(success.follow, success.now)? {
             items.push(TransactWriteItem::builder().put(put).build());
         }
@@ -717,24 +667,11 @@ impl DynamoStore {
 
     /// The write of what a login starts, for a transaction.
     pub(super) fn follow_put(&self, follow: &Follow, now: u64) -> Result<Option<Put>, StoreError> {
-        let put = match follow {
-            Follow::Nothing => return Ok(None),
-            Follow::Session(record) => Put::builder()
-                .table_name(&self.table)
-                .set_item(Some(session_item(record)))
-                .condition_expression("attribute_not_exists(#k)")
-                .expression_attribute_names("#k", KEY),
-            Follow::Ticket(t) => Put::builder()
-                .table_name(&self.table)
-                .item(KEY, ticket_key(t.kind.as_str(), &t.hash))
-                .item("record", s(&t.record))
-                .item(TTL_ATTRIBUTE, n(t.expires_at))
-                .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-                .expression_attribute_names("#k", KEY)
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":now", n(now)),
-        };
-        put.build().map(Some).map_err(built)
+        Ok(match follow {
+            Follow::Nothing => None,
+            Follow::Session(record) => Some(self.session_put(record)?),
+            Follow::Ticket(t) => Some(self.ticket_put(t, now)?),
+        })
     }
 
     /// [`CounterStore::swap_counter`]'s write, for a transaction.

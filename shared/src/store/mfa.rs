@@ -5,7 +5,7 @@
 
 use std::future::Future;
 
-use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem, Update};
 use rusqlite::params;
 
 use super::counters::counter_of;
@@ -443,25 +443,13 @@ impl MfaStore for DynamoStore {
     }
 
     async fn pass_second_step(&self, pass: &SecondStepPass<'_>) -> Result<bool, StoreError> {
-        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
         let user = pass.user;
         let mut items = Vec::with_capacity(6);
         if let Some(step) = pass.step {
             let accept = self.accept_step_update(user, step)?;
             items.push(TransactWriteItem::builder().update(accept).build());
         }
-        let take = Delete::builder()
-            .table_name(&self.table)
-            .key(
-                KEY,
-                ticket_key(TicketKind::MfaToken.as_str(), pass.ticket_hash),
-            )
-            .condition_expression("attribute_exists(#k) AND #ttl > :now")
-            .expression_attribute_names("#k", KEY)
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":now", n(pass.now))
-            .build()
-            .map_err(build)?;
+        let take = self.ticket_take(TicketKind::MfaToken, pass.ticket_hash, pass.now)?;
         items.push(TransactWriteItem::builder().delete(take).build());
         for (key, since) in pass.give_back {
             items.push(

@@ -4,14 +4,14 @@
 use std::future::Future;
 
 use aws_sdk_dynamodb::types::{
-    AttributeValue, ConditionCheck, Delete, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Put, ReturnValue, TransactWriteItem, Update,
 };
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
 use super::dynamodb::{
     DynamoStore, Item, KEY, TTL_ATTRIBUTE, account_item_key, applied, fail, get_bool, get_n, get_s,
-    n, required_n, required_s, returned_n, s, session_key, ticket_key,
+    n, required_n, required_s, returned_n, s, session_key,
 };
 use super::sqlite::{SqliteStore, classify, int, uint};
 use super::{TicketKind, TicketStore};
@@ -444,8 +444,21 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// [`SessionStore::create_session`]'s write: a new session's item, never over another.
+    pub(super) fn session_put(&self, session: &SessionRecord) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(session_item(session)))
+            .condition_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", KEY)
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))
+    }
+}
+
 /// A new session's item.
-pub(super) fn session_item(session: &SessionRecord) -> Item {
+fn session_item(session: &SessionRecord) -> Item {
     let mut item = Item::from([
         (KEY.to_string(), session_key(&session.sid)),
         ("account_key".into(), s(&session.username_key)),
@@ -482,12 +495,7 @@ pub(super) fn session_item(session: &SessionRecord) -> Item {
 impl SessionStore for DynamoStore {
     async fn create_session(&self, session: &SessionRecord, _now: u64) -> Result<(), StoreError> {
         // Ended sessions need no pruning here: the table's TTL deletes them.
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", KEY)
+        self.put_item(self.session_put(session)?)
             .send()
             .await
             .map(|_| ())
@@ -581,22 +589,8 @@ impl SessionStore for DynamoStore {
     ) -> Result<CodeSession, StoreError> {
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Fault(e.to_string());
         let code = TicketKind::AuthorizationCode;
-        let take = Delete::builder()
-            .table_name(&self.table)
-            .key(KEY, ticket_key(code.as_str(), code_hash))
-            .condition_expression("attribute_exists(#k) AND #ttl > :now")
-            .expression_attribute_names("#k", KEY)
-            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-            .expression_attribute_values(":now", n(now))
-            .build()
-            .map_err(build)?;
-        let start = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(session_item(session)))
-            .condition_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", KEY)
-            .build()
-            .map_err(build)?;
+        let take = self.ticket_take(code, code_hash, now)?;
+        let start = self.session_put(session)?;
         let life = &session.life;
         let account = self.account_check(&session.username_key, life, session.mfa)?;
         let browser = ConditionCheck::builder()

@@ -6,15 +6,13 @@
 
 use std::future::Future;
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{Delete, Put, ReturnValue};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::counters::TicketWrite;
-use super::dynamodb::{
-    DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key, unless_alive,
-};
+use super::dynamodb::{DynamoStore, KEY, TTL_ATTRIBUTE, applied, get_n, get_s, n, s, ticket_key};
 use super::sqlite::{SqliteStore, classify, int, uint};
 
 /// A new ticket secret: 256 random bits, base64url (43 characters).
@@ -243,14 +241,13 @@ impl TicketStore for DynamoStore {
         expires_at: u64,
         now: u64,
     ) -> Result<(), StoreError> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .item(KEY, ticket_key(kind.as_str(), hash))
-            .item("record", s(record))
-            .item(TTL_ATTRIBUTE, n(expires_at));
-        let out = unless_alive(put, now).send().await;
+        let ticket = TicketWrite {
+            kind,
+            hash: hash.to_string(),
+            record: record.to_string(),
+            expires_at,
+        };
+        let out = self.put_item(self.ticket_put(&ticket, now)?).send().await;
         applied(out)?.map(|_| ()).ok_or(StoreError::Duplicate)
     }
 
@@ -288,5 +285,41 @@ impl TicketStore for DynamoStore {
         };
         let alive = get_n(&old, TTL_ATTRIBUTE).is_some_and(|t| t > now);
         Ok(get_s(&old, "record").filter(|_| alive))
+    }
+}
+
+impl DynamoStore {
+    /// [`TicketStore::put_ticket`]'s write: never over a live ticket of the same hash (one that
+    /// expired but is not yet swept by the TTL is replaced).
+    pub(super) fn ticket_put(&self, t: &TicketWrite, now: u64) -> Result<Put, StoreError> {
+        Put::builder()
+            .table_name(&self.table)
+            .item(KEY, ticket_key(t.kind.as_str(), &t.hash))
+            .item("record", s(&t.record))
+            .item(TTL_ATTRIBUTE, n(t.expires_at))
+            .condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))
+    }
+
+    /// A transaction's take of a ticket: its delete, only while it is live at `now`.
+    pub(super) fn ticket_take(
+        &self,
+        kind: TicketKind,
+        hash: &str,
+        now: u64,
+    ) -> Result<Delete, StoreError> {
+        Delete::builder()
+            .table_name(&self.table)
+            .key(KEY, ticket_key(kind.as_str(), hash))
+            .condition_expression("attribute_exists(#k) AND #ttl > :now")
+            .expression_attribute_names("#k", KEY)
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now))
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 
-use aws_sdk_dynamodb::types::ReturnValue;
+use aws_sdk_dynamodb::types::{ReturnValue, Update};
 use rusqlite::{OptionalExtension, params};
 
 use super::StoreError;
@@ -411,20 +411,8 @@ impl CredentialStore for DynamoStore {
         user_id: &str,
         at: u64,
     ) -> Result<(), StoreError> {
-        // Conditional on the id: never creates an item, and a made-up name changes nothing.
-        let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key(KEY, account_item_key(username_key))
-            .update_expression("ADD failed_logins :one SET last_failed_at = :at")
-            .condition_expression("user_id = :id")
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":at", n(at))
-            .expression_attribute_values(":id", s(user_id))
-            .send()
-            .await;
-        applied(out).map(|_| ())
+        let update = self.count_failure_update(username_key, user_id, at)?;
+        applied(self.update_item(update).send().await).map(|_| ())
     }
 
     async fn record_success(
@@ -432,38 +420,65 @@ impl CredentialStore for DynamoStore {
         user: &Credentials,
         rehash: Option<(&str, &str)>,
     ) -> Result<(), StoreError> {
-        let update = |rehash: Option<(&str, &str)>| {
-            let mut req = self
-                .client
-                .update_item()
-                .table_name(&self.table)
-                .key(KEY, account_item_key(&user.username_key))
-                .expression_attribute_values(":id", s(&user.id))
-                .expression_attribute_values(":zero", n(0));
-            match rehash {
-                Some((old, new)) => {
-                    req = req
-                        .update_expression(
-                            "SET failed_logins = :zero, hashed_password = :new REMOVE last_failed_at",
-                        )
-                        .condition_expression("user_id = :id AND hashed_password = :old")
-                        .expression_attribute_values(":old", s(old))
-                        .expression_attribute_values(":new", s(new));
-                }
-                None => {
-                    req = req
-                        .update_expression("SET failed_logins = :zero REMOVE last_failed_at")
-                        .condition_expression("user_id = :id");
-                }
-            }
-            req.send()
+        let update = |rehash| async move {
+            let update = self.record_success_update(user, rehash)?;
+            applied(self.update_item(update).send().await)
         };
-        if applied(update(rehash).await)?.is_none() && rehash.is_some() {
+        if update(rehash).await?.is_none() && rehash.is_some() {
             // The hash changed since it was read (a concurrent rehash or password change): keep
             // the newer hash, still reset the counter (unless the account is gone).
-            applied(update(None).await)?;
+            update(None).await?;
         }
         Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// [`CredentialStore::count_failure`]'s write. Conditional on the id: it never creates an
+    /// item, and a made-up name changes nothing.
+    pub(super) fn count_failure_update(
+        &self,
+        username_key: &str,
+        user_id: &str,
+        at: u64,
+    ) -> Result<Update, StoreError> {
+        Update::builder()
+            .table_name(&self.table)
+            .key(KEY, account_item_key(username_key))
+            .update_expression("ADD failed_logins :one SET last_failed_at = :at")
+            .condition_expression("user_id = :id")
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":at", n(at))
+            .expression_attribute_values(":id", s(user_id))
+            .build()
+            .map_err(|e| StoreError::Fault(e.to_string()))
+    }
+
+    /// [`CredentialStore::record_success`]'s write: the consecutive count reset and, with
+    /// `rehash`, the hash upgraded only if it is still the one read.
+    pub(super) fn record_success_update(
+        &self,
+        user: &Credentials,
+        rehash: Option<(&str, &str)>,
+    ) -> Result<Update, StoreError> {
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key(KEY, account_item_key(&user.username_key))
+            .expression_attribute_values(":id", s(&user.id))
+            .expression_attribute_values(":zero", n(0));
+        let update = match rehash {
+            Some((old, new)) => update
+                .update_expression(
+                    "SET failed_logins = :zero, hashed_password = :new REMOVE last_failed_at",
+                )
+                .condition_expression("user_id = :id AND hashed_password = :old")
+                .expression_attribute_values(":old", s(old))
+                .expression_attribute_values(":new", s(new)),
+            None => update
+                .update_expression("SET failed_logins = :zero REMOVE last_failed_at")
+                .condition_expression("user_id = :id"),
+        };
+        update.build().map_err(|e| StoreError::Fault(e.to_string()))
     }
 }
 

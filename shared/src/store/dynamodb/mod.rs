@@ -277,6 +277,20 @@ impl DynamoStore {
             .set_expression_attribute_values(update.expression_attribute_values)
     }
 
+    /// `put`, a transaction's item, sent on its own as one `PutItem`.
+    pub(super) fn put_item(
+        &self,
+        put: aws_sdk_dynamodb::types::Put,
+    ) -> aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder {
+        self.client
+            .put_item()
+            .table_name(put.table_name)
+            .set_item(Some(put.item))
+            .set_condition_expression(put.condition_expression)
+            .set_expression_attribute_names(put.expression_attribute_names)
+            .set_expression_attribute_values(put.expression_attribute_values)
+    }
+
     /// Writes `items` as one transaction: `false` when a condition failed or a concurrent
     /// transaction on one of the items won (nothing written), a 503 when DynamoDB throttled it.
     pub(super) async fn transact(
@@ -298,15 +312,6 @@ impl DynamoStore {
             Err(e) => Err(fail(e)),
         }
     }
-}
-
-/// `put` made conditional on its item being absent, or expired at `now` but not yet swept by
-/// the TTL: how counters and tickets are written anew.
-pub(super) fn unless_alive(put: PutItemFluentBuilder, now: u64) -> PutItemFluentBuilder {
-    put.condition_expression("attribute_not_exists(#k) OR #ttl <= :now")
-        .expression_attribute_names("#k", KEY)
-        .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-        .expression_attribute_values(":now", n(now))
 }
 
 /// A number attribute an applied `UpdateItem` returned (`ReturnValue::UpdatedNew`).
